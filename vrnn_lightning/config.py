@@ -1,0 +1,198 @@
+"""The run configuration: a typed schema, merged with a YAML file and ``key=value`` overrides.
+
+The dataclasses below are the single source of truth for every key. A config key,
+a constructor keyword, a CLI override and a W&B key are the same string
+(``model.z_dim``, ``data.batch_size``, ...). Unknown keys and wrong types are
+errors that name the key.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
+
+VARIANTS = ("rnn_gauss", "rnn_gmm", "vrnn_gauss", "vrnn_gmm", "vrnn_i_gauss", "vrnn_i_gmm")
+OBSERVATIONS = ("audio", "pen")
+
+
+class ConfigError(ValueError):
+    """A config that cannot be used; the message names the key and what is valid."""
+
+
+@dataclass
+class ModelConfig:
+    variant: str = "vrnn_gmm"
+    # what one step x_t is: "audio" (a frame of data.frame_size samples) or "pen" (pen, dx, dy)
+    observation: str = "audio"
+    h_dim: int = 2000  # LSTM units
+    z_dim: int = 200
+    phi_x_dim: int = 400
+    phi_z_dim: int = 300
+    enc_dim: int = 300
+    prior_dim: int = 300
+    dec_dim: int = 400
+    mlp_layers: int = 4  # hidden ReLU layers per MLP (the paper: 4; IAM-OnDB: 1)
+    n_components: int = 20  # mixture components for the *_gmm variants
+    min_std: float = 1e-4  # every scale is softplus(a) + min_std
+    init: str = "paper"  # "paper" (U(-0.08, 0.08), orthogonal recurrent blocks) or "torch"
+    std_bias_init: float = 0.6  # bias of every scale head under init=paper
+
+
+@dataclass
+class DataConfig:
+    dataset: str = "synthetic_speech"  # a corpus name in vrnn_lightning.data.corpora
+    root: str | None = None  # the raw corpus on disk (not needed by the synthetic corpora)
+    cache_dir: str = "data_cache"  # where the prepared HDF5 stores go
+    sample_rate: int = 16000
+    frame_size: int = 200  # samples per frame (audio)
+    seq_len: int = 40  # frames per training window
+    eval_full_sequences: bool = False  # evaluate whole variable-length sequences with a mask
+    batch_size: int = 64
+    eval_batch_size: int = 64
+    num_workers: int = 0
+    prepare_workers: int = 1
+    split_seed: int = 1234
+    valid_fraction: float = 0.05
+    test_fraction: float = 0.05
+    max_samples: int | None = None  # truncate each audio file to this many samples
+    speaker_pattern: str | None = None  # regex whose group 1 is the speaker in a file name
+    compression: str | None = "lzf"  # HDF5 filter for the frames dataset (None, lzf, gzip)
+    synthetic_sequences: int = 600  # size of the generated demo corpora
+    synthetic_seconds: float = 2.0
+
+
+@dataclass
+class OptimConfig:
+    lr: float = 1e-3
+    betas: tuple[float, float] = (0.9, 0.999)
+    eps: float = 1e-8
+    grad_clip: float = 5.0  # global L2 norm
+    # the original code divides gradients by the batch size before clipping at 5:
+    # with a per-sequence mean loss that is a threshold of grad_clip * batch_size
+    grad_clip_per_sequence: bool = True
+    max_norm: float | None = 1.9365  # per-column max-norm of non-recurrent weights; None: off
+    kl_anneal_steps: int = 0  # linear KL weight warm-up from 0 to 1; 0: off (the paper)
+    free_bits: float = 0.0  # nats per z dim per step below which KL is not penalised
+    max_nonfinite_steps: int = 20  # consecutive non-finite losses before training stops
+
+
+@dataclass
+class WandbConfig:
+    enabled: bool = True
+    mode: str = "offline"  # offline | online | disabled
+    project: str = "vrnn-lightning"
+    entity: str | None = None
+    group: str | None = None
+    tags: list[str] = field(default_factory=list)
+
+
+@dataclass
+class LoggerConfig:
+    wandb: WandbConfig = field(default_factory=WandbConfig)
+    log_every_n_steps: int = 50
+
+
+@dataclass
+class TrainerConfig:
+    """Passed through to lightning.Trainer (plus what fit.py adds)."""
+
+    accelerator: str = "auto"
+    devices: Any = "auto"
+    num_nodes: int = 1
+    strategy: str = "auto"
+    precision: str = "32-true"
+    max_epochs: int = 100
+    max_steps: int = -1
+    max_time: str | None = None
+    val_check_interval: Any = None
+    check_val_every_n_epoch: int = 1
+    limit_train_batches: Any = None
+    limit_val_batches: Any = None
+    num_sanity_val_steps: int = 0
+    early_stopping_patience: int | None = 10  # validations without a better val/elbo
+    enable_progress_bar: bool = True
+    deterministic: bool = False
+
+
+@dataclass
+class EvalConfig:
+    split: str = "test"
+    iw_samples: int = 40
+    batch_size: int = 16
+
+
+@dataclass
+class SampleConfig:
+    n: int = 4
+    steps: int = 160  # frames (audio) or pen steps
+    primer_steps: int = 0  # >0: continue this many steps of a dataset sequence
+    every_n_validations: int = 1  # samples written at the end of validation; 0: never
+
+
+@dataclass
+class Config:
+    name: str = "run"
+    seed: int = 1234
+    out_dir: str | None = None  # default runs/<name>
+    ckpt_path: str | None = None  # "last" resumes a killed run from its last checkpoint
+    model: ModelConfig = field(default_factory=ModelConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    trainer: TrainerConfig = field(default_factory=TrainerConfig)
+    logger: LoggerConfig = field(default_factory=LoggerConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+    sample: SampleConfig = field(default_factory=SampleConfig)
+
+
+def _check_choices(cfg: DictConfig) -> None:
+    if cfg.model.variant not in VARIANTS:
+        raise ConfigError(
+            f"model.variant: '{cfg.model.variant}' is not a variant; valid: {', '.join(VARIANTS)}"
+        )
+    if cfg.model.observation not in OBSERVATIONS:
+        raise ConfigError(
+            f"model.observation: '{cfg.model.observation}' is not valid; "
+            f"valid: {', '.join(OBSERVATIONS)}"
+        )
+
+
+def _describe(err: OmegaConfBaseException, source: str) -> str:
+    key = getattr(err, "full_key", None) or "?"
+    msg = (getattr(err, "msg", None) or str(err)).splitlines()[0]
+    return f"{source}: key '{key}': {msg}"
+
+
+def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> DictConfig:
+    """Schema defaults, then the YAML file at ``path``, then ``key=value`` overrides.
+
+    Returns a structured (typed, closed) DictConfig. Raises ConfigError naming the
+    offending key on an unknown key, a wrong type or an invalid choice.
+    """
+    cfg = OmegaConf.structured(Config)
+    if path is not None:
+        path = Path(path)
+        if not path.is_file():
+            raise ConfigError(f"config file {path} does not exist")
+        try:
+            cfg = OmegaConf.merge(cfg, OmegaConf.load(path))
+        except OmegaConfBaseException as err:
+            raise ConfigError(_describe(err, str(path))) from None
+    for item in overrides or []:
+        if "=" not in item:
+            raise ConfigError(f"override '{item}' is not of the form key=value")
+        try:
+            cfg = OmegaConf.merge(cfg, OmegaConf.from_dotlist([item]))
+        except OmegaConfBaseException as err:
+            raise ConfigError(_describe(err, f"override '{item}'")) from None
+    _check_choices(cfg)
+    if cfg.out_dir is None:
+        cfg.out_dir = str(Path("runs") / cfg.name)
+    return cfg
+
+
+def to_yaml(cfg: DictConfig) -> str:
+    return OmegaConf.to_yaml(cfg, resolve=True)
