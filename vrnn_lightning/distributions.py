@@ -1,0 +1,205 @@
+"""Output heads that turn a hidden vector into a torch.distributions object.
+
+Every head computes its parameters in float32 (also under bf16 autocast), and every scale is
+``softplus(a) + min_std`` as in the original code.
+
+- ``GaussianHead``: diagonal Gaussian over a frame (also the latent prior and posterior).
+- ``GMMHead``: K-component diagonal GMM, one weight per component shared across dimensions.
+- ``PenHead``: the IAM-OnDB output: a K-component bivariate Gaussian mixture over (dx, dy)
+  with a correlation per component, and a Bernoulli pen bit.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.distributions import (
+    Bernoulli,
+    Categorical,
+    Distribution,
+    Independent,
+    MixtureSameFamily,
+    Normal,
+    constraints,
+)
+
+from .networks import scale_head
+
+
+def _std(raw: torch.Tensor, min_std: float) -> torch.Tensor:
+    return F.softplus(raw.float()) + min_std
+
+
+class GaussianHead(nn.Module):
+    """Diagonal Gaussian: mean linear, std softplus + min_std. Returns Independent(Normal)."""
+
+    def __init__(self, in_features: int, out_features: int, min_std: float = 1e-4):
+        super().__init__()
+        self.mu = nn.Linear(in_features, out_features)
+        self.std = scale_head(in_features, out_features)
+        self.min_std = min_std
+
+    def params(self, hidden: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.mu(hidden).float(), _std(self.std(hidden), self.min_std)
+
+    def forward(self, hidden: torch.Tensor) -> Independent:
+        return Independent(Normal(*self.params(hidden)), 1)
+
+
+class GMMHead(nn.Module):
+    """K diagonal Gaussians over the whole frame, mixed by one weight per component."""
+
+    def __init__(self, in_features: int, x_dim: int, n_components: int, min_std: float = 1e-4):
+        super().__init__()
+        self.x_dim, self.k = x_dim, n_components
+        self.mu = nn.Linear(in_features, x_dim * n_components)
+        self.std = scale_head(in_features, x_dim * n_components)
+        self.logits = nn.Linear(in_features, n_components)
+        self.min_std = min_std
+
+    def forward(self, hidden: torch.Tensor) -> MixtureSameFamily:
+        # the original code lays the output out dimension-major, component-minor: (D, K)
+        shape = (*hidden.shape[:-1], self.x_dim, self.k)
+        mu = self.mu(hidden).float().view(shape).transpose(-1, -2)
+        std = _std(self.std(hidden), self.min_std).view(shape).transpose(-1, -2)
+        components = Independent(Normal(mu, std), 1)
+        return MixtureSameFamily(Categorical(logits=self.logits(hidden).float()), components)
+
+
+class BivariateNormal(Distribution):
+    """A bivariate Gaussian with a correlation, in closed form.
+
+    Parameterised by ``corr_logit`` = atanh(rho), so that log(1 - rho^2) = -2 log cosh(a)
+    stays finite where tanh would round rho to +-1. Agrees with MultivariateNormal with
+    covariance [[s1^2, rho s1 s2], [rho s1 s2, s2^2]] (tested), at a fraction of its cost.
+    """
+
+    arg_constraints = {
+        "loc": constraints.real_vector,
+        "scale": constraints.independent(constraints.positive, 1),
+        "corr_logit": constraints.real,
+    }
+    support = constraints.real_vector
+    has_rsample = True
+
+    def __init__(self, loc, scale, corr_logit, validate_args=None):
+        self.loc, self.scale, self.corr_logit = loc, scale, corr_logit
+        super().__init__(loc.shape[:-1], torch.Size([2]), validate_args=validate_args)
+
+    @property
+    def corr(self) -> torch.Tensor:
+        return torch.tanh(self.corr_logit)
+
+    @property
+    def mean(self) -> torch.Tensor:
+        return self.loc
+
+    def _log_one_minus_corr_sq(self) -> torch.Tensor:
+        a = self.corr_logit
+        log_cosh = F.softplus(2 * a) - a - math.log(2.0)
+        return -2.0 * log_cosh
+
+    def log_prob(self, value: torch.Tensor) -> torch.Tensor:
+        if self._validate_args:
+            self._validate_sample(value)
+        n = (value - self.loc) / self.scale
+        n1, n2 = n[..., 0], n[..., 1]
+        rho = self.corr
+        log_1m_rho2 = self._log_one_minus_corr_sq()
+        quad = (n1.square() + n2.square() - 2 * rho * n1 * n2) * torch.exp(-log_1m_rho2)
+        log_det = self.scale.log().sum(-1) + 0.5 * log_1m_rho2
+        return -math.log(2 * math.pi) - log_det - 0.5 * quad
+
+    def rsample(self, sample_shape=torch.Size()) -> torch.Tensor:
+        shape = self._extended_shape(sample_shape)
+        eps = torch.randn(shape, dtype=self.loc.dtype, device=self.loc.device)
+        rho = self.corr
+        e1, e2 = eps[..., 0], eps[..., 1]
+        # Cholesky factor of the correlation matrix: [[1, 0], [rho, sqrt(1 - rho^2)]]
+        y2 = rho * e1 + torch.exp(0.5 * self._log_one_minus_corr_sq()) * e2
+        return self.loc + self.scale * torch.stack([e1, y2], dim=-1)
+
+    def expand(self, batch_shape, _instance=None):
+        new = self._get_checked_instance(BivariateNormal, _instance)
+        batch_shape = torch.Size(batch_shape)
+        new.loc = self.loc.expand(batch_shape + (2,))
+        new.scale = self.scale.expand(batch_shape + (2,))
+        new.corr_logit = self.corr_logit.expand(batch_shape)
+        super(BivariateNormal, new).__init__(batch_shape, self.event_shape, validate_args=False)
+        new._validate_args = self._validate_args
+        return new
+
+
+class PenDistribution(Distribution):
+    """p(pen, dx, dy) = Bernoulli(pen) * mixture of bivariate Gaussians(dx, dy).
+
+    A value is (..., 3) laid out as (pen, dx, dy), pen in {0, 1}; pen = 1 means the pen is
+    lifted after this point.
+    """
+
+    arg_constraints: dict = {}
+    support = constraints.real_vector
+
+    def __init__(self, offsets: MixtureSameFamily, pen: Bernoulli, validate_args=None):
+        self.offsets, self.pen = offsets, pen
+        super().__init__(offsets.batch_shape, torch.Size([3]), validate_args=validate_args)
+
+    def log_prob(self, value: torch.Tensor) -> torch.Tensor:
+        return self.pen.log_prob(value[..., 0]) + self.offsets.log_prob(value[..., 1:])
+
+    def sample(self, sample_shape=torch.Size()) -> torch.Tensor:
+        with torch.no_grad():
+            pen = self.pen.sample(sample_shape)
+            return torch.cat([pen.unsqueeze(-1), self.offsets.sample(sample_shape)], dim=-1)
+
+    @property
+    def mean(self) -> torch.Tensor:
+        return torch.cat([self.pen.mean.unsqueeze(-1), self.offsets.mean], dim=-1)
+
+
+class PenHead(nn.Module):
+    """The IAM-OnDB output: K bivariate Gaussians with correlation, plus a pen-lift bit."""
+
+    def __init__(self, in_features: int, n_components: int, min_std: float = 1e-4):
+        super().__init__()
+        self.k = n_components
+        self.mu = nn.Linear(in_features, 2 * n_components)
+        self.std = scale_head(in_features, 2 * n_components)
+        self.corr = nn.Linear(in_features, n_components)  # rho = tanh(corr)
+        # one component (the Gauss variants) needs no mixture weights
+        self.logits = nn.Linear(in_features, n_components) if n_components > 1 else None
+        self.pen = nn.Linear(in_features, 1)  # pen-lift probability = sigmoid(pen)
+        self.min_std = min_std
+
+    def forward(self, hidden: torch.Tensor) -> PenDistribution:
+        # the original code lays mu and sigma out as (2, K): row 0 is dx, row 1 is dy
+        shape = (*hidden.shape[:-1], 2, self.k)
+        mu = self.mu(hidden).float().view(shape).transpose(-1, -2)
+        std = _std(self.std(hidden), self.min_std).view(shape).transpose(-1, -2)
+        if self.logits is None:
+            logits = mu.new_zeros(mu.shape[:-1])
+        else:
+            logits = self.logits(hidden).float()
+        offsets = MixtureSameFamily(
+            Categorical(logits=logits),
+            BivariateNormal(mu, std, self.corr(hidden).float()),
+        )
+        return PenDistribution(offsets, Bernoulli(logits=self.pen(hidden).float().squeeze(-1)))
+
+
+def output_head(
+    observation: str, in_features: int, x_dim: int, n_components: int, min_std: float
+) -> nn.Module:
+    """The decoder's output head for an observation kind; n_components=1 is the Gauss case."""
+    if observation == "pen":
+        if x_dim != 3:
+            raise ValueError(f"pen observations are (pen, dx, dy): x_dim must be 3, got {x_dim}")
+        return PenHead(in_features, n_components, min_std)
+    if observation != "audio":
+        raise ValueError(f"model.observation must be 'audio' or 'pen', got '{observation}'")
+    if n_components == 1:
+        return GaussianHead(in_features, x_dim, min_std)
+    return GMMHead(in_features, x_dim, n_components, min_std)

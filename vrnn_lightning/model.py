@@ -1,0 +1,282 @@
+"""The VRNN family (Chung et al. 2015) as one nn.Module; no Lightning here.
+
+Variants (``variant``):
+
+- ``rnn_gauss`` / ``rnn_gmm``: an LSTM over phi_x(x); p(x_t | x_<t) = dec(h_{t-1}).
+- ``vrnn_gauss`` / ``vrnn_gmm``: the full VRNN with a learned conditional prior p(z_t | h_{t-1}).
+- ``vrnn_i_gauss`` / ``vrnn_i_gmm``: the VRNN with a fixed N(0, I) prior, independent across
+  time (no prior network); everything else unchanged.
+
+Speed comes from structure: phi_x and the x-parts of the encoder's first layer and of the
+LSTM input run over the whole sequence before the loop; the prior, decoder and likelihoods
+run over the stacked states after it. The loop holds only what depends on the recurrent
+state: one fused matmul of h_{t-1} (LSTM recurrence and encoder), the rest of the encoder,
+the sample, phi_z and the LSTM cell.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.distributions import Independent, Normal, kl_divergence
+
+from .config import OBSERVATIONS, VARIANTS
+from .distributions import GaussianHead, output_head
+from .networks import PAPER_MAX_NORM, apply_max_norm, mlp, paper_init_
+
+State = tuple[torch.Tensor, torch.Tensor]  # the LSTM's (h, c), each (B, h_dim)
+
+
+@dataclass
+class StepTerms:
+    """Per-step log-density terms, each (B, T) in nats, exactly 0 at padded steps.
+
+    ``kl`` is the analytic KL(q || p) at each step; ``log_pz`` and ``log_qz`` are the prior and
+    posterior log-densities of the sampled z (what importance weights need). For the rnn_*
+    variants the three latent terms are 0 and ``log_px`` is the exact log-likelihood.
+    """
+
+    log_px: torch.Tensor
+    kl: torch.Tensor
+    log_pz: torch.Tensor
+    log_qz: torch.Tensor
+    kl_per_dim: torch.Tensor | None  # (B, T, z_dim), for free bits; None for rnn_*
+    final_state: State
+
+    @property
+    def log_weight(self) -> torch.Tensor:
+        """log p(x_t | z_<=t, x_<t) + log p(z_t | ...) - log q(z_t | ...) per step."""
+        return self.log_px + self.log_pz - self.log_qz
+
+
+class VRNN(nn.Module):
+    def __init__(
+        self,
+        variant: str = "vrnn_gmm",
+        x_dim: int = 200,
+        observation: str = "audio",
+        h_dim: int = 2000,
+        z_dim: int = 200,
+        phi_x_dim: int = 400,
+        phi_z_dim: int = 300,
+        enc_dim: int = 300,
+        prior_dim: int = 300,
+        dec_dim: int = 400,
+        mlp_layers: int = 4,
+        n_components: int = 20,
+        min_std: float = 1e-4,
+        init: str = "paper",
+        std_bias_init: float = 0.6,
+    ):
+        super().__init__()
+        if variant not in VARIANTS:
+            raise ValueError(f"model.variant: '{variant}' is not one of {', '.join(VARIANTS)}")
+        if observation not in OBSERVATIONS:
+            raise ValueError(f"model.observation: '{observation}' is not one of {OBSERVATIONS}")
+        if init not in ("paper", "torch"):
+            raise ValueError(f"model.init: '{init}' is not 'paper' or 'torch'")
+        self.variant, self.observation = variant, observation
+        self.x_dim, self.h_dim, self.z_dim = x_dim, h_dim, z_dim
+        self.latent = variant.startswith("vrnn")
+        self.learned_prior = variant in ("vrnn_gauss", "vrnn_gmm")
+        k = n_components if variant.endswith("gmm") else 1
+
+        self.phi_x = mlp(x_dim, phi_x_dim, mlp_layers)
+        if self.latent:
+            self.phi_z = mlp(z_dim, phi_z_dim, mlp_layers)
+            self.encoder = mlp((phi_x_dim, h_dim), enc_dim, mlp_layers)
+            self.posterior = GaussianHead(enc_dim, z_dim, min_std)
+            if self.learned_prior:
+                self.prior_net = mlp(h_dim, prior_dim, mlp_layers)
+                self.prior = GaussianHead(prior_dim, z_dim, min_std)
+            self.decoder = mlp((phi_z_dim, h_dim), dec_dim, mlp_layers)
+            rnn_inputs = (phi_x_dim, phi_z_dim)
+        else:
+            self.decoder = mlp(h_dim, dec_dim, mlp_layers)
+            rnn_inputs = (phi_x_dim,)
+        self.output = output_head(observation, dec_dim, x_dim, k, min_std)
+        self.rnn = nn.LSTM(sum(rnn_inputs), h_dim, batch_first=True)
+        self.rnn.in_blocks = rnn_inputs  # per-input max-norm, as the original's one W per parent
+        if init == "paper":
+            paper_init_(self, std_bias_init)
+
+    # ----------------------------------------------------------------------------------
+    # Scoring a batch of sequences
+    # ----------------------------------------------------------------------------------
+    def forward(
+        self,
+        x: torch.Tensor,
+        mask: torch.Tensor | None = None,
+        n_samples: int = 1,
+        noise: torch.Tensor | None = None,
+        state: State | None = None,
+    ) -> StepTerms:
+        """Per-step terms for x (B, T, x_dim) under ``n_samples`` posterior samples each.
+
+        With n_samples = K the batch is scored K times at once: the returned terms are
+        (K * B, T), sample-major (row k * B + b). ``noise`` (K * B, T, z_dim) fixes the
+        reparameterisation noise; ``state`` is an initial (h, c) for truncated BPTT.
+        """
+        batch, steps, _ = x.shape
+        if mask is None:
+            mask = torch.ones(batch, steps, dtype=torch.bool, device=x.device)
+        if n_samples > 1:
+            x = x.repeat(n_samples, 1, 1)
+            mask = mask.repeat(n_samples, 1)
+            if state is not None:
+                state = (state[0].repeat(n_samples, 1), state[1].repeat(n_samples, 1))
+        if self.latent:
+            terms = self._vrnn_terms(x, noise, state)
+        else:
+            terms = self._rnn_terms(x, state)
+        return _masked(terms, mask)
+
+    def _rnn_terms(self, x: torch.Tensor, state: State | None) -> StepTerms:
+        fx = self.phi_x(x)
+        if state is not None:
+            state = (state[0].unsqueeze(0).contiguous(), state[1].unsqueeze(0).contiguous())
+        h, (h_last, c_last) = self.rnn(fx, state)
+        h0 = torch.zeros_like(h[:, :1]) if state is None else state[0].transpose(0, 1)
+        h_prev = torch.cat([h0, h[:, :-1]], dim=1)  # x_t is predicted from h_{t-1}
+        log_px = self.output(self.decoder(h_prev)).log_prob(x.float())
+        zero = torch.zeros_like(log_px)
+        return StepTerms(log_px, zero, zero, zero, None, (h_last[0], c_last[0]))
+
+    def _vrnn_terms(self, x: torch.Tensor, noise: torch.Tensor | None, state: State | None):
+        batch, steps, _ = x.shape
+        fx = self.phi_x(x)
+        enc_in, phi_x_dim = self.encoder[0], fx.shape[-1]
+        w_ih, w_hh = self.rnn.weight_ih_l0, self.rnn.weight_hh_l0
+        # Everything that depends on x only, for all steps at once.
+        enc_x = F.linear(fx, enc_in.weight[:, :phi_x_dim], enc_in.bias)
+        gates_x = F.linear(fx, w_ih[:, :phi_x_dim], self.rnn.bias_ih_l0 + self.rnn.bias_hh_l0)
+        w_ih_z = w_ih[:, phi_x_dim:]
+        # One matmul of h_{t-1} serves both the LSTM recurrence and the encoder.
+        w_h = torch.cat([w_hh, enc_in.weight[:, phi_x_dim:]], dim=0)
+        n_gates = w_hh.shape[0]
+        if noise is None:
+            noise = torch.randn(batch, steps, self.z_dim, device=x.device)
+        h, c = state if state is not None else (x.new_zeros(batch, self.h_dim),) * 2
+        c = c.float()
+
+        h_prevs, q_mus, q_stds, zs, fzs = [], [], [], [], []
+        for t in range(steps):
+            h_proj = h @ w_h.t()
+            hidden = F.relu(enc_x[:, t] + h_proj[:, n_gates:])
+            mu_q, std_q = self.posterior.params(self.encoder[2:](hidden))
+            z = mu_q + std_q * noise[:, t]
+            fz = self.phi_z(z)
+            gates = (gates_x[:, t] + h_proj[:, :n_gates] + fz @ w_ih_z.t()).float()
+            i, f, g, o = gates.chunk(4, dim=-1)  # torch's LSTM gate order
+            c = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(g)
+            h_prevs.append(h)
+            h = torch.sigmoid(o) * torch.tanh(c)
+            q_mus.append(mu_q)
+            q_stds.append(std_q)
+            zs.append(z)
+            fzs.append(fz)
+
+        # Everything that depends on h_{t-1} and z_t but feeds nothing back, for all steps.
+        h_prev = torch.stack(h_prevs, dim=1)
+        z = torch.stack(zs, dim=1)
+        fz = torch.stack(fzs, dim=1)
+        q = Normal(torch.stack(q_mus, dim=1), torch.stack(q_stds, dim=1))
+        p = self._prior(h_prev)
+        log_px = self.output(self.decoder(torch.cat([fz, h_prev], dim=-1))).log_prob(x.float())
+        kl_per_dim = kl_divergence(q, p)
+        return StepTerms(
+            log_px=log_px,
+            kl=kl_per_dim.sum(-1),
+            log_pz=p.log_prob(z).sum(-1),
+            log_qz=q.log_prob(z).sum(-1),
+            kl_per_dim=kl_per_dim,
+            final_state=(h, c),
+        )
+
+    def _prior(self, h_prev: torch.Tensor) -> Normal:
+        """p(z_t | h_{t-1}) per dimension: learned, or N(0, I) for the vrnn_i_* variants."""
+        if self.learned_prior:
+            return Normal(*self.prior.params(self.prior_net(h_prev)))
+        zeros = h_prev.new_zeros(*h_prev.shape[:-1], self.z_dim, dtype=torch.float32)
+        return Normal(zeros, torch.ones_like(zeros))
+
+    # ----------------------------------------------------------------------------------
+    # Generation
+    # ----------------------------------------------------------------------------------
+    @torch.no_grad()
+    def generate(
+        self, n: int, steps: int, primer: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Sample ``n`` sequences of ``steps`` new steps, optionally after a primer.
+
+        Returns (samples, means), each (n, primer_len + steps, x_dim). As in the original
+        sampler, the *sampled* x_t is fed back; ``means`` holds the decoder mean of each
+        generated step (what the paper saved as audio). The primer (n or 1, Tp, x_dim) is
+        copied unchanged into both outputs' prefix; the state after it comes from the
+        posterior (VRNN) or the LSTM (RNN) run over it.
+        """
+        device = next(self.parameters()).device
+        h = torch.zeros(n, self.h_dim, device=device)
+        c = torch.zeros_like(h)
+        samples, means = [], []
+        if primer is not None:
+            primer = primer.to(device).float().expand(n, -1, -1)
+            terms = self.forward(primer)
+            h, c = terms.final_state
+            samples.append(primer)
+            means.append(primer)
+        for _ in range(steps):
+            x_dist, z_feat = self._predict(h)
+            x = x_dist.sample()
+            samples.append(x.unsqueeze(1))
+            means.append(x_dist.mean.unsqueeze(1))
+            h, c = self._step(x, z_feat, h, c)
+        return torch.cat(samples, dim=1), torch.cat(means, dim=1)
+
+    def _predict(self, h: torch.Tensor):
+        """p(x_t | h_{t-1}) with z_t drawn from the prior; also phi_z(z_t) for the LSTM."""
+        if not self.latent:
+            return self.output(self.decoder(h)), None
+        p = self._prior(h)
+        fz = self.phi_z(p.sample())
+        return self.output(self.decoder(torch.cat([fz, h], dim=-1))), fz
+
+    def _step(self, x: torch.Tensor, fz: torch.Tensor | None, h, c) -> State:
+        rnn_in = self.phi_x(x) if fz is None else torch.cat([self.phi_x(x), fz], dim=-1)
+        gates = F.linear(rnn_in, self.rnn.weight_ih_l0, self.rnn.bias_ih_l0) + F.linear(
+            h, self.rnn.weight_hh_l0, self.rnn.bias_hh_l0
+        )
+        i, f, g, o = gates.chunk(4, dim=-1)
+        c = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(g)
+        return torch.sigmoid(o) * torch.tanh(c), c
+
+    def apply_max_norm(self, max_norm: float = PAPER_MAX_NORM) -> None:
+        """The paper's per-column max-norm on all non-recurrent weights (after each step)."""
+        apply_max_norm(self, max_norm)
+
+
+def _masked(terms: StepTerms, mask: torch.Tensor) -> StepTerms:
+    """Zero every term at padded steps (where, not multiply: padding may hold inf/nan)."""
+    zero = torch.zeros((), device=mask.device)
+
+    def keep(t):
+        return torch.where(mask, t, zero)
+
+    return StepTerms(
+        log_px=keep(terms.log_px),
+        kl=keep(terms.kl),
+        log_pz=keep(terms.log_pz),
+        log_qz=keep(terms.log_qz),
+        kl_per_dim=None
+        if terms.kl_per_dim is None
+        else torch.where(mask.unsqueeze(-1), terms.kl_per_dim, zero),
+        final_state=terms.final_state,
+    )
+
+
+def build_model(model_cfg, x_dim: int) -> VRNN:
+    """A VRNN from the ``model`` config section (keys are the constructor's keywords)."""
+    return VRNN(x_dim=x_dim, **dict(model_cfg))

@@ -1,0 +1,89 @@
+"""Deterministic building blocks: the ReLU MLPs, the paper's initialisation and max-norm."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+# The original code (cle) initialises every feed-forward weight and the LSTM's input weights
+# from U(-0.08, 0.08) and caps each unit's incoming weights at this L2 norm after every update.
+PAPER_INIT_RANGE = 0.08
+PAPER_MAX_NORM = 1.9365
+
+
+class BlockLinear(nn.Linear):
+    """A Linear layer over concatenated inputs that remembers where each input's block starts.
+
+    The paper's layers have one weight matrix per input ("parent"); the max-norm constraint
+    is applied to each separately. One Linear over the concatenation is the same map and
+    faster; ``in_blocks`` keeps the per-parent split for ``apply_max_norm``.
+    """
+
+    def __init__(self, in_blocks: tuple[int, ...], out_features: int):
+        super().__init__(sum(in_blocks), out_features)
+        self.in_blocks = tuple(in_blocks)
+
+
+def mlp(in_blocks: int | tuple[int, ...], width: int, layers: int) -> nn.Sequential:
+    """``layers`` hidden layers of ``width`` ReLU units (the paper: 4; IAM-OnDB: 1)."""
+    if layers < 1:
+        raise ValueError(f"model.mlp_layers must be >= 1, got {layers}")
+    blocks = (in_blocks,) if isinstance(in_blocks, int) else tuple(in_blocks)
+    modules: list[nn.Module] = [BlockLinear(blocks, width), nn.ReLU()]
+    for _ in range(layers - 1):
+        modules += [BlockLinear((width,), width), nn.ReLU()]
+    return nn.Sequential(*modules)
+
+
+def paper_init_(module: nn.Module, std_bias: float = 0.6) -> None:
+    """The original code's initialisation, in place.
+
+    Feed-forward and LSTM input weights ~ U(-0.08, 0.08); each LSTM gate's recurrent block
+    orthogonal; all biases 0 (forget gate included), except scale heads (``is_scale_head``)
+    whose bias starts at ``std_bias`` so that softplus(bias) is about 1.
+    """
+    for sub in module.modules():
+        if isinstance(sub, nn.Linear):
+            nn.init.uniform_(sub.weight, -PAPER_INIT_RANGE, PAPER_INIT_RANGE)
+            nn.init.constant_(sub.bias, std_bias if getattr(sub, "is_scale_head", False) else 0.0)
+        elif isinstance(sub, nn.LSTM):
+            for name, param in sub.named_parameters():
+                if name.startswith("weight_ih"):
+                    nn.init.uniform_(param, -PAPER_INIT_RANGE, PAPER_INIT_RANGE)
+                elif name.startswith("weight_hh"):
+                    for block in param.data.chunk(4, dim=0):
+                        nn.init.orthogonal_(block)
+                else:
+                    nn.init.zeros_(param)
+
+
+def scale_head(in_features: int, out_features: int) -> nn.Linear:
+    """A linear layer whose output goes through softplus to become a standard deviation."""
+    layer = nn.Linear(in_features, out_features)
+    layer.is_scale_head = True
+    return layer
+
+
+@torch.no_grad()
+def apply_max_norm(module: nn.Module, max_norm: float = PAPER_MAX_NORM) -> None:
+    """Rescale each unit's incoming weights from each input to an L2 norm of at most max_norm.
+
+    Applies to every feed-forward weight and the LSTM's input weights, per input block as the
+    original code does (one matrix per parent); never to recurrent weights or biases.
+    Call after each optimiser step.
+    """
+    for sub in module.modules():
+        if isinstance(sub, nn.Linear):
+            _cap_rows(sub.weight, getattr(sub, "in_blocks", (sub.in_features,)), max_norm)
+        elif isinstance(sub, nn.LSTM):
+            blocks = getattr(sub, "in_blocks", (sub.input_size,))
+            for name, param in sub.named_parameters():
+                if name.startswith("weight_ih"):
+                    _cap_rows(param, blocks, max_norm)
+
+
+def _cap_rows(weight: torch.Tensor, in_blocks: tuple[int, ...], max_norm: float) -> None:
+    # torch stores (out, in): a row is one unit's incoming weights ("a column" in Theano's W)
+    for block in weight.split(list(in_blocks), dim=1):
+        norms = block.norm(dim=1, keepdim=True)
+        block.mul_(torch.clamp(max_norm / norms, max=1.0))
