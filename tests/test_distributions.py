@@ -68,7 +68,9 @@ def test_bivariate_normal_matches_multivariate_normal(corr_logit):
     reference = MultivariateNormal(loc.double(), covariance_matrix=cov.double())
     values = torch.randn(50, 2) * 2
     ours = BivariateNormal(loc, scale, a).log_prob(values)
-    torch.testing.assert_close(ours.double(), reference.log_prob(values.double()), atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(
+        ours.double(), reference.log_prob(values.double()), atol=1e-5, rtol=1e-5
+    )
 
 
 def test_bivariate_normal_samples_have_its_covariance():

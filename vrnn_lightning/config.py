@@ -61,6 +61,9 @@ class DataConfig:
     max_samples: int | None = None  # truncate each audio file to this many samples
     speaker_pattern: str | None = None  # regex whose group 1 is the speaker in a file name
     compression: str | None = "lzf"  # HDF5 filter for the frames dataset (None, lzf, gzip)
+    # (dx, dy) statistics of stroke corpora: "paper" reproduces the original code's quirk
+    # (spec 5.5), "pooled" is the plain scalar mean/std over both coordinates
+    stroke_stats: str = "paper"
     synthetic_sequences: int = 600  # size of the generated demo corpora
     synthetic_seconds: float = 2.0
 

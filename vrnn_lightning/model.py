@@ -123,6 +123,9 @@ class VRNN(nn.Module):
         batch, steps, _ = x.shape
         if mask is None:
             mask = torch.ones(batch, steps, dtype=torch.bool, device=x.device)
+        else:
+            # padded steps never reach a network, whatever the padding holds
+            x = torch.where(mask.unsqueeze(-1), x, torch.zeros((), dtype=x.dtype, device=x.device))
         if n_samples > 1:
             x = x.repeat(n_samples, 1, 1)
             mask = mask.repeat(n_samples, 1)

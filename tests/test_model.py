@@ -1,0 +1,176 @@
+"""The VRNN module: every variant and observation kind, masking, structure, init, generation."""
+
+import itertools
+
+import pytest
+import torch
+
+from bench.naive_vrnn import naive_step_terms
+from vrnn_lightning.config import VARIANTS
+from vrnn_lightning.model import VRNN
+from vrnn_lightning.networks import PAPER_MAX_NORM
+
+SMALL = dict(
+    h_dim=24, z_dim=4, phi_x_dim=12, phi_z_dim=10, enc_dim=9, prior_dim=8, dec_dim=11,
+    mlp_layers=2, n_components=3,
+)  # fmt: skip
+KINDS = {"audio": 10, "pen": 3}
+CASES = list(itertools.product(VARIANTS, KINDS))
+
+
+def make(variant, observation, **kw):
+    torch.manual_seed(0)
+    return VRNN(variant, x_dim=KINDS[observation], observation=observation, **{**SMALL, **kw})
+
+
+def data(observation, batch=4, steps=6, seed=1):
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(batch, steps, KINDS[observation], generator=g)
+    if observation == "pen":
+        x[..., 0] = (torch.rand(batch, steps, generator=g) < 0.3).float()
+    return x
+
+
+@pytest.mark.parametrize("variant,observation", CASES)
+def test_shapes_finite_loss_and_gradients_reach_every_parameter(variant, observation):
+    model = make(variant, observation)
+    x = data(observation)
+    mask = torch.ones(4, 6, dtype=torch.bool)
+    mask[1, 3:] = False
+    terms = model(x, mask)
+    for t in (terms.log_px, terms.kl, terms.log_pz, terms.log_qz):
+        assert t.shape == (4, 6) and torch.isfinite(t).all()
+    loss = -(terms.log_px - terms.kl).sum(1).mean()
+    loss.backward()
+    missing = [n for n, p in model.named_parameters() if p.grad is None or not p.grad.any()]
+    assert not missing, f"no gradient reaches {missing}"
+    assert (terms.kl >= 0).all()
+
+
+@pytest.mark.parametrize("variant,observation", CASES)
+def test_padding_contributes_zero_and_batch_mates_do_not_matter(variant, observation):
+    model = make(variant, observation)
+    x = data(observation, batch=3, steps=7)
+    noise = torch.randn(3, 7, SMALL["z_dim"])
+    mask = torch.ones(3, 7, dtype=torch.bool)
+    mask[0, 4:] = False
+    padded = x.clone()
+    padded[0, 4:] = float("nan")  # whatever is in the padding must not leak
+    terms = model(padded, mask, noise=noise)
+    for t in (terms.log_px, terms.kl, terms.log_pz, terms.log_qz):
+        assert (t[0, 4:] == 0).all() and torch.isfinite(t).all()
+    # sequence 0 alone, unpadded, with the same noise: the same per-step terms
+    alone = model(x[:1, :4], noise=noise[:1, :4])
+    torch.testing.assert_close(terms.log_px[0, :4], alone.log_px[0])
+    torch.testing.assert_close(terms.kl[0, :4], alone.kl[0])
+    # and in a different batch
+    other = torch.cat([data(observation, batch=2, steps=7, seed=9), x[:1]])
+    moved = model(other, noise=torch.cat([torch.randn(2, 7, SMALL["z_dim"]), noise[:1]]))
+    torch.testing.assert_close(moved.log_px[2, :4], alone.log_px[0])
+
+
+@pytest.mark.parametrize("variant,observation", CASES)
+def test_structured_loop_equals_naive_per_step_reference(variant, observation):
+    model = make(variant, observation)
+    x = data(observation)
+    noise = torch.randn(4, 6, SMALL["z_dim"])
+    terms = model(x, noise=noise)
+    log_px, kl = naive_step_terms(model, x, noise)
+    torch.testing.assert_close(terms.log_px, log_px, atol=1e-4, rtol=1e-5)
+    torch.testing.assert_close(terms.kl, kl, atol=1e-4, rtol=1e-5)
+
+
+@pytest.mark.parametrize("variant", ["rnn_gmm", "vrnn_gmm"])
+def test_carried_state_continues_a_sequence(variant):
+    """Truncated BPTT: two halves with the state carried equal the whole."""
+    model = make(variant, "audio")
+    x = data("audio", steps=8)
+    noise = torch.randn(4, 8, SMALL["z_dim"])
+    whole = model(x, noise=noise)
+    first = model(x[:, :5], noise=noise[:, :5])
+    second = model(x[:, 5:], noise=noise[:, 5:], state=first.final_state)
+    torch.testing.assert_close(torch.cat([first.log_px, second.log_px], 1), whole.log_px)
+
+
+def test_vrnn_i_prior_is_standard_normal_and_has_no_prior_network():
+    model = make("vrnn_i_gauss", "audio")
+    assert not any(n.startswith("prior") for n, _ in model.named_parameters())
+    prior = model._prior(torch.randn(5, SMALL["h_dim"]))
+    assert (prior.loc == 0).all() and (prior.scale == 1).all()
+    assert prior.loc.shape == (5, SMALL["z_dim"])
+    learned = make("vrnn_gauss", "audio")
+    assert learned._prior(torch.randn(5, SMALL["h_dim"])).scale.std() > 0
+
+
+def test_paper_initialisation():
+    model = make("vrnn_gmm", "audio", init="paper", std_bias_init=0.6)
+    for name, p in model.named_parameters():
+        if name.endswith("weight") and "weight_hh" not in name:
+            assert p.abs().max() <= 0.08, name
+        if name.startswith("rnn.bias"):
+            assert (p == 0).all(), name
+    for name in ("posterior.std.bias", "prior.std.bias", "output.std.bias"):
+        assert torch.allclose(model.get_parameter(name), torch.tensor(0.6))
+    assert (model.output.mu.bias == 0).all()
+    h = SMALL["h_dim"]
+    for block in model.rnn.weight_hh_l0.detach().chunk(4):
+        torch.testing.assert_close(block @ block.T, torch.eye(h), atol=1e-5, rtol=0)
+
+
+def test_max_norm_caps_each_input_block_of_non_recurrent_weights():
+    model = make("vrnn_gauss", "audio", init="torch")
+    with torch.no_grad():
+        for p in model.parameters():
+            p.mul_(50)
+    hh_before = model.rnn.weight_hh_l0.detach().clone()
+    model.apply_max_norm()
+    enc0 = model.encoder[0]
+    for block in enc0.weight.split(list(enc0.in_blocks), dim=1):  # [phi_x | h] parents
+        assert block.norm(dim=1).max() <= PAPER_MAX_NORM + 1e-4
+    for block in model.rnn.weight_ih_l0.split(list(model.rnn.in_blocks), dim=1):
+        assert block.norm(dim=1).max() <= PAPER_MAX_NORM + 1e-4
+    assert torch.equal(model.rnn.weight_hh_l0, hh_before)  # recurrent weights untouched
+    # a row already within the cap is left exactly as it was
+    small = make("rnn_gauss", "audio", init="torch")
+    before = small.decoder[0].weight.detach().clone()
+    small.apply_max_norm(1e6)
+    assert torch.equal(small.decoder[0].weight, before)
+
+
+@pytest.mark.parametrize("variant,observation", CASES)
+def test_generation_shape_finite_and_primer_prefix(variant, observation):
+    model = make(variant, observation)
+    samples, means = model.generate(3, 5)
+    assert samples.shape == means.shape == (3, 5, KINDS[observation])
+    assert torch.isfinite(samples).all() and torch.isfinite(means).all()
+    primer = data(observation, batch=1, steps=4)
+    samples, means = model.generate(2, 5, primer=primer)
+    assert samples.shape == (2, 9, KINDS[observation])
+    assert torch.equal(samples[:, :4], primer.expand(2, -1, -1))
+    assert torch.equal(means[:, :4], primer.expand(2, -1, -1))
+    if observation == "pen":
+        assert set(samples[:, 4:, 0].unique().tolist()) <= {0.0, 1.0}
+
+
+def test_generation_step_is_the_training_recurrence():
+    """Teacher-forcing the generator's step reproduces forward()'s likelihood (rnn_*)."""
+    model = make("rnn_gmm", "audio")
+    x = data("audio")
+    h = torch.zeros(4, SMALL["h_dim"])
+    c = torch.zeros_like(h)
+    log_px = []
+    with torch.no_grad():
+        for t in range(x.shape[1]):
+            dist, _ = model._predict(h)
+            log_px.append(dist.log_prob(x[:, t]))
+            h, c = model._step(x[:, t], None, h, c)
+        torch.testing.assert_close(torch.stack(log_px, 1), model(x).log_px, atol=1e-5, rtol=1e-5)
+
+
+def test_bad_arguments_name_the_key():
+    with pytest.raises(ValueError, match="model.variant"):
+        VRNN("vrnn_bogus")
+    with pytest.raises(ValueError, match="model.init"):
+        VRNN("rnn_gauss", init="xavier", **SMALL)
+    with pytest.raises(ValueError, match="mlp_layers"):
+        VRNN("rnn_gauss", **{**SMALL, "mlp_layers": 0})
