@@ -29,6 +29,9 @@ from torch.distributions import (
 from .networks import scale_head
 
 
+_SCALAR = torch.Size()  # a single sample
+
+
 def _std(raw: torch.Tensor, min_std: float) -> torch.Tensor:
     return F.softplus(raw.float()) + min_std
 
@@ -113,7 +116,7 @@ class BivariateNormal(Distribution):
         log_det = self.scale.log().sum(-1) + 0.5 * log_1m_rho2
         return -math.log(2 * math.pi) - log_det - 0.5 * quad
 
-    def rsample(self, sample_shape=torch.Size()) -> torch.Tensor:
+    def rsample(self, sample_shape=_SCALAR) -> torch.Tensor:
         shape = self._extended_shape(sample_shape)
         eps = torch.randn(shape, dtype=self.loc.dtype, device=self.loc.device)
         rho = self.corr
@@ -150,7 +153,7 @@ class PenDistribution(Distribution):
     def log_prob(self, value: torch.Tensor) -> torch.Tensor:
         return self.pen.log_prob(value[..., 0]) + self.offsets.log_prob(value[..., 1:])
 
-    def sample(self, sample_shape=torch.Size()) -> torch.Tensor:
+    def sample(self, sample_shape=_SCALAR) -> torch.Tensor:
         with torch.no_grad():
             pen = self.pen.sample(sample_shape)
             return torch.cat([pen.unsqueeze(-1), self.offsets.sample(sample_shape)], dim=-1)
