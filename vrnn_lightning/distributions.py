@@ -28,7 +28,6 @@ from torch.distributions import (
 
 from .networks import scale_head
 
-
 _SCALAR = torch.Size()  # a single sample
 
 

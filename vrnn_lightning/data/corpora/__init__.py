@@ -23,7 +23,7 @@ from types import ModuleType
 
 
 class CorpusError(RuntimeError):
-    """The corpus as a whole cannot be used (missing root, nothing usable); says what was expected."""
+    """The corpus as a whole cannot be used (missing root, nothing usable); says what to expect."""
 
 
 class BadInput(ValueError):
