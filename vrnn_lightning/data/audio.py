@@ -1,0 +1,158 @@
+"""Audio file I/O: read any soundfile-readable file as a mono waveform at a given rate; write WAVs.
+
+soundfile (libsndfile) does all file I/O: WAV, FLAC, NIST SPHERE, OGG and, with libsndfile >= 1.1,
+MP3. torchaudio is used only for DSP (``torchaudio.functional.resample``).
+
+Sample scale: a waveform comes back as int16 when the file is mono 16-bit PCM at the requested
+rate (nothing was computed on it); otherwise as float32 on soundfile's [-1, 1] scale, i.e.
+int16 / 32768. A consumer mixing both divides int16 by 32768 to put them on one scale.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+import torch
+import torchaudio.functional as AF
+
+from vrnn_lightning.data.corpora import BadInput, Source
+
+# torchaudio.functional.resample's defaults, which the window arithmetic below relies on
+_LOWPASS_WIDTH = 6
+_ROLLOFF = 0.99
+
+
+def _open(path: Path) -> sf.SoundFile:
+    if not path.is_file():
+        raise BadInput(f"{path}: not a file")
+    if path.stat().st_size == 0:
+        raise BadInput(f"{path}: empty file (0 bytes)")
+    try:
+        return sf.SoundFile(path)
+    except (sf.SoundFileError, OSError) as err:
+        raise BadInput(f"{path}: not a readable audio file ({err})") from None
+
+
+def _resampled_length(frames: int, rate: int, sample_rate: int) -> int:
+    """Samples that resampling ``frames`` samples from ``rate`` to ``sample_rate`` yields."""
+    return -(-frames * sample_rate // rate)  # ceil, as torchaudio does
+
+
+def audio_length(path: str | Path, sample_rate: int) -> int:
+    """Length in samples at ``sample_rate`` of the file's audio, from its header (cheap)."""
+    with _open(Path(path)) as f:
+        return _resampled_length(f.frames, f.samplerate, sample_rate)
+
+
+def _input_window(start: int, stop: int | None, frames: int, rate: int, sample_rate: int):
+    """The input samples [a, b) whose resampling covers output samples [start, stop) exactly.
+
+    The resampler maps every block of ``ri`` input samples onto ``ro`` output samples, and
+    an output block depends on input within ``width + ri`` samples of it. A window that
+    starts on a block boundary and is padded by that much resamples to exactly the same
+    values as the whole file, so a 0.5 s sequence never needs the whole file decoded.
+    Returns (a, b, offset): output sample ``offset`` is the window's first output sample.
+    """
+    g = math.gcd(rate, sample_rate)
+    ri, ro = rate // g, sample_rate // g
+    width = math.ceil(_LOWPASS_WIDTH * ri / (min(ri, ro) * _ROLLOFF))
+    pad_blocks = -(-(width + ri) // ri)
+    first_block = max(start // ro - pad_blocks, 0)
+    a = first_block * ri
+    b = frames if stop is None else min(frames, (-(-stop // ro) + pad_blocks) * ri)
+    return a, b, first_block * ro
+
+
+def read_audio(
+    path: str | Path,
+    sample_rate: int,
+    max_samples: int | None = None,
+    *,
+    start: int = 0,
+    stop: int | None = None,
+) -> np.ndarray:
+    """The file at ``path`` as a 1-D waveform at ``sample_rate``: samples [start, stop).
+
+    Multi-channel audio is averaged to mono, another rate is resampled with torchaudio,
+    and the result is cut to its first ``max_samples`` samples. ``start``/``stop`` count
+    samples at ``sample_rate``; only the part of the file they need is decoded.
+    Raises BadInput naming the file and the problem for anything unusable.
+    """
+    path = Path(path)
+    if max_samples is not None:
+        stop = max_samples if stop is None else min(stop, max_samples)
+    with _open(path) as f:
+        rate, channels, frames = f.samplerate, f.channels, f.frames
+        if frames <= 0:
+            raise BadInput(f"{path}: no audio samples")
+        exact = rate == sample_rate
+        keep_int16 = exact and channels == 1 and f.subtype == "PCM_16"
+        if exact:
+            a, b, offset = start, frames if stop is None else min(stop, frames), start
+        else:
+            a, b, offset = _input_window(start, stop, frames, rate, sample_rate)
+        if b <= a:
+            raise BadInput(
+                f"{path}: no samples in [{start}, {stop}) (it has {frames} at {rate} Hz)"
+            )
+        try:
+            f.seek(a)
+            data = f.read(b - a, dtype="int16" if keep_int16 else "float32", always_2d=True)
+        except (sf.SoundFileError, RuntimeError, OSError) as err:
+            raise BadInput(f"{path}: cannot decode audio ({err})") from None
+    if data.shape[0] == 0:
+        raise BadInput(f"{path}: no audio samples could be decoded")
+    wave = data[:, 0] if channels == 1 else data.mean(axis=1, dtype=np.float32)
+    if wave.dtype != np.int16 and not np.isfinite(wave).all():
+        raise BadInput(f"{path}: non-finite samples (NaN or inf)")
+    if not exact:
+        wave = AF.resample(torch.from_numpy(np.ascontiguousarray(wave)), rate, sample_rate).numpy()
+    # cut the window's output to the requested range
+    wave = wave[start - offset : None if stop is None else stop - offset]
+    return np.ascontiguousarray(wave)
+
+
+def read_source(
+    source: Source,
+    sample_rate: int,
+    min_samples: int,
+    max_samples: int | None = None,
+) -> np.ndarray:
+    """A corpus source's waveform; BadInput when it has fewer than ``min_samples`` samples."""
+    if source.path is None:
+        raise BadInput(f"{source.name}: an audio source needs a file path")
+    wave = read_audio(source.path, sample_rate, max_samples, start=source.start, stop=source.stop)
+    if len(wave) < min_samples:
+        raise BadInput(
+            f"{source.path}: too short: {len(wave)} samples at {sample_rate} Hz, "
+            f"need at least {min_samples}"
+        )
+    return wave
+
+
+def write_wav(path: str | Path, waveform, sample_rate: int) -> Path:
+    """Write a mono (T,) or multi-channel (T, C) waveform as a 16-bit PCM WAV.
+
+    Integer input is taken as int16 sample values; float input as the [-1, 1] scale and
+    clipped to it (generated audio can overshoot). Creates the parent folder.
+    """
+    if isinstance(waveform, torch.Tensor):
+        waveform = waveform.detach().cpu().numpy()
+    wave = np.asarray(waveform)
+    if wave.ndim not in (1, 2) or wave.shape[0] == 0:
+        raise ValueError(
+            f"write_wav: expected a non-empty (T,) or (T, C) waveform, not {wave.shape}"
+        )
+    if np.issubdtype(wave.dtype, np.integer):
+        wave = np.clip(wave, -32768, 32767).astype(np.int16)
+    else:
+        if not np.isfinite(wave).all():
+            raise ValueError(f"write_wav: {path}: waveform has non-finite samples")
+        wave = np.clip(wave, -1.0, 1.0).astype(np.float32)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    sf.write(path, wave, sample_rate, format="WAV", subtype="PCM_16")
+    return path
