@@ -1,0 +1,318 @@
+"""vrnn-prepare: reuse and rebuild, atomic writes, bad files, corpus errors, real corpora."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+from types import SimpleNamespace
+
+import h5py
+import numpy as np
+import pytest
+
+from vrnn_lightning import prepare as prepare_mod
+from vrnn_lightning.data.corpora import BadInput, CorpusError, Source
+from vrnn_lightning.data.store import FrameStore, as_data_config, is_finished
+
+SHARED = Path(__file__).resolve().parents[1] / ".." / "shared" / "data"
+FSDD = SHARED / "fsdd" / "recordings"
+GW = SHARED / "gw-online"
+
+
+# ---------------------------------------------------------------- a tiny corpus of .npy files
+
+
+def _find_sources(cfg):
+    root = Path(cfg.root)
+    if not root.is_dir():
+        raise CorpusError(f"data.root '{root}' is not a folder of .npy files")
+    files = sorted(root.glob("*.npy"))
+    if not files:
+        raise CorpusError(f"data.root '{root}' holds no .npy files")
+    out = {"train": [], "valid": [], "test": []}
+    for p in files:
+        out[p.name.split("_")[0]].append(Source(name=p.name, path=p))
+    return out
+
+
+def _read(source, cfg):
+    if "bad" in source.name:
+        raise BadInput("corrupt header")
+    if "kill" in source.name:
+        raise KeyboardInterrupt
+    return np.load(source.path)
+
+
+def tiny_corpus(kind="audio"):
+    return SimpleNamespace(KIND=kind, find_sources=_find_sources, read=_read)
+
+
+@pytest.fixture
+def corpus(monkeypatch):
+    """Installs the tiny corpus as every dataset name; returns a setter for its kind."""
+    state = {"module": tiny_corpus()}
+    monkeypatch.setattr(prepare_mod, "get_corpus", lambda name: state["module"])
+    monkeypatch.setattr("vrnn_lightning.data.datamodule.get_corpus", lambda name: state["module"])
+
+    def use(kind):
+        state["module"] = tiny_corpus(kind)
+
+    return use
+
+
+def write_audio_corpus(root: Path, n_train=6, n_valid=2, n_test=2, dtype=np.int16, seed=0):
+    """Waveforms of varied lengths; returns {name: array}."""
+    rng = np.random.default_rng(seed)
+    root.mkdir(parents=True, exist_ok=True)
+    arrays = {}
+    for split, n in (("train", n_train), ("valid", n_valid), ("test", n_test)):
+        for i in range(n):
+            length = int(rng.integers(250, 2000))
+            if dtype == np.int16:
+                a = rng.integers(-3000, 3000, size=length).astype(np.int16) + 100 * (i + 1)
+            else:
+                a = (rng.standard_normal(length) * 0.1).astype(np.float32)
+            name = f"{split}_{i:03d}.npy"
+            np.save(root / name, a)
+            arrays[name] = a
+    return arrays
+
+
+def data_cfg(tmp_path, **kw):
+    base = dict(
+        dataset="audio_folder",
+        root=str(tmp_path / "corpus"),
+        cache_dir=str(tmp_path / "cache"),
+        frame_size=50,
+        seq_len=8,
+    )
+    return as_data_config(base, **kw)
+
+
+# ---------------------------------------------------------------- tests
+
+
+def test_prepare_stores_every_good_file_and_reports_bad_ones(tmp_path, corpus):
+    arrays = write_audio_corpus(tmp_path / "corpus")
+    root = tmp_path / "corpus"
+    np.save(root / "train_bad.npy", np.zeros(500, np.int16))  # read raises BadInput
+    np.save(root / "train_short.npy", np.zeros(20, np.int16))  # < one frame of 50
+    np.save(root / "valid_nan.npy", np.array([0.0, np.nan] * 100, np.float32))
+    folder = prepare_mod.prepare(data_cfg(tmp_path), progress=False)
+
+    train = FrameStore(folder / "train.h5")
+    assert train.names == [f"train_{i:03d}.npy" for i in range(6)]
+    for i, name in enumerate(train.names):
+        a = arrays[name]
+        n = len(a) // 50
+        np.testing.assert_array_equal(train.raw(i), a[: n * 50].reshape(n, 50))
+    report = json.loads((folder / "report.json").read_text())
+    skipped = {x["file"]: x["reason"] for s in report["splits"].values() for x in s["skipped"]}
+    assert set(skipped) == {"train_bad.npy", "train_short.npy", "valid_nan.npy"}
+    assert skipped["train_bad.npy"] == "corrupt header"
+    assert "shorter than one frame" in skipped["train_short.npy"]
+    assert "non-finite" in skipped["valid_nan.npy"]
+    text = (folder / "report.txt").read_text()
+    assert "train_short.npy" in text and "valid_nan.npy" in text
+    assert report["splits"]["valid"]["sequences"] == 2
+
+
+def test_finished_store_is_reused_fast_and_stale_one_rebuilt(tmp_path, corpus):
+    write_audio_corpus(tmp_path / "corpus")
+    cfg = data_cfg(tmp_path)
+    folder = prepare_mod.prepare(cfg, progress=False)
+    mtime = (folder / "train.h5").stat().st_mtime_ns
+
+    t0 = time.perf_counter()
+    again = prepare_mod.prepare(cfg, progress=False)
+    assert time.perf_counter() - t0 < 0.5
+    assert again == folder and (folder / "train.h5").stat().st_mtime_ns == mtime
+
+    # loader-only settings do not change the store; content settings do
+    assert prepare_mod.prepare(data_cfg(tmp_path, seq_len=99), progress=False) == folder
+    assert prepare_mod.prepare(data_cfg(tmp_path, frame_size=40), progress=False) != folder
+
+    # a changed source file makes the store stale: a new fingerprint, rebuilt
+    src = tmp_path / "corpus" / "train_000.npy"
+    np.save(src, np.arange(1000, dtype=np.int16))
+    os.utime(src, ns=(mtime + 10**9, mtime + 10**9))
+    rebuilt = prepare_mod.prepare(cfg, progress=False)
+    assert rebuilt != folder
+    np.testing.assert_array_equal(
+        FrameStore(rebuilt / "train.h5").raw(0), np.arange(1000).reshape(20, 50)
+    )
+
+
+def test_unfinished_store_in_place_is_rebuilt(tmp_path, corpus):
+    write_audio_corpus(tmp_path / "corpus")
+    cfg = data_cfg(tmp_path)
+    folder = prepare_mod.prepare(cfg, progress=False)
+    with h5py.File(folder / "valid.h5", "r+") as f:  # as if written by a broken writer
+        del f.attrs["complete"]
+    assert not is_finished(
+        folder / "valid.h5", FrameStore(folder / "train.h5").attrs["fingerprint"]
+    )
+    prepare_mod.prepare(cfg, progress=False)
+    assert FrameStore(folder / "valid.h5").attrs["complete"]
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_interrupt_leaves_no_finished_store_and_rerun_completes(tmp_path, corpus, workers):
+    write_audio_corpus(tmp_path / "corpus", n_train=8)
+    kill = tmp_path / "corpus" / "train_004_kill.npy"  # sorted into the middle of train
+    np.save(kill, np.zeros(500, np.int16))
+    cfg = data_cfg(tmp_path, prepare_workers=1)
+    if workers == 2:  # the interrupt arrives in the parent, as Ctrl-C would
+        real = prepare_mod._load_all
+
+        def interrupted(sources, reader, n):
+            for k, item in enumerate(real(sources, reader, 2)):
+                if k == 4:
+                    raise KeyboardInterrupt
+                yield item
+
+        prepare_mod._load_all = interrupted
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            prepare_mod.prepare(cfg, progress=False)
+    finally:
+        if workers == 2:
+            prepare_mod._load_all = real
+    (folder,) = (tmp_path / "cache").iterdir()
+    assert list(folder.glob("*.h5")) == []  # nothing that looks finished
+    assert list(folder.glob("*.tmp-*")) == []  # and the temporary was removed
+
+    kill.unlink()
+    folder = prepare_mod.prepare(cfg, progress=False)
+    assert len(FrameStore(folder / "train.h5")) == 8
+
+
+def test_parallel_preparation_matches_serial(tmp_path, corpus):
+    write_audio_corpus(tmp_path / "corpus")
+    serial = prepare_mod.prepare(data_cfg(tmp_path), progress=False)
+    parallel = prepare_mod.prepare(
+        data_cfg(tmp_path, prepare_workers=2, cache_dir=str(tmp_path / "cache2")), progress=False
+    )
+    for split in ("train", "valid", "test"):
+        a, b = FrameStore(serial / f"{split}.h5"), FrameStore(parallel / f"{split}.h5")
+        assert a.names == b.names
+        np.testing.assert_array_equal(a.raw(0), b.raw(0))
+        np.testing.assert_array_equal(a.offsets, b.offsets)
+
+
+def test_corpus_error_exits_2_with_its_message(tmp_path, corpus, capsys):
+    missing = tmp_path / "nowhere"
+    code = prepare_mod.main(
+        [f"data.root={missing}", f"data.cache_dir={tmp_path / 'cache'}", "data.dataset=timit"]
+    )
+    assert code == 2
+    err = capsys.readouterr().err
+    assert f"data.root '{missing}' is not a folder" in err
+
+
+def test_all_bad_train_split_is_a_corpus_error(tmp_path, corpus, capsys):
+    root = tmp_path / "corpus"
+    root.mkdir()
+    np.save(root / "train_bad.npy", np.zeros(500, np.int16))
+    code = prepare_mod.main([f"data.root={root}", f"data.cache_dir={tmp_path / 'cache'}"])
+    assert code == 2
+    assert "no usable train sequence" in capsys.readouterr().err
+
+
+def test_config_error_exits_2(tmp_path, capsys):
+    assert prepare_mod.main(["data.no_such_key=1"]) == 2
+    assert "no_such_key" in capsys.readouterr().err
+
+
+def test_cli_prepares_and_prints_summary(tmp_path, corpus, capsys):
+    write_audio_corpus(tmp_path / "corpus")
+    code = prepare_mod.main(
+        [
+            f"data.root={tmp_path / 'corpus'}",
+            f"data.cache_dir={tmp_path / 'cache'}",
+            "data.frame_size=50",
+        ]
+    )
+    assert code == 0
+    out = capsys.readouterr().out
+    assert "train" in out and "normalisation (train)" in out
+
+
+# ---------------------------------------------------------------- real corpora
+
+
+def _fsdd_subset(tmp_path, n=50) -> Path:
+    root = tmp_path / "fsdd"
+    root.mkdir()
+    for p in sorted(FSDD.glob("*.wav"))[::50][:n]:
+        (root / p.name).symlink_to(p.resolve())
+    return root
+
+
+@pytest.mark.skipif(not FSDD.is_dir(), reason="../shared/data/fsdd is not available")
+def test_real_fsdd_round_trip(tmp_path):
+    sf = pytest.importorskip("soundfile")
+    root = _fsdd_subset(tmp_path)
+    cfg = as_data_config(
+        dataset="audio_folder",
+        root=str(root),
+        cache_dir=str(tmp_path / "cache"),
+        sample_rate=8000,
+        frame_size=200,
+    )
+    folder = prepare_mod.prepare(cfg, progress=False)
+    total = 0
+    for split in ("train", "valid", "test"):
+        store = FrameStore(folder / f"{split}.h5")
+        total += len(store)
+        for i in (0, len(store) - 1):
+            wav, sr = sf.read(root / store.names[i], dtype="int16")
+            assert sr == 8000
+            n = len(wav) // 200
+            raw = store.raw(i)
+            assert raw.dtype == np.int16
+            np.testing.assert_array_equal(raw, wav[: n * 200].reshape(n, 200))
+    assert total == 50
+    train = FrameStore(folder / "train.h5")
+    x = np.concatenate([train.raw(i).ravel() for i in range(len(train))]).astype(np.float64)
+    assert train.mean == pytest.approx(x.mean(), abs=1e-6)
+    assert train.std == pytest.approx(x.std(), rel=1e-9)
+
+
+def _read_gw(path: Path) -> np.ndarray:
+    """(x, y, pen) points of a GW word file, read independently of the corpus module."""
+    lines = path.read_text().splitlines()[1:]
+    return np.array([[float(v) for v in ln.split()] for ln in lines if ln.strip()])
+
+
+@pytest.mark.skipif(not GW.is_dir(), reason="../shared/data/gw-online is not available")
+def test_real_gw_online_round_trip(tmp_path):
+    cfg = as_data_config(dataset="gw_online", root=str(GW), cache_dir=str(tmp_path / "cache"))
+    folder = prepare_mod.prepare(cfg, progress=False)
+    counts = 0
+    for split in ("train", "valid", "test"):
+        store = FrameStore(folder / f"{split}.h5")
+        assert store.attrs["kind"] == "strokes" and store.dim == 3
+        assert store.dtype == np.float32
+        counts += len(store)
+        for i in (0, len(store) - 1):
+            pts = _read_gw(GW / store.names[i])
+            # step t: the pen bit of point t and its offset from point t - 1
+            expected = np.column_stack([pts[1:, 2], np.diff(pts[:, :2], axis=0)])
+            np.testing.assert_allclose(store.raw(i), expected, rtol=1e-6)
+    assert counts + sum(len(s["skipped"]) for s in _report(folder)["splits"].values()) == 2404
+    train = FrameStore(folder / "train.h5")
+    d = np.concatenate([train.raw(i)[:, 1:] for i in range(len(train))]).astype(np.float64)
+    # spec 5.5's scalar pair: sums over both coordinates divided by the number of steps
+    mean = d.sum() / len(d)
+    assert train.mean == pytest.approx(mean, rel=1e-9)
+    assert train.std == pytest.approx(np.sqrt((d**2).sum() / len(d) - mean**2), rel=1e-9)
+    x = train.sequence(0)
+    np.testing.assert_array_equal(x[:, 0], train.raw(0)[:, 0])  # pen bit not normalised
+    np.testing.assert_allclose(train.denormalise(x), train.raw(0), atol=1e-3)
+
+
+def _report(folder: Path) -> dict:
+    return json.loads((folder / "report.json").read_text())

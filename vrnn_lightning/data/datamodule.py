@@ -1,0 +1,252 @@
+"""FramesDataModule: batches of normalised frames from the HDF5 frame stores.
+
+A batch is ``{"x": float32 (B, T, D), "mask": bool (B, T), "index": long (B,)}`` where
+``index`` is the sequence index in the split.
+
+Training draws fixed windows of ``data.seq_len`` frames: each sequence of L frames gives
+max(1, L // seq_len) consecutive windows from a random offset, so an epoch covers the training
+frames about once and a different tail is left out each epoch. Sequences shorter than seq_len
+give one window padded with a mask. Evaluation uses the same windows from offset 0, or whole
+sequences (padded to the longest in the batch) when ``data.eval_full_sequences`` is true.
+
+Randomness comes from a torch Generator seeded with (seed, epoch) in the sampler, which runs in
+the main process; Lightning calls its ``set_epoch`` and, under DDP, shards it with its
+DistributedSamplerWrapper, so every rank draws the same plan and takes its own share.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+
+import lightning as L
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset, Sampler
+
+from vrnn_lightning.config import DataConfig
+from vrnn_lightning.data.corpora import get_corpus
+from vrnn_lightning.data.store import SPLITS, FrameStore, as_data_config, is_finished
+
+Key = tuple[int, int, int]  # (sequence index, first frame, number of frames)
+
+
+class WindowSampler(Sampler[Key]):
+    """Yields (i, start, length) windows; shuffled with a fresh random offset per epoch."""
+
+    def __init__(self, lengths: np.ndarray, seq_len: int, *, shuffle: bool, seed: int = 0):
+        self.lengths = np.asarray(lengths, dtype=np.int64)
+        self.seq_len = seq_len
+        self.shuffle = shuffle
+        self.seed = int(seed)
+        self.epoch = 0
+        self.per_seq = np.maximum(1, self.lengths // seq_len)
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return int(self.per_seq.sum())
+
+    def plan(self, epoch: int) -> np.ndarray:
+        """(n_windows, 3) keys for one epoch, in shuffled order when training."""
+        seq = np.repeat(np.arange(len(self.lengths)), self.per_seq)
+        k = np.arange(len(seq)) - np.repeat(np.cumsum(self.per_seq) - self.per_seq, self.per_seq)
+        slack = np.maximum(0, self.lengths - self.per_seq * self.seq_len)
+        offset = np.zeros(len(self.lengths), dtype=np.int64)
+        order = np.arange(len(seq))
+        if self.shuffle:
+            g = torch.Generator().manual_seed((self.seed * 1_000_003 + epoch) % 2**63)
+            u = torch.rand(len(self.lengths), generator=g, dtype=torch.float64).numpy()
+            offset = np.floor(u * (slack + 1)).astype(np.int64)
+            order = torch.randperm(len(seq), generator=g).numpy()
+        start = offset[seq] + k * self.seq_len
+        length = np.minimum(self.seq_len, self.lengths[seq])
+        return np.stack([seq, start, length], axis=1)[order]
+
+    def __iter__(self) -> Iterator[Key]:
+        keys = self.plan(self.epoch)
+        self.epoch += 1  # a plain PyTorch loop without set_epoch still varies per epoch
+        return (tuple(int(v) for v in key) for key in keys)
+
+
+class SequenceSampler(Sampler[Key]):
+    """Whole sequences, longest first (less padding per batch; order does not change a mean)."""
+
+    def __init__(self, lengths: np.ndarray):
+        self.lengths = np.asarray(lengths, dtype=np.int64)
+
+    def __len__(self) -> int:
+        return len(self.lengths)
+
+    def __iter__(self) -> Iterator[Key]:
+        for i in np.argsort(-self.lengths, kind="stable"):
+            yield int(i), 0, int(self.lengths[i])
+
+
+class FramesDataset(Dataset):
+    """Map-style dataset over one split, indexed by (i, start, length) keys from a sampler."""
+
+    def __init__(self, store: FrameStore):
+        self.store = store
+
+    def __len__(self) -> int:
+        return len(self.store)
+
+    def __getitem__(self, key: Key | int) -> dict:
+        if isinstance(key, (int, np.integer)):
+            key = (int(key), 0, int(self.store.lengths[key]))
+        i, start, length = key
+        return {"x": torch.from_numpy(self.store.window(i, start, length)), "index": i}
+
+
+class PadCollate:
+    """Stacks items, zero-padding to ``length`` (or to the longest item) with a mask."""
+
+    def __init__(self, length: int | None = None):
+        self.length = length
+
+    def __call__(self, items: list[dict]) -> dict:
+        lengths = [len(it["x"]) for it in items]
+        t = self.length or max(lengths)
+        x = torch.zeros(len(items), t, items[0]["x"].shape[1], dtype=torch.float32)
+        mask = torch.zeros(len(items), t, dtype=torch.bool)
+        for b, (it, n) in enumerate(zip(items, lengths, strict=True)):
+            x[b, :n] = it["x"]
+            mask[b, :n] = True
+        index = torch.tensor([it["index"] for it in items], dtype=torch.long)
+        return {"x": x, "mask": mask, "index": index}
+
+
+class FramesDataModule(L.LightningDataModule):
+    """The data of one corpus, from its ``DataConfig`` (dataclass, DictConfig or mapping).
+
+    ``FramesDataModule(cfg.data, seed=cfg.seed)``; keyword overrides are data keys
+    (``batch_size=32``). ``seed`` defaults to torch.initial_seed() at setup, i.e. the seed
+    given to Lightning's seed_everything.
+    """
+
+    DATASET: str | None = None  # preset by the named subclasses (TIMIT, ...)
+
+    def __init__(
+        self,
+        data: DataConfig | Mapping | None = None,
+        *,
+        seed: int | None = None,
+        **overrides,
+    ):
+        super().__init__()
+        if self.DATASET is not None:
+            overrides["dataset"] = self.DATASET
+        self.cfg: DataConfig = as_data_config(data, **overrides)
+        self.seed = seed
+        self.stores: dict[str, FrameStore] = {}
+        self.folder = None
+        self._kind: str | None = None
+
+    # ---------------------------------------------------------------- preparation
+
+    def prepare_data(self) -> None:
+        from vrnn_lightning.prepare import prepare
+
+        prepare(self.cfg)
+
+    def setup(self, stage: str | None = None) -> None:
+        if self.stores:
+            return
+        from vrnn_lightning.prepare import locate, prepare
+
+        _, sources, fp, folder = locate(self.cfg)
+        paths = {s: folder / f"{s}.h5" for s in SPLITS if s in sources}
+        if not all(is_finished(p, fp) for p in paths.values()):
+            if torch.distributed.is_available() and torch.distributed.is_initialized():
+                raise RuntimeError(
+                    f"the frame store {folder} is not prepared: call prepare_data() on rank 0 "
+                    "(Lightning does) or run vrnn-prepare first"
+                )
+            prepare(self.cfg)
+        self.folder = folder
+        self.stores = {s: FrameStore(p) for s, p in paths.items()}
+        if self.seed is None:
+            self.seed = torch.initial_seed() % 2**63
+
+    def store(self, split: str) -> FrameStore:
+        self.setup()
+        if split not in self.stores:
+            raise KeyError(
+                f"{self.cfg.dataset} has no '{split}' split; it has {', '.join(self.stores)}"
+            )
+        return self.stores[split]
+
+    # ---------------------------------------------------------------- loaders
+
+    def _loader(self, split: str, sampler: Sampler, batch_size: int, pad_to: int | None):
+        workers = self.cfg.num_workers
+        return DataLoader(
+            FramesDataset(self.store(split)),
+            batch_size=batch_size,
+            sampler=sampler,
+            collate_fn=PadCollate(pad_to),
+            num_workers=workers,
+            persistent_workers=workers > 0,
+            pin_memory=torch.cuda.is_available(),
+        )
+
+    def train_dataloader(self) -> DataLoader:
+        store = self.store("train")
+        sampler = WindowSampler(store.lengths, self.cfg.seq_len, shuffle=True, seed=self.seed)
+        return self._loader("train", sampler, self.cfg.batch_size, self.cfg.seq_len)
+
+    def eval_dataloader(self, split: str) -> DataLoader:
+        store = self.store(split)
+        if self.cfg.eval_full_sequences:
+            return self._loader(
+                split, SequenceSampler(store.lengths), self.cfg.eval_batch_size, None
+            )
+        sampler = WindowSampler(store.lengths, self.cfg.seq_len, shuffle=False)
+        return self._loader(split, sampler, self.cfg.eval_batch_size, self.cfg.seq_len)
+
+    def val_dataloader(self) -> DataLoader:
+        return self.eval_dataloader("valid")
+
+    def test_dataloader(self) -> DataLoader:
+        return self.eval_dataloader("test")
+
+    def teardown(self, stage: str | None = None) -> None:
+        for store in self.stores.values():
+            store.close()
+
+    # ---------------------------------------------------------------- what the model needs
+
+    @property
+    def kind(self) -> str:
+        """ "audio" or "strokes"; known from the corpus, without preparing it."""
+        if self._kind is None:
+            self._kind = get_corpus(self.cfg.dataset).KIND
+        return self._kind
+
+    @property
+    def x_dim(self) -> int:
+        return self.cfg.frame_size if self.kind == "audio" else 3
+
+    @property
+    def frame_size(self) -> int:
+        return self.cfg.frame_size if self.kind == "audio" else 1
+
+    @property
+    def sample_rate(self) -> int | None:
+        return self.cfg.sample_rate if self.kind == "audio" else None
+
+    @property
+    def stats(self) -> dict:
+        """The train split's normalisation: {"mean", "std", "amplitude_scale"}."""
+        s = self.store("train")
+        return {"mean": s.mean, "std": s.std, "amplitude_scale": s.amplitude_scale}
+
+    def denormalise(self, x):
+        """Normalised frames (numpy or torch, (..., D)) -> audio amplitude (1.0 = full
+        scale) or (pen, dx, dy) pen offsets."""
+        return self.store("train").denormalise(x)
+
+    def sequence(self, split: str, i: int) -> torch.Tensor:
+        """One whole sequence of a split, normalised, float32 (T, D)."""
+        return torch.from_numpy(self.store(split).sequence(i))

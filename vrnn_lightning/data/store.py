@@ -1,0 +1,395 @@
+"""The HDF5 frame store: one file per split, written streaming and atomically, read lazily.
+
+Layout of ``<cache_dir>/<dataset>-<fingerprint[:12]>/<split>.h5``:
+
+    frames   (N_frames, D)  int16 (16-bit audio) or float32, chunked along time
+    offsets  (n_seq + 1,)   int64, sequence i is frames[offsets[i]:offsets[i + 1]]
+    names    (n_seq,)       UTF-8, the Source.name of each sequence
+    attrs    format_version, kind, sample_rate, frame_size, mean, std, amplitude_scale,
+             fingerprint, split, sequences, n_frames, seconds, skipped (JSON), complete
+
+Normalisation statistics always come from the train split and are copied into every split's
+file, so each file is self-contained. They are applied when reading, which keeps int16 storage.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import os
+import socket
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import h5py
+import numpy as np
+from omegaconf import DictConfig, OmegaConf
+
+from vrnn_lightning.config import ConfigError, DataConfig
+from vrnn_lightning.data.corpora import Source
+
+FORMAT_VERSION = 1
+SPLITS = ("train", "valid", "test")
+STROKE_STATS = ("paper", "pooled")
+INT16_SCALE = 32768.0  # int16 sample value of amplitude 1.0
+# Data settings that only change how a finished store is read, never what is in it.
+LOADER_KEYS = frozenset(
+    {
+        "root",
+        "cache_dir",
+        "seq_len",
+        "eval_full_sequences",
+        "batch_size",
+        "eval_batch_size",
+        "num_workers",
+        "prepare_workers",
+    }
+)
+_CHUNK_BYTES = 1 << 20  # ~1 MB chunks: a few thousand 200-sample int16 frames
+_FLUSH_CHUNKS = 8  # frames are buffered and written this many chunks at a time
+
+
+def as_data_config(cfg: DataConfig | DictConfig | Mapping | None = None, **overrides) -> DataConfig:
+    """A typed ``DataConfig`` from a dataclass, a (Dict)Config or a mapping, plus overrides.
+
+    Unknown keys and wrong types raise ConfigError naming ``data.<key>``.
+    """
+    base = OmegaConf.structured(DataConfig)
+    try:
+        if cfg is not None:
+            if dataclasses.is_dataclass(cfg):
+                cfg = OmegaConf.structured(cfg)
+            base = OmegaConf.merge(base, cfg)
+        if overrides:
+            base = OmegaConf.merge(base, overrides)
+    except Exception as err:  # OmegaConf's errors: unknown key, wrong type
+        key = getattr(err, "full_key", None) or "?"
+        msg = (getattr(err, "msg", None) or str(err)).splitlines()[0]
+        raise ConfigError(f"data.{key}: {msg}") from None
+    out: DataConfig = OmegaConf.to_object(base)
+    if out.stroke_stats not in STROKE_STATS:
+        valid = ", ".join(STROKE_STATS)
+        raise ConfigError(f"data.stroke_stats: '{out.stroke_stats}' is not valid; valid: {valid}")
+    if out.frame_size < 1 or out.seq_len < 1:
+        raise ConfigError("data.frame_size and data.seq_len must be >= 1")
+    return out
+
+
+def fingerprint(
+    cfg: DataConfig, sources: Mapping[str, list[Source]], corpus_version: Any = None
+) -> str:
+    """Hash of everything that decides a store's content: the corpus name (and its VERSION, if
+    the corpus module defines one), every source (name, range, size, mtime) and every data
+    setting except those in LOADER_KEYS."""
+    settings = {
+        k: v for k, v in dataclasses.asdict(cfg).items() if k not in LOADER_KEYS and k != "dataset"
+    }
+    listing = {}
+    for split in sorted(sources):
+        rows = []
+        for s in sources[split]:
+            size = mtime = None
+            if s.path is not None:
+                st = os.stat(s.path)
+                size, mtime = st.st_size, st.st_mtime_ns
+            rows.append([s.name, s.start, s.stop, s.speaker, s.seed, size, mtime])
+        listing[split] = rows
+    blob = json.dumps(
+        {
+            "format_version": FORMAT_VERSION,
+            "dataset": cfg.dataset,
+            "corpus_version": corpus_version,
+            "settings": settings,
+            "sources": listing,
+        },
+        sort_keys=True,
+        default=str,
+    )
+    return hashlib.sha256(blob.encode()).hexdigest()
+
+
+def store_dir(cfg: DataConfig, fp: str) -> Path:
+    return Path(cfg.cache_dir) / f"{cfg.dataset}-{fp[:12]}"
+
+
+def read_header(path: Path) -> dict | None:
+    """The attributes of a finished store file, or None if it is missing or unfinished."""
+    try:
+        with h5py.File(path, "r") as f:
+            if not f.attrs.get("complete", False):
+                return None
+            return {**_attrs(f), "dtype": str(f["frames"].dtype)}
+    except (OSError, KeyError):
+        return None
+
+
+def is_finished(path: Path, fp: str) -> bool:
+    head = read_header(path)
+    return (
+        head is not None and head["fingerprint"] == fp and head["format_version"] == FORMAT_VERSION
+    )
+
+
+def _attrs(f: h5py.File) -> dict:
+    out = {}
+    for k, v in f.attrs.items():
+        out[k] = v.item() if isinstance(v, np.generic) else v
+    out["skipped"] = json.loads(out.get("skipped", "[]"))
+    return out
+
+
+def cleanup_temporaries(folder: Path) -> None:
+    """Remove temporary files left by preparations on this host that no longer run."""
+    host = socket.gethostname()
+    for tmp in folder.glob("*.h5.tmp-*"):
+        tag = tmp.name.split(".tmp-", 1)[1]
+        tmp_host, _, pid = tag.rpartition("-")
+        if tmp_host != host or not pid.isdigit():
+            continue
+        try:
+            os.kill(int(pid), 0)
+        except ProcessLookupError:
+            tmp.unlink(missing_ok=True)
+        except PermissionError:
+            pass  # alive, someone else's
+
+
+class RunningStats:
+    """Streaming float64 sums for the normalisation statistics of one split.
+
+    audio:   scalar mean/std over all samples.
+    strokes: one scalar (mean, std) pair for (dx, dy); the pen bit is not normalised.
+             rule "paper" reproduces the original code's quirk (spec 5.5): sums over both
+             coordinates divided by the number of steps; rule "pooled" divides by 2 * steps.
+    """
+
+    def __init__(self, kind: str):
+        self.kind = kind
+        self.n = 0
+        self.s1 = 0.0
+        self.s2 = 0.0
+
+    def update(self, frames: np.ndarray) -> None:
+        x = frames[:, 1:3] if self.kind == "strokes" else frames
+        x = x.astype(np.float64)
+        self.n += x.size if self.kind == "audio" else len(x)
+        self.s1 += float(x.sum())
+        self.s2 += float(np.square(x).sum())
+
+    def result(self, rule: str = "paper") -> tuple[float, float]:
+        if self.n == 0:
+            raise ValueError("no data to compute statistics from")
+        n = self.n * (2 if self.kind == "strokes" and rule == "pooled" else 1)
+        mean = self.s1 / n
+        var = self.s2 / n - mean * mean
+        std = float(np.sqrt(max(var, 0.0)))
+        if not std > 0:
+            raise ValueError(f"the train split has zero variance (std = {std})")
+        return float(mean), std
+
+
+def convert_dtype(x: np.ndarray, dtype: np.dtype) -> np.ndarray:
+    """Cast audio to the store's dtype, keeping int16 full scale == float amplitude 1.0."""
+    dtype = np.dtype(dtype)
+    if x.dtype == dtype:
+        return x
+    if dtype == np.int16:
+        return np.clip(np.rint(x * INT16_SCALE), -32768, 32767).astype(np.int16)
+    if x.dtype == np.int16:
+        return (x.astype(np.float32) / INT16_SCALE).astype(dtype)
+    return x.astype(dtype)
+
+
+class StoreWriter:
+    """Streams sequences into ``<path>.tmp-<host>-<pid>``; ``finish()`` renames it to ``path``.
+
+    Frames are buffered a few chunks at a time and the dataset grows as they are flushed, so
+    memory is bounded by the buffer plus one sequence. Until ``finish`` returns there is no file
+    at ``path`` (a previous one is replaced atomically); ``abort`` deletes the temporary.
+    """
+
+    def __init__(
+        self,
+        path: Path,
+        *,
+        dim: int,
+        dtype: np.dtype,
+        compression: str | None,
+        attrs: Mapping[str, Any],
+    ):
+        self.path = Path(path)
+        self.tmp = self.path.with_name(f"{self.path.name}.tmp-{socket.gethostname()}-{os.getpid()}")
+        self.dtype = np.dtype(dtype)
+        self.dim = dim
+        self.attrs = dict(attrs)
+        self.chunk = int(np.clip(_CHUNK_BYTES // (dim * self.dtype.itemsize), 256, 16384))
+        self._file = h5py.File(self.tmp, "w")
+        self._frames = self._file.create_dataset(
+            "frames",
+            shape=(0, dim),
+            maxshape=(None, dim),
+            dtype=self.dtype,
+            chunks=(self.chunk, dim),
+            compression=compression,
+        )
+        self._buffer: list[np.ndarray] = []
+        self._buffered = 0
+        self._written = 0
+        self.offsets = [0]
+        self.names: list[str] = []
+
+    @property
+    def n_frames(self) -> int:
+        return self.offsets[-1]
+
+    def append(self, name: str, frames: np.ndarray) -> None:
+        if frames.ndim != 2 or frames.shape[1] != self.dim:
+            raise ValueError(f"{name}: frames of shape {frames.shape}, expected (T, {self.dim})")
+        frames = convert_dtype(frames, self.dtype)
+        self._buffer.append(frames)
+        self._buffered += len(frames)
+        self.offsets.append(self.offsets[-1] + len(frames))
+        self.names.append(name)
+        if self._buffered >= self.chunk * _FLUSH_CHUNKS:
+            self._flush()
+
+    def _flush(self) -> None:
+        if not self._buffer:
+            return
+        block = np.concatenate(self._buffer)
+        end = self._written + len(block)
+        self._frames.resize(end, axis=0)
+        self._frames[self._written : end] = block
+        self._written = end
+        self._buffer, self._buffered = [], 0
+
+    def finish(self, **attrs: Any) -> Path:
+        self._flush()
+        f = self._file
+        f.create_dataset("offsets", data=np.asarray(self.offsets, dtype=np.int64))
+        f.create_dataset("names", data=self.names, dtype=h5py.string_dtype("utf-8"))
+        for k, v in {**self.attrs, **attrs}.items():
+            if k == "skipped":
+                v = json.dumps(v)
+            f.attrs[k] = "" if v is None else v
+        f.attrs["format_version"] = FORMAT_VERSION
+        f.attrs["amplitude_scale"] = INT16_SCALE if self.dtype == np.int16 else 1.0
+        f.attrs["sequences"] = len(self.names)
+        f.attrs["n_frames"] = self.n_frames
+        f.attrs["complete"] = True  # last: a file without it is never trusted
+        f.close()
+        os.replace(self.tmp, self.path)
+        return self.path
+
+    def abort(self) -> None:
+        try:
+            self._file.close()
+        finally:
+            self.tmp.unlink(missing_ok=True)
+
+    def __enter__(self) -> StoreWriter:
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if self.tmp.exists():  # not finished: an error or an interrupt
+            self.abort()
+
+
+class FrameStore:
+    """Read access to one split file, opened lazily in each process.
+
+    Safe to pickle into DataLoader workers and DDP processes: the h5py handle is dropped when
+    pickled and reopened (also after a fork) on first access.
+    """
+
+    def __init__(self, path: str | Path, rdcc_mbytes: int = 32):
+        self.path = Path(path)
+        self.rdcc_nbytes = rdcc_mbytes << 20
+        with h5py.File(self.path, "r") as f:
+            if not f.attrs.get("complete", False):
+                raise OSError(f"{self.path} is not a finished frame store (no 'complete' mark)")
+            self.attrs = _attrs(f)
+            self.offsets = f["offsets"][:]
+            self.dim = int(f["frames"].shape[1])
+            self.dtype = f["frames"].dtype
+        self.lengths = np.diff(self.offsets)
+        self.kind: str = self.attrs["kind"]
+        self.mean = float(self.attrs["mean"])
+        self.std = float(self.attrs["std"])
+        self._file: h5py.File | None = None
+        self._pid: int | None = None
+        self._names: list[str] | None = None
+
+    def __getstate__(self) -> dict:
+        state = self.__dict__.copy()
+        state["_file"] = None
+        state["_pid"] = None
+        return state
+
+    def _frames(self) -> h5py.Dataset:
+        if self._file is None or self._pid != os.getpid():
+            self._file = h5py.File(self.path, "r", rdcc_nbytes=self.rdcc_nbytes)
+            self._pid = os.getpid()
+        return self._file["frames"]
+
+    def close(self) -> None:
+        if self._file is not None and self._pid == os.getpid():
+            self._file.close()
+        self._file = None
+
+    def __len__(self) -> int:
+        return len(self.lengths)
+
+    @property
+    def names(self) -> list[str]:
+        if self._names is None:
+            with h5py.File(self.path, "r") as f:
+                self._names = [n.decode() if isinstance(n, bytes) else n for n in f["names"][:]]
+        return self._names
+
+    @property
+    def n_frames(self) -> int:
+        return int(self.offsets[-1])
+
+    def _check(self, i: int) -> None:
+        if not 0 <= i < len(self):
+            raise IndexError(f"sequence {i} out of range: {self.path} has {len(self)} sequences")
+
+    def raw(self, i: int, start: int = 0, stop: int | None = None) -> np.ndarray:
+        """Frames [start, stop) of sequence i as stored (int16 or float32)."""
+        self._check(i)
+        n = int(self.lengths[i])
+        stop = n if stop is None else min(stop, n)
+        base = int(self.offsets[i])
+        return self._frames()[base + start : base + stop]
+
+    def normalise(self, frames: np.ndarray) -> np.ndarray:
+        x = frames.astype(np.float32)
+        if self.kind == "strokes":
+            x[:, 1:3] = (x[:, 1:3] - self.mean) / self.std
+            return x
+        return (x - np.float32(self.mean)) / np.float32(self.std)
+
+    def window(self, i: int, start: int, length: int) -> np.ndarray:
+        """Normalised float32 frames [start, start + length) of sequence i (shorter at its end)."""
+        return self.normalise(self.raw(i, start, start + length))
+
+    def sequence(self, i: int) -> np.ndarray:
+        """The whole sequence i, normalised float32 (T, D)."""
+        return self.normalise(self.raw(i))
+
+    def denormalise(self, x):
+        """Back to data units: audio amplitude (1.0 = full scale), or (pen, dx, dy) offsets.
+        Accepts a numpy array or a torch tensor of shape (..., D)."""
+        scale = self.amplitude_scale
+        if self.kind == "strokes":
+            out = x * 1.0  # a copy of the same type
+            out[..., 1:3] = x[..., 1:3] * self.std + self.mean
+            return out
+        return (x * self.std + self.mean) / scale
+
+    @property
+    def amplitude_scale(self) -> float:
+        return float(self.attrs.get("amplitude_scale", 1.0))

@@ -1,0 +1,380 @@
+"""vrnn-prepare: read a corpus once into HDF5 frame stores (one per split).
+
+    vrnn-prepare --config conf/timit.yaml [key=value ...]
+
+The train split is written first: its statistics normalise every split. A finished store
+whose fingerprint matches is reused; bad files are skipped and listed in report.json /
+report.txt beside the store; an interrupted run leaves no store that looks finished.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import signal
+import sys
+import time
+from collections import deque
+from collections.abc import Callable, Iterator
+from multiprocessing import Pool
+from pathlib import Path
+from types import ModuleType
+
+import numpy as np
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeRemainingColumn,
+)
+from rich.table import Table
+
+from vrnn_lightning.config import ConfigError, DataConfig, load_config
+from vrnn_lightning.data.corpora import BadInput, CorpusError, Source, get_corpus
+from vrnn_lightning.data.store import (
+    SPLITS,
+    RunningStats,
+    StoreWriter,
+    as_data_config,
+    cleanup_temporaries,
+    fingerprint,
+    is_finished,
+    read_header,
+    store_dir,
+)
+
+# ---------------------------------------------------------------- reading one source
+
+
+def to_frames(array: np.ndarray, kind: str, cfg: DataConfig) -> np.ndarray:
+    """A corpus array -> (T, D) frames; raises BadInput for unusable content."""
+    if kind == "audio":
+        if array.ndim != 1:
+            raise BadInput(f"expected a 1-D waveform, got shape {array.shape}")
+        if cfg.max_samples is not None:
+            array = array[: cfg.max_samples]
+        n = len(array) // cfg.frame_size
+        if n < 1:
+            raise BadInput(
+                f"shorter than one frame ({len(array)} samples < frame_size {cfg.frame_size})"
+            )
+        frames = array[: n * cfg.frame_size].reshape(n, cfg.frame_size)  # tail dropped (5.2)
+    else:
+        if array.ndim != 2 or array.shape[1] != 3:
+            raise BadInput(f"expected (T, 3) steps (pen, dx, dy), got shape {array.shape}")
+        if len(array) < 1:
+            raise BadInput("no pen steps")
+        frames = array.astype(np.float32, copy=False)
+    if frames.dtype.kind == "f" and not np.isfinite(frames).all():
+        raise BadInput(f"{int((~np.isfinite(frames)).sum())} non-finite values")
+    if frames.dtype.kind not in "fi":
+        raise BadInput(f"unsupported sample type {frames.dtype}")
+    if frames.dtype.kind == "i" and frames.dtype != np.int16:
+        frames = frames.astype(np.float32) / np.float32(np.iinfo(frames.dtype).max + 1)
+    return np.ascontiguousarray(frames)
+
+
+_READER: tuple[Callable, str, DataConfig] | None = None  # set in each pool worker
+
+
+def _init_worker(read: Callable, kind: str, cfg: DataConfig) -> None:
+    global _READER
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent handles Ctrl-C
+    _READER = (read, kind, cfg)
+
+
+def _load(source: Source, reader: tuple[Callable, str, DataConfig] | None = None):
+    """("ok", frames) or ("bad", reason) for one source. Never raises for one bad file."""
+    read, kind, cfg = reader or _READER
+    try:
+        return "ok", to_frames(read(source, cfg), kind, cfg)
+    except BadInput as err:
+        return "bad", str(err)
+    except Exception as err:  # a corrupt file the corpus reader did not anticipate
+        return "bad", f"{type(err).__name__}: {err}"
+
+
+def _load_all(sources: list[Source], reader, workers: int) -> Iterator[tuple[str, object]]:
+    """Loads in source order. With workers > 1, a pool keeps a bounded number of files in
+    flight (an ordered imap whose read-ahead cannot outrun the writer and fill memory)."""
+    if workers <= 1:
+        for s in sources:
+            yield _load(s, reader)
+        return
+    with Pool(workers, initializer=_init_worker, initargs=reader) as pool:
+        pending: deque = deque()
+        it = iter(sources)
+        for s in it:
+            pending.append(pool.apply_async(_load, (s,)))
+            if len(pending) >= 4 * workers:
+                break
+        while pending:
+            result = pending.popleft().get()
+            nxt = next(it, None)
+            if nxt is not None:
+                pending.append(pool.apply_async(_load, (nxt,)))
+            yield result
+
+
+# ---------------------------------------------------------------- writing one split
+
+
+def _progress(console: Console, kind: str) -> Progress:
+    amount = "{task.fields[amount]}"
+    return Progress(
+        TextColumn("[bold]{task.description:>5}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("files"),
+        TextColumn(amount),
+        TextColumn("{task.fields[rate]}"),
+        TimeRemainingColumn(),
+        console=console,
+        transient=False,
+    )
+
+
+def _amount(kind: str, seconds: float, frames: int) -> str:
+    return f"{seconds / 3600:.2f} h" if kind == "audio" else f"{frames:,} steps"
+
+
+def _write_split(
+    split: str,
+    sources: list[Source],
+    path: Path,
+    *,
+    reader,
+    kind: str,
+    cfg: DataConfig,
+    dtype,
+    attrs: dict,
+    console: Console,
+    progress: bool,
+) -> dict:
+    """Streams one split into its store; returns the finished file's header."""
+    stats = RunningStats(kind)
+    skipped: list[dict] = []
+    writer: StoreWriter | None = None
+    seconds = 0.0
+    sr = cfg.sample_rate if kind == "audio" else 0
+    t0 = time.perf_counter()
+    bar = _progress(console, kind) if progress else None
+    try:
+        if bar:
+            bar.start()
+            task = bar.add_task(split, total=len(sources), amount="", rate="")
+        for source, (status, payload) in zip(
+            sources, _load_all(sources, reader, cfg.prepare_workers), strict=True
+        ):
+            if status == "bad":
+                skipped.append({"file": source.name, "reason": payload})
+            else:
+                frames = payload
+                if writer is None:
+                    dtype = dtype if dtype is not None else frames.dtype
+                    writer = StoreWriter(
+                        path,
+                        dim=frames.shape[1],
+                        dtype=dtype,
+                        compression=cfg.compression,
+                        attrs=attrs,
+                    )
+                writer.append(source.name, frames)
+                stats.update(frames)
+                if kind == "audio":
+                    seconds += frames.size / sr
+            if bar:
+                elapsed = time.perf_counter() - t0
+                rate = f"{seconds / elapsed:,.0f}x real time" if kind == "audio" else ""
+                n = writer.n_frames if writer else 0
+                bar.update(task, advance=1, amount=_amount(kind, seconds, n), rate=rate)
+        if writer is None:  # nothing usable in this split
+            if split == "train" or dtype is None:
+                reasons = "; ".join(f"{s['file']}: {s['reason']}" for s in skipped[:3])
+                raise CorpusError(
+                    f"{cfg.dataset}: no usable {split} sequence in {len(sources)} sources"
+                    + (f" (e.g. {reasons})" if reasons else "")
+                )
+            dim = cfg.frame_size if kind == "audio" else 3
+            writer = StoreWriter(
+                path, dim=dim, dtype=dtype, compression=cfg.compression, attrs=attrs
+            )
+        if split == "train":  # the stats of every split are the train split's
+            mean, std = stats.result(cfg.stroke_stats)
+            attrs.update(mean=mean, std=std)
+        writer.finish(
+            **attrs,
+            split=split,
+            seconds=seconds,
+            skipped=skipped,
+            prepare_seconds=time.perf_counter() - t0,
+        )
+        writer = None
+    finally:
+        if bar:
+            bar.stop()
+        if writer is not None:
+            writer.abort()
+    return read_header(path)
+
+
+# ---------------------------------------------------------------- the whole corpus
+
+
+def locate(cfg: DataConfig) -> tuple[ModuleType, dict[str, list[Source]], str, Path]:
+    """The corpus module, its sources per split, their fingerprint and the store folder."""
+    corpus = get_corpus(cfg.dataset)
+    sources = corpus.find_sources(cfg)
+    unknown = set(sources) - set(SPLITS)
+    if unknown:
+        raise CorpusError(f"{cfg.dataset}: unknown split(s) {sorted(unknown)}; valid: {SPLITS}")
+    if not sources.get("train"):
+        raise CorpusError(f"{cfg.dataset}: the corpus has no train sources")
+    fp = fingerprint(cfg, sources, getattr(corpus, "VERSION", None))
+    return corpus, sources, fp, store_dir(cfg, fp)
+
+
+def prepare(
+    cfg: DataConfig | object,
+    *,
+    console: Console | None = None,
+    progress: bool = True,
+) -> Path:
+    """Prepare (or reuse) the frame stores of ``cfg.dataset``; returns the store folder.
+
+    Raises CorpusError when the corpus cannot be used at all, ConfigError on bad settings.
+    """
+    cfg = as_data_config(cfg)
+    console = console or Console()
+    corpus, sources, fp, folder = locate(cfg)
+    kind = corpus.KIND
+    splits = [s for s in SPLITS if s in sources]
+    paths = {s: folder / f"{s}.h5" for s in splits}
+    if all(is_finished(p, fp) for p in paths.values()):
+        console.print(f"[green]reusing[/] {folder} (fingerprint {fp[:12]})")
+        return folder
+
+    folder.mkdir(parents=True, exist_ok=True)
+    cleanup_temporaries(folder)
+    n_files = sum(len(v) for v in sources.values())
+    console.print(
+        f"preparing [bold]{cfg.dataset}[/] ({kind}, {n_files} sources, "
+        f"{cfg.prepare_workers} worker(s)) -> {folder}"
+    )
+    attrs = {
+        "kind": kind,
+        "dataset": cfg.dataset,
+        "sample_rate": cfg.sample_rate if kind == "audio" else 0,
+        "frame_size": cfg.frame_size if kind == "audio" else 1,
+        "fingerprint": fp,
+        "stroke_stats": cfg.stroke_stats if kind == "strokes" else "",
+    }
+    reader = (corpus.read, kind, cfg)
+    dtype = None
+    for split in splits:
+        path = paths[split]
+        if is_finished(path, fp):
+            head = read_header(path)
+            console.print(f"{split:>5}: reusing {path.name}")
+        else:
+            head = _write_split(
+                split,
+                sources[split],
+                path,
+                reader=reader,
+                kind=kind,
+                cfg=cfg,
+                dtype=dtype,
+                attrs=attrs,
+                console=console,
+                progress=progress,
+            )
+        if split == "train":  # its dtype and stats apply to every split
+            dtype = np.dtype(head["dtype"])
+            attrs.update(mean=head["mean"], std=head["std"])
+    report = write_report(folder, {s: read_header(paths[s]) for s in splits})
+    print_summary(console, folder, report)
+    return folder
+
+
+def write_report(folder: Path, headers: dict[str, dict]) -> dict:
+    """report.json (machine) and report.txt (people): counts and every skipped file."""
+    first = next(iter(headers.values()))
+    report = {
+        "dataset": first["dataset"],
+        "kind": first["kind"],
+        "fingerprint": first["fingerprint"],
+        "mean": first["mean"],
+        "std": first["std"],
+        "splits": {
+            s: {
+                "sequences": h["sequences"],
+                "frames": h["n_frames"],
+                "seconds": h["seconds"],
+                "skipped": h["skipped"],
+            }
+            for s, h in headers.items()
+        },
+    }
+    (folder / "report.json").write_text(json.dumps(report, indent=2))
+    lines = [
+        f"dataset {report['dataset']} ({report['kind']}), fingerprint {report['fingerprint']}",
+        f"normalisation (train): mean {report['mean']:.6g}, std {report['std']:.6g}",
+        "",
+    ]
+    for s, r in report["splits"].items():
+        lines.append(
+            f"{s}: {r['sequences']} sequences, {r['frames']} frames, "
+            f"{r['seconds'] / 3600:.3f} h, {len(r['skipped'])} skipped"
+        )
+        lines += [f"  skipped {x['file']}: {x['reason']}" for x in r["skipped"]]
+    (folder / "report.txt").write_text("\n".join(lines) + "\n")
+    return report
+
+
+def print_summary(console: Console, folder: Path, report: dict) -> None:
+    table = Table(title=f"{report['dataset']} -> {folder}")
+    for col in ("split", "sequences", "frames", "hours", "skipped"):
+        table.add_column(col, justify="left" if col == "split" else "right")
+    for s, r in report["splits"].items():
+        table.add_row(
+            s,
+            f"{r['sequences']:,}",
+            f"{r['frames']:,}",
+            f"{r['seconds'] / 3600:.2f}",
+            str(len(r["skipped"])),
+        )
+    console.print(table)
+    console.print(f"normalisation (train): mean {report['mean']:.6g}, std {report['std']:.6g}")
+    skipped = [(s, x) for s, r in report["splits"].items() for x in r["skipped"]]
+    for s, x in skipped[:10]:
+        console.print(f"[yellow]skipped[/] {s}/{x['file']}: {x['reason']}")
+    if skipped:
+        more = f" ({len(skipped) - 10} more)" if len(skipped) > 10 else ""
+        console.print(f"{len(skipped)} file(s) skipped{more}; see {folder / 'report.txt'}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="vrnn-prepare", description="Prepare a corpus into HDF5 frame stores."
+    )
+    parser.add_argument("--config", help="a YAML config, e.g. conf/timit.yaml")
+    parser.add_argument("overrides", nargs="*", help="key=value overrides, e.g. data.root=...")
+    args = parser.parse_args(argv)
+    console = Console()
+    try:
+        cfg = load_config(args.config, args.overrides)
+        prepare(cfg.data, console=console)
+    except (ConfigError, CorpusError) as err:
+        print(f"vrnn-prepare: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("vrnn-prepare: interrupted; no finished store was left behind", file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
