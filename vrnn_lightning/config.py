@@ -16,6 +16,8 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 VARIANTS = ("rnn_gauss", "rnn_gmm", "vrnn_gauss", "vrnn_gmm", "vrnn_i_gauss", "vrnn_i_gmm")
+# what one step x_t is: a frame of data.frame_size samples, or a pen step (pen, dx, dy);
+# it follows from the corpus kind ("audio" or "strokes")
 OBSERVATIONS = ("audio", "pen")
 
 
@@ -26,8 +28,6 @@ class ConfigError(ValueError):
 @dataclass
 class ModelConfig:
     variant: str = "vrnn_gmm"
-    # what one step x_t is: "audio" (a frame of data.frame_size samples) or "pen" (pen, dx, dy)
-    observation: str = "audio"
     h_dim: int = 2000  # LSTM units
     z_dim: int = 200
     phi_x_dim: int = 400
@@ -155,11 +155,6 @@ def _check_choices(cfg: DictConfig) -> None:
     if cfg.model.variant not in VARIANTS:
         raise ConfigError(
             f"model.variant: '{cfg.model.variant}' is not a variant; valid: {', '.join(VARIANTS)}"
-        )
-    if cfg.model.observation not in OBSERVATIONS:
-        raise ConfigError(
-            f"model.observation: '{cfg.model.observation}' is not valid; "
-            f"valid: {', '.join(OBSERVATIONS)}"
         )
 
 

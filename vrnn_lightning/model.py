@@ -280,6 +280,9 @@ def _masked(terms: StepTerms, mask: torch.Tensor) -> StepTerms:
     )
 
 
-def build_model(model_cfg, x_dim: int) -> VRNN:
-    """A VRNN from the ``model`` config section (keys are the constructor's keywords)."""
-    return VRNN(x_dim=x_dim, **dict(model_cfg))
+def build_model(model_cfg, data_kind: str, frame_size: int) -> VRNN:
+    """A VRNN from the ``model`` config section (its keys are the constructor's keywords)
+    for a corpus of ``data_kind`` "audio" (x is a frame) or "strokes" (x is a pen step)."""
+    if data_kind == "strokes":
+        return VRNN(x_dim=3, observation="pen", **dict(model_cfg))
+    return VRNN(x_dim=frame_size, observation="audio", **dict(model_cfg))

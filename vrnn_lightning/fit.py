@@ -1,0 +1,150 @@
+"""vrnn-fit: train a VRNN variant on a corpus, as the config says.
+
+    vrnn-fit --config conf/timit.yaml [key=value ...]
+    vrnn-fit --config conf/timit.yaml ckpt_path=last      # resume a killed run
+
+The run folder (``out_dir``, default runs/<name>) holds the resolved config, a CSV of every
+logged metric, the checkpoints (best on val/elbo, and last), generated samples and, unless
+disabled, the offline W&B run (``wandb sync`` uploads it later).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import lightning as L
+from lightning.pytorch.callbacks import (
+    EarlyStopping,
+    LearningRateMonitor,
+    ModelCheckpoint,
+    RichProgressBar,
+)
+from lightning.pytorch.loggers import CSVLogger, WandbLogger
+from omegaconf import DictConfig, OmegaConf
+
+from .config import ConfigError, load_config, to_yaml
+from .data.corpora import CorpusError, get_corpus
+from .data.datamodule import FramesDataModule
+from .module import VRNNModule
+
+# TrainerConfig keys that fit.py interprets itself instead of passing to lightning.Trainer
+_NOT_TRAINER_ARGS = ("early_stopping_patience",)
+WANDB_ID_FILE = "wandb_run_id.txt"
+
+
+def parse_args(argv: list[str] | None = None) -> tuple[str | None, list[str]]:
+    parser = argparse.ArgumentParser(
+        prog="vrnn-fit",
+        description="Train a VRNN variant. Overrides are key=value, e.g. model.variant=vrnn_gmm.",
+    )
+    parser.add_argument("--config", help="YAML config (see conf/)")
+    parser.add_argument("overrides", nargs="*", help="key=value overrides of the config")
+    args = parser.parse_args(argv)
+    return args.config, args.overrides
+
+
+def trainer_kwargs(cfg: DictConfig) -> dict:
+    kwargs = OmegaConf.to_container(cfg.trainer, resolve=True)
+    for key in _NOT_TRAINER_ARGS:
+        kwargs.pop(key)
+    return {k: v for k, v in kwargs.items() if v is not None}
+
+
+def resolve_ckpt_path(cfg: DictConfig) -> str | None:
+    """``ckpt_path=last`` is the run folder's last checkpoint, if the run got that far."""
+    if cfg.ckpt_path in (None, ""):
+        return None
+    if cfg.ckpt_path == "last":
+        last = Path(cfg.out_dir) / "checkpoints" / "last.ckpt"
+        if not last.is_file():
+            print(f"vrnn-fit: no {last} yet; starting from scratch", file=sys.stderr)
+            return None
+        return str(last)
+    if not Path(cfg.ckpt_path).is_file():
+        raise ConfigError(f"ckpt_path: checkpoint {cfg.ckpt_path} does not exist")
+    return cfg.ckpt_path
+
+
+def make_loggers(cfg: DictConfig, out_dir: Path, resuming: bool) -> list:
+    loggers = [CSVLogger(save_dir=str(out_dir), name="", version="")]
+    wb = cfg.logger.wandb
+    if wb.enabled and wb.mode != "disabled":
+        # one W&B run per run folder: a resumed run continues the same W&B run
+        id_file = out_dir / WANDB_ID_FILE
+        run_id = id_file.read_text().strip() if resuming and id_file.is_file() else None
+        logger = WandbLogger(
+            project=wb.project,
+            entity=wb.entity,
+            group=wb.group,
+            tags=list(wb.tags),
+            name=cfg.name,
+            save_dir=str(out_dir),
+            mode=wb.mode,
+            id=run_id,
+            resume="allow" if run_id else None,
+            config=OmegaConf.to_container(cfg, resolve=True),
+        )
+        id_file.write_text(logger.experiment.id)
+        loggers.append(logger)
+    return loggers
+
+
+def make_callbacks(cfg: DictConfig, out_dir: Path) -> list:
+    callbacks = [
+        ModelCheckpoint(
+            dirpath=str(out_dir / "checkpoints"),
+            filename="best-{epoch}-{step}",
+            monitor="val/elbo",
+            mode="max",
+            save_last=True,
+            save_top_k=1,
+        ),
+        LearningRateMonitor(logging_interval="step"),
+    ]
+    if cfg.trainer.early_stopping_patience:
+        callbacks.append(
+            EarlyStopping("val/elbo", mode="max", patience=cfg.trainer.early_stopping_patience)
+        )
+    if cfg.trainer.enable_progress_bar:
+        callbacks.append(RichProgressBar())
+    return callbacks
+
+
+def fit(cfg: DictConfig) -> Path:
+    """Train as ``cfg`` says; returns the run folder."""
+    out_dir = Path(cfg.out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / "config.yaml").write_text(to_yaml(cfg))
+    L.seed_everything(cfg.seed, workers=True, verbose=False)
+
+    kind = get_corpus(cfg.data.dataset).KIND
+    datamodule = FramesDataModule(cfg.data)
+    module = VRNNModule(OmegaConf.to_container(cfg, resolve=True), data_kind=kind)
+    ckpt_path = resolve_ckpt_path(cfg)
+    trainer = L.Trainer(
+        **trainer_kwargs(cfg),
+        default_root_dir=str(out_dir),
+        logger=make_loggers(cfg, out_dir, resuming=ckpt_path is not None),
+        callbacks=make_callbacks(cfg, out_dir),
+        log_every_n_steps=cfg.logger.log_every_n_steps,
+    )
+    trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path)
+    return out_dir
+
+
+def main(argv: list[str] | None = None) -> int:
+    config_path, overrides = parse_args(argv)
+    try:
+        cfg = load_config(config_path, overrides)
+        out_dir = fit(cfg)
+    except (ConfigError, CorpusError) as err:
+        print(f"vrnn-fit: {err}", file=sys.stderr)
+        return 2
+    print(f"vrnn-fit: run folder {out_dir}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

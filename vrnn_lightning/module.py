@@ -1,0 +1,124 @@
+"""VRNNModule: the training loop's view of the model (loss, optimiser, constraints, logging).
+
+Nothing here knows about file formats; the batches are ``{"x": (B, T, D), "mask": (B, T)}``.
+"""
+
+from __future__ import annotations
+
+import lightning as L
+import torch
+from omegaconf import DictConfig, OmegaConf
+from torchmetrics import MeanMetric
+
+from .model import VRNN, build_model
+
+
+class NonFiniteLossError(RuntimeError):
+    """Too many consecutive training steps had a non-finite loss."""
+
+
+class VRNNModule(L.LightningModule):
+    """Minus the ELBO, summed over each sequence's frames and averaged over sequences.
+
+    ``config`` is the whole resolved run config (a plain dict, so that it is saved in every
+    checkpoint and a checkpoint alone rebuilds the run); ``data_kind`` is the corpus kind
+    ("audio" or "strokes").
+    """
+
+    def __init__(self, config: dict, data_kind: str):
+        super().__init__()
+        self.save_hyperparameters()
+        self.cfg: DictConfig = OmegaConf.create(config)
+        self.data_kind = data_kind
+        self.model: VRNN = build_model(self.cfg.model, data_kind, self.cfg.data.frame_size)
+        self.nonfinite_in_a_row = 0
+        self.nonfinite_total = 0
+        # validation sums, weighted so that DDP and uneven batches reduce exactly
+        self.val_elbo = MeanMetric()
+        self.val_elbo_per_frame = MeanMetric()
+        self.val_kl = MeanMetric()
+        self.val_log_px = MeanMetric()
+
+    # ---- the objective ------------------------------------------------------------------
+    def kl_weight(self) -> float:
+        steps = self.cfg.optim.kl_anneal_steps
+        return 1.0 if steps <= 0 else min(1.0, (self.global_step + 1) / steps)
+
+    def training_step(self, batch, batch_idx):
+        x, mask = batch["x"], batch["mask"]
+        terms = self.model(x, mask)
+        kl = terms.kl
+        if self.cfg.optim.free_bits > 0 and terms.kl_per_dim is not None:
+            # free bits: KL below the floor (per z dim and step) is not penalised
+            floor = torch.full_like(terms.kl_per_dim, self.cfg.optim.free_bits)
+            kl = torch.where(mask, torch.maximum(terms.kl_per_dim, floor).sum(-1), 0.0)
+        elbo = (terms.log_px - terms.kl).sum(1)  # the true bound, logged
+        loss = -(terms.log_px - self.kl_weight() * kl).sum(1).mean()
+
+        if not torch.isfinite(loss):
+            return self._skip_nonfinite()
+        self.nonfinite_in_a_row = 0
+        n_frames = mask.sum()
+        batch_size = x.shape[0]
+        self.log("train/loss", loss, prog_bar=True, batch_size=batch_size)
+        self.log("train/elbo", elbo.mean(), batch_size=batch_size)
+        self.log("train/elbo_per_frame", elbo.sum() / n_frames, batch_size=batch_size)
+        self.log("train/kl", terms.kl.sum(1).mean(), batch_size=batch_size)
+        self.log("train/log_px", terms.log_px.sum(1).mean(), batch_size=batch_size)
+        self.log("train/kl_weight", self.kl_weight(), batch_size=batch_size)
+        return loss
+
+    def _skip_nonfinite(self):
+        # returning None makes Lightning skip backward and the optimiser step
+        self.nonfinite_in_a_row += 1
+        self.nonfinite_total += 1
+        self.log("train/nonfinite_steps", float(self.nonfinite_total))
+        limit = self.cfg.optim.max_nonfinite_steps
+        if self.nonfinite_in_a_row >= limit:
+            raise NonFiniteLossError(
+                f"{self.nonfinite_in_a_row} consecutive training steps had a non-finite loss "
+                f"(step {self.global_step}); training stopped. Lower optim.lr, keep "
+                "optim.grad_clip on, or try trainer.precision=32-true."
+            )
+        return None
+
+    # ---- validation: always the true, un-annealed ELBO -----------------------------------
+    def validation_step(self, batch, batch_idx):
+        x, mask = batch["x"], batch["mask"]
+        terms = self.model(x, mask)
+        elbo = (terms.log_px - terms.kl).sum(1)
+        n_frames = mask.sum(1).float()
+        self.val_elbo.update(elbo)
+        self.val_elbo_per_frame.update(elbo / n_frames, weight=n_frames)
+        self.val_kl.update(terms.kl.sum(1))
+        self.val_log_px.update(terms.log_px.sum(1))
+
+    def on_validation_epoch_end(self):
+        self.log("val/elbo", self.val_elbo.compute(), prog_bar=True)
+        self.log("val/elbo_per_frame", self.val_elbo_per_frame.compute())
+        self.log("val/kl", self.val_kl.compute())
+        self.log("val/log_px", self.val_log_px.compute())
+        for metric in (self.val_elbo, self.val_elbo_per_frame, self.val_kl, self.val_log_px):
+            metric.reset()
+
+    # ---- optimisation ------------------------------------------------------------------
+    def configure_optimizers(self):
+        opt = self.cfg.optim
+        return torch.optim.Adam(self.parameters(), lr=opt.lr, betas=tuple(opt.betas), eps=opt.eps)
+
+    def configure_gradient_clipping(self, optimizer, gradient_clip_val=None, algorithm=None):
+        opt = self.cfg.optim
+        if opt.grad_clip and opt.grad_clip > 0:
+            # the original code divides gradients by the batch size, then clips at grad_clip
+            scale = self.cfg.data.batch_size if opt.grad_clip_per_sequence else 1
+            self.clip_gradients(optimizer, opt.grad_clip * scale, "norm")
+
+    def optimizer_step(self, *args, **kwargs):
+        super().optimizer_step(*args, **kwargs)
+        if self.cfg.optim.max_norm:
+            self.model.apply_max_norm(self.cfg.optim.max_norm)
+
+    def on_train_epoch_start(self):
+        # The latent noise comes from torch's global generator, which checkpoints do not
+        # hold: seeding it per epoch makes a resumed run draw what an uninterrupted one would.
+        torch.manual_seed(self.cfg.seed * 100_003 + self.current_epoch + 1_000 * self.global_rank)
