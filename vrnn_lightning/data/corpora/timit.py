@@ -24,18 +24,18 @@ KIND = "audio"
 EXPECTED = "the LDC TIMIT folder: TRAIN/ and TEST/ holding DR*/SPEAKER/*.WAV (any letter case)"
 
 
-def _split_dir(root: Path, name: str) -> Path | None:
-    """The folder ``name`` in any letter case, in root or one level down (e.g. root/TIMIT)."""
+def _split_dirs(root: Path, name: str) -> list[Path]:
+    """The folders ``name`` in any letter case, in root or one level down (e.g. root/TIMIT)."""
     for parent in (root, *sorted(p for p in root.iterdir() if p.is_dir())):
-        for child in sorted(parent.iterdir()):
-            if child.is_dir() and child.name.lower() == name:
-                return child
-    return None
+        found = [c for c in sorted(parent.iterdir()) if c.is_dir() and c.name.lower() == name]
+        if found:
+            return found
+    return []
 
 
-def _utterances(split_dir: Path, root: Path) -> list[Source]:
+def _utterances(split_dirs: list[Path], root: Path) -> list[Source]:
     chosen: dict[str, Path] = {}
-    for path in split_dir.glob("*/*/*"):
+    for path in (p for d in split_dirs for p in d.glob("*/*/*")):
         dr, _speaker, file = path.parts[-3:]
         if not (dr.lower().startswith("dr") and file.lower().endswith(".wav") and path.is_file()):
             continue
@@ -52,10 +52,10 @@ def _utterances(split_dir: Path, root: Path) -> list[Source]:
 
 def find_sources(cfg: DataConfig) -> dict[str, list[Source]]:
     root = require_root(cfg, "timit", EXPECTED)
-    train_dir, test_dir = _split_dir(root, "train"), _split_dir(root, "test")
-    if train_dir is None or test_dir is None:
+    train_dirs, test_dirs = _split_dirs(root, "train"), _split_dirs(root, "test")
+    if not train_dirs or not test_dirs:
         raise nothing_usable(root, "timit", EXPECTED)
-    train, test = _utterances(train_dir, root), _utterances(test_dir, root)
+    train, test = _utterances(train_dirs, root), _utterances(test_dirs, root)
     if not train or not test:
         raise CorpusError(
             f"data.root '{root}': found {len(train)} training and {len(test)} test utterances; "
