@@ -92,6 +92,8 @@ def make_loggers(cfg: DictConfig, out_dir: Path, resuming: bool) -> list:
 
 
 def make_callbacks(cfg: DictConfig, out_dir: Path) -> list:
+    from .callbacks import SampleCallback  # samples (and W&B media) at validation
+
     callbacks = [
         ModelCheckpoint(
             dirpath=str(out_dir / "checkpoints"),
@@ -102,6 +104,7 @@ def make_callbacks(cfg: DictConfig, out_dir: Path) -> list:
             save_top_k=1,
         ),
         LearningRateMonitor(logging_interval="step"),
+        SampleCallback.from_config(cfg, out_dir),
     ]
     if cfg.trainer.early_stopping_patience:
         callbacks.append(

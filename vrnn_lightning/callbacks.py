@@ -1,0 +1,105 @@
+"""Training callbacks: samples written (and logged to W&B) as the model trains."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import lightning as L
+from lightning.pytorch.loggers import WandbLogger
+from lightning.pytorch.utilities import rank_zero_warn
+
+from .generation import Generated, generate_and_save
+
+
+class SampleCallback(L.Callback):
+    """Every ``every_n_validations`` validations (0: never), on global rank 0 only, generate
+    ``n`` sequences of ``steps`` steps (continuing ``primer_steps`` steps of a validation
+    sequence when > 0) into ``<out_dir>/samples/step=<global_step>/``, and log them to W&B
+    when a WandbLogger is attached. The sanity check does not count."""
+
+    def __init__(
+        self,
+        out_dir: str | Path,
+        n: int = 4,
+        steps: int = 160,
+        primer_steps: int = 0,
+        every_n_validations: int = 1,
+        primer_index: int = 0,
+        seed: int = 0,
+    ):
+        super().__init__()
+        self.out_dir = Path(out_dir)
+        self.n, self.steps = n, steps
+        self.primer_steps, self.primer_index = primer_steps, primer_index
+        self.every_n_validations = every_n_validations
+        self.seed = seed
+        self.validations = 0  # finished validations, sanity check excluded
+
+    @classmethod
+    def from_config(cls, cfg, out_dir: str | Path) -> SampleCallback:
+        s = cfg.sample
+        return cls(
+            out_dir,
+            n=s.n,
+            steps=s.steps,
+            primer_steps=s.primer_steps,
+            every_n_validations=s.every_n_validations,
+            seed=cfg.seed,
+        )
+
+    # the count survives a resume, so "every n validations" keeps its rhythm
+    def state_dict(self) -> dict:
+        return {"validations": self.validations}
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        self.validations = state_dict.get("validations", 0)
+
+    def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if trainer.sanity_checking:
+            return
+        self.validations += 1
+        if self.every_n_validations <= 0 or self.validations % self.every_n_validations:
+            return
+        if not trainer.is_global_zero:
+            return
+        datamodule = trainer.datamodule
+        if datamodule is None or not hasattr(datamodule, "denormalise"):
+            rank_zero_warn("SampleCallback: no FramesDataModule attached; no samples written")
+            return
+        step = trainer.global_step
+        generated = generate_and_save(
+            pl_module.model,
+            datamodule,
+            self.out_dir / "samples" / f"step={step}",
+            n=self.n,
+            steps=self.steps,
+            primer_steps=self.primer_steps,
+            primer_index=self.primer_index,
+            # the same seed every time: samples from successive checkpoints compare directly
+            seed=self.seed,
+            title=f"step {step}",
+        )
+        for logger in trainer.loggers:
+            if isinstance(logger, WandbLogger):
+                log_to_wandb(logger, generated, step)
+
+
+def log_to_wandb(logger: WandbLogger, generated: Generated, step: int) -> None:
+    """Images and audio to W&B; a W&B failure (offline, disabled, quota) is a warning only."""
+    try:
+        if generated.images:
+            paths, captions = zip(*generated.images, strict=True)
+            logger.log_image(
+                "samples/images", [str(p) for p in paths], step=step, caption=list(captions)
+            )
+        if generated.audio:
+            paths, captions = zip(*generated.audio, strict=True)
+            logger.log_audio(
+                "samples/audio",
+                [str(p) for p in paths],
+                step=step,
+                caption=list(captions),
+                sample_rate=[generated.sample_rate] * len(paths),
+            )
+    except Exception as err:  # logging must never end a training run
+        rank_zero_warn(f"SampleCallback: could not log samples to W&B: {err}")

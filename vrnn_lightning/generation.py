@@ -1,0 +1,152 @@
+"""Generate from a model and save what it made: shared by vrnn-sample and the SampleCallback.
+
+Audio: WAV files of the de-normalised decoder means (what the paper saved as audio) and of the
+sampled frames (``*_sampled.wav``), at the dataset's sample rate, plus a waveform PNG.
+Handwriting: a PNG of the sampled strokes. Both: the de-normalised arrays as .npy files.
+For the VRNN variants on audio also the paper's Figure 2: a validation waveform with the KL
+of each frame under it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+import torch
+
+from .model import VRNN
+from .plots import plot_kl_over_waveform, plot_strokes, plot_waveforms
+
+# the Figure 2 plot scores at most this many frames of the validation sequence (a long
+# utterance would make an unreadable plot and a slow forward pass)
+KL_PLOT_MAX_FRAMES = 400
+
+
+@dataclass
+class Generated:
+    """What ``generate_and_save`` wrote: (path, caption) pairs, for W&B and for the user."""
+
+    folder: Path
+    audio: list[tuple[Path, str]] = field(default_factory=list)
+    images: list[tuple[Path, str]] = field(default_factory=list)
+    arrays: list[Path] = field(default_factory=list)
+    sample_rate: int | None = None
+
+
+def primer_from(datamodule, split: str, index: int, steps: int) -> torch.Tensor:
+    """The first ``steps`` steps of sequence ``index`` of ``split``, (1, Tp, D) normalised."""
+    n = len(datamodule.store(split))
+    if not 0 <= index < n:
+        raise ValueError(
+            f"sample.primer_index: {index} is not a sequence of the {split} split (it has {n})"
+        )
+    seq = datamodule.sequence(split, index)
+    if len(seq) < steps:
+        raise ValueError(
+            f"sample.primer_steps: {steps} steps, but sequence {index} of the {split} split has "
+            f"only {len(seq)}"
+        )
+    return seq[:steps].unsqueeze(0)
+
+
+def kl_per_step(model: VRNN, x: torch.Tensor) -> np.ndarray:
+    """KL(q(z_t | x_<=t, z_<t) || p(z_t | x_<t, z_<t)) of each step of one sequence x (T, D)."""
+    device = next(model.parameters()).device
+    terms = model(x.unsqueeze(0).to(device).float())
+    return terms.kl[0].cpu().numpy()
+
+
+def _write_wav(path: Path, wave: np.ndarray, sample_rate: int) -> Path:
+    # 16-bit PCM plays everywhere; clip first so an overshooting sample saturates, not wraps
+    sf.write(str(path), np.clip(wave, -1.0, 1.0), sample_rate, subtype="PCM_16")
+    return path
+
+
+@torch.no_grad()
+def generate_and_save(
+    model: VRNN,
+    datamodule,
+    folder: str | Path,
+    n: int,
+    steps: int,
+    primer_steps: int = 0,
+    primer_index: int = 0,
+    seed: int | None = None,
+    kl_plot: bool = True,
+    title: str = "",
+) -> Generated:
+    """Sample ``n`` sequences of ``steps`` steps (after a primer of ``primer_steps`` steps of
+    validation sequence ``primer_index`` when > 0) and save them under ``folder``.
+
+    The model runs in eval mode without gradients and is put back as it was. With ``seed``
+    the draws come from a forked RNG: reproducible, and the caller's random stream (e.g. the
+    training run's) is left untouched.
+    """
+    if n < 1 or steps < 1:
+        raise ValueError(f"sample.n and sample.steps must be >= 1, got n={n}, steps={steps}")
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    device = next(model.parameters()).device
+    was_training = model.training
+    model.eval()
+    fork_devices = [device] if device.type == "cuda" else []
+    try:
+        with torch.random.fork_rng(devices=fork_devices, enabled=seed is not None):
+            if seed is not None:
+                torch.manual_seed(seed)
+            primer = None
+            if primer_steps > 0:
+                primer = primer_from(datamodule, "valid", primer_index, primer_steps)
+            samples, means = model.generate(n, steps, primer)
+            kl_x = None
+            if kl_plot and model.latent and datamodule.kind == "audio":
+                kl_x = datamodule.sequence("valid", 0)[:KL_PLOT_MAX_FRAMES]
+                kl = kl_per_step(model, kl_x)
+    finally:
+        model.train(was_training)
+
+    out = Generated(folder=folder)
+    samples = datamodule.denormalise(samples.float().cpu().numpy())
+    means = datamodule.denormalise(means.float().cpu().numpy())
+    np.save(folder / "samples.npy", samples)
+    np.save(folder / "means.npy", means)
+    out.arrays = [folder / "samples.npy", folder / "means.npy"]
+    what = f"continuation of valid #{primer_index}" if primer_steps > 0 else "unconditional"
+    heading = f"{title} {what} samples".strip()
+
+    if datamodule.kind == "audio":
+        rate = datamodule.sample_rate
+        out.sample_rate = rate
+        primer_seconds = primer_steps * datamodule.frame_size / rate if primer_steps else None
+        waves_mean = means.reshape(n, -1)  # frames back to one waveform per sample
+        waves_sampled = samples.reshape(n, -1)
+        for i in range(n):
+            path = _write_wav(folder / f"sample_{i:02d}.wav", waves_mean[i], rate)
+            out.audio.append((path, f"sample {i} (decoder mean)"))
+            path = _write_wav(folder / f"sample_{i:02d}_sampled.wav", waves_sampled[i], rate)
+            out.audio.append((path, f"sample {i} (sampled frames)"))
+        path = plot_waveforms(
+            waves_mean,
+            rate,
+            folder / "waveforms.png",
+            title=f"{heading} (decoder means)",
+            mark_seconds=primer_seconds,
+        )
+        out.images.append((path, "decoder means"))
+        if kl_x is not None:
+            wave = datamodule.denormalise(kl_x.numpy()).reshape(-1)
+            path = plot_kl_over_waveform(
+                wave,
+                kl,
+                datamodule.frame_size,
+                rate,
+                folder / "kl_valid_00.png",
+                title=f"{title} valid #0: waveform and per-frame KL".strip(),
+            )
+            out.images.append((path, "valid #0: per-frame KL"))
+    else:
+        path = plot_strokes(list(samples), folder / "strokes.png", title=heading)
+        out.images.append((path, "sampled strokes"))
+    return out

@@ -1,0 +1,133 @@
+"""PNG plots of what the model generates and of where it uses its latent variables.
+
+Figures are built on ``matplotlib.figure.Figure`` with the Agg canvas directly, never through
+pyplot: no global figure state, no GUI backend, safe in training callbacks and worker threads.
+Every function saves a PNG and returns its path.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+
+from .data.strokes import split_strokes, steps_to_points
+
+DPI = 110
+
+
+def _save(fig: Figure, path: str | Path) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    FigureCanvasAgg(fig)  # attaches the Agg canvas to the figure
+    fig.savefig(path, dpi=DPI)
+    return path
+
+
+def _as_list(arrays) -> list[np.ndarray]:
+    """One array -> [it]; a batch (N, ...) or a list -> a list of numpy arrays."""
+    if hasattr(arrays, "detach"):
+        arrays = arrays.detach().cpu().numpy()
+    if isinstance(arrays, np.ndarray):
+        return [arrays] if arrays.ndim == 1 else list(arrays)
+    return [np.asarray(a.detach().cpu() if hasattr(a, "detach") else a) for a in arrays]
+
+
+def plot_waveforms(
+    waveforms,
+    sample_rate: int,
+    path: str | Path,
+    title: str | None = None,
+    labels: Sequence[str] | None = None,
+    mark_seconds: float | None = None,
+) -> Path:
+    """One panel per waveform (a 1-D array, or a list / (N, S) batch of them), time in seconds.
+
+    ``mark_seconds`` draws a dashed line at that time in every panel (e.g. the end of a primer).
+    """
+    waves = [np.asarray(w, dtype=np.float64).reshape(-1) for w in _as_list(waveforms)]
+    if not waves:
+        raise ValueError("plot_waveforms: no waveforms to plot")
+    fig = Figure(figsize=(10, 1.6 * len(waves) + 0.6), layout="constrained")
+    axes = fig.subplots(len(waves), 1, sharex=True, squeeze=False)[:, 0]
+    peak = max(1e-6, max(float(np.abs(w).max()) if w.size else 0.0 for w in waves))
+    for i, (ax, w) in enumerate(zip(axes, waves, strict=True)):
+        ax.plot(np.arange(len(w)) / sample_rate, w, lw=0.5, color="tab:blue")
+        ax.set_ylim(-1.05 * peak, 1.05 * peak)  # a common scale: loudness compares across panels
+        ax.set_ylabel(labels[i] if labels else f"#{i}", rotation=0, ha="right", va="center")
+        ax.grid(alpha=0.3)
+        if mark_seconds is not None:
+            ax.axvline(mark_seconds, color="tab:red", ls="--", lw=1)
+    axes[-1].set_xlabel("time (s)")
+    axes[-1].set_xlim(0, max(len(w) for w in waves) / sample_rate)
+    if title:
+        fig.suptitle(title)
+    return _save(fig, path)
+
+
+def plot_strokes(
+    steps,
+    path: str | Path,
+    title: str | None = None,
+    labels: Sequence[str] | None = None,
+) -> Path:
+    """Handwriting from (pen, dx, dy) steps: one (T, 3) array, or a list / batch of them.
+
+    Steps are integrated back to absolute points; each stroke is a line, and the pen-up jumps
+    between strokes are not drawn. Equal aspect, so the letters keep their shape.
+    """
+    sequences = [np.asarray(s, dtype=np.float64) for s in _as_list(steps)]
+    if not sequences:
+        raise ValueError("plot_strokes: no sequences to plot")
+    fig = Figure(figsize=(10, 1.8 * len(sequences) + 0.6), layout="constrained")
+    axes = fig.subplots(len(sequences), 1, squeeze=False)[:, 0]
+    for i, (ax, seq) in enumerate(zip(axes, sequences, strict=True)):
+        for stroke in split_strokes(steps_to_points(seq)):
+            ax.plot(stroke[:, 0], stroke[:, 1], color="black", lw=1.2, solid_capstyle="round")
+        ax.set_aspect("equal", adjustable="datalim")
+        ax.set_xticks([])
+        ax.set_yticks([])
+        for side in ax.spines.values():
+            side.set_visible(False)
+        ax.set_title(labels[i] if labels else f"#{i}", loc="left", fontsize=9)
+    if title:
+        fig.suptitle(title)
+    return _save(fig, path)
+
+
+def plot_kl_over_waveform(
+    waveform,
+    kl_per_step,
+    frame_size: int,
+    sample_rate: int,
+    path: str | Path,
+    title: str | None = None,
+) -> Path:
+    """The paper's Figure 2: a waveform, and under it the KL(q || p) of each frame on the same
+    time axis (the KL jumps where the waveform changes: the model uses z there)."""
+    wave = np.asarray(waveform, dtype=np.float64).reshape(-1)
+    kl = np.asarray(kl_per_step, dtype=np.float64).reshape(-1)
+    if len(wave) < len(kl) * frame_size:
+        raise ValueError(
+            f"plot_kl_over_waveform: {len(kl)} frames of {frame_size} samples need "
+            f"{len(kl) * frame_size} samples, the waveform has {len(wave)}"
+        )
+    wave = wave[: len(kl) * frame_size]
+    edges = np.arange(len(kl) + 1) * frame_size / sample_rate  # frame boundaries in seconds
+    fig = Figure(figsize=(10, 4.2), layout="constrained")
+    top, bottom = fig.subplots(2, 1, sharex=True, height_ratios=(3, 2))
+    top.plot(np.arange(len(wave)) / sample_rate, wave, lw=0.5, color="tab:blue")
+    top.set_ylabel("amplitude")
+    top.grid(alpha=0.3)
+    bottom.stairs(kl, edges, fill=True, color="tab:red", alpha=0.35)
+    bottom.stairs(kl, edges, color="tab:red", lw=1)
+    bottom.set_ylabel("KL (nats)")
+    bottom.set_xlabel("time (s)")
+    bottom.set_xlim(edges[0], edges[-1])
+    bottom.set_ylim(bottom=0)
+    bottom.grid(alpha=0.3)
+    top.set_title(title or "waveform and per-frame KL(q(z_t) || p(z_t))")
+    return _save(fig, path)
