@@ -27,6 +27,7 @@ import numpy as np
 
 from vrnn_lightning.data.corpora import Source
 from vrnn_lightning.data.corpora.synthetic_speech import generated_splits
+from vrnn_lightning.data.strokes import points_to_steps
 
 KIND = "strokes"
 NAME = "synthetic_handwriting"
@@ -119,8 +120,7 @@ def synthesize(seed: int) -> np.ndarray:
         n_points += sum(len(p) for p in pieces)
         x0 = word[-1, 0] + writer["height"] * rng.uniform(0.6, 1.3)  # the gap between words
 
-    points = np.concatenate(strokes)
-    pen = np.zeros(len(points))
-    pen[np.cumsum([len(s) for s in strokes]) - 1] = 1.0  # lifted after each stroke's last point
-    steps = np.column_stack([pen[1:], np.diff(points, axis=0)])
-    return steps.astype(np.float32)
+    points = np.zeros((sum(len(s) for s in strokes), 3))
+    points[:, :2] = np.concatenate(strokes)
+    points[np.cumsum([len(s) for s in strokes]) - 1, 2] = 1.0  # lifted after a stroke's end
+    return points_to_steps(points)

@@ -26,6 +26,7 @@ import torch
 import torchaudio.functional as AF
 
 from vrnn_lightning.data.corpora import CorpusError, Source
+from vrnn_lightning.data.corpora.splits import split_shuffled
 
 KIND = "audio"
 NAME = "synthetic_speech"
@@ -54,29 +55,16 @@ FRICATIVES = {"s": (5500.0, 1.5), "sh": (2800.0, 1.8), "f": (1500.0, None), "bur
 def generated_splits(cfg, name: str) -> dict[str, list[Source]]:
     """Split cfg.synthetic_sequences generated sources into train/valid/test.
 
-    Membership is a permutation drawn from cfg.split_seed; the content of a source
-    depends only on its index (``seed = index``), so changing the split seed moves
-    sequences between splits without changing them.
+    Membership is a shuffle seeded by cfg.split_seed (the same rule as the file corpora);
+    the content of a source depends only on its index (``seed = index``), so changing the
+    split seed moves sequences between splits without changing them.
     """
     n = int(cfg.synthetic_sequences)
-    n_valid = round(n * cfg.valid_fraction)
-    n_test = round(n * cfg.test_fraction)
-    if n < 1 or n_valid + n_test >= n:
-        raise CorpusError(
-            f"data.synthetic_sequences={n} leaves no training sequences with "
-            f"valid_fraction={cfg.valid_fraction} and test_fraction={cfg.test_fraction}"
-        )
-    order = np.random.default_rng(cfg.split_seed).permutation(n)
-    chosen = {
-        "valid": order[:n_valid],
-        "test": order[n_valid : n_valid + n_test],
-        "train": order[n_valid + n_test :],
-    }
+    if n < 1:
+        raise CorpusError(f"data.synthetic_sequences: {n}; the {name} corpus needs at least 1")
     width = max(6, len(str(n - 1)))
-    return {
-        split: [Source(name=f"{name}/{i:0{width}d}", seed=int(i)) for i in sorted(idx)]
-        for split, idx in chosen.items()
-    }
+    sources = [Source(name=f"{name}/{i:0{width}d}", seed=i) for i in range(n)]
+    return split_shuffled(sources, cfg.valid_fraction, cfg.test_fraction, cfg.split_seed)
 
 
 def find_sources(cfg) -> dict[str, list[Source]]:
@@ -281,6 +269,17 @@ def _noise_bands(rng, n: int, sr: int, kinds: list[str]) -> dict[str, np.ndarray
 
 def synthesize(seed: int, sample_rate: int = 16000, seconds: float = 2.0) -> np.ndarray:
     """One utterance: 1-D float32 of round(seconds * sample_rate) samples, peak 0.5."""
+    # One torch thread: an utterance is milliseconds of small ops, which multi-threading
+    # slows down (ten-fold on a busy machine); parallel preparation workers scale instead.
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        return _synthesize(seed, sample_rate, seconds)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _synthesize(seed: int, sample_rate: int, seconds: float) -> np.ndarray:
     sr = int(sample_rate)
     n = round(seconds * sr)
     if n < 1 or sr < 4000:
