@@ -13,6 +13,7 @@ import torch
 import torchaudio.functional as AF
 
 from vrnn_lightning.config import DataConfig
+from vrnn_lightning.data import audio
 from vrnn_lightning.data.audio import read_audio, write_wav
 from vrnn_lightning.data.corpora import BadInput, CorpusError, Source, get_corpus
 from vrnn_lightning.data.corpora.splits import split_counts, split_groups, split_shuffled
@@ -292,7 +293,10 @@ def test_timit_full_size_split_counts(tmp_path):
 # ---------------------------------------------------------------- Blizzard and Accent
 
 
-def test_blizzard_cuts_half_second_sequences_and_splits_by_position(tmp_path):
+@pytest.mark.parametrize("cache", [True, False])
+def test_blizzard_cuts_half_second_sequences_and_splits_by_position(tmp_path, monkeypatch, cache):
+    if not cache:  # every sequence decoded through its own window, as for very long files
+        monkeypatch.setattr(audio, "CACHE_MAX_SAMPLES", 0)
     root = tmp_path / "blizzard"
     lengths = {"a/01.flac": 20000, "a/02.wav": 8000 * 3 + 100, "b/03.wav": 8000 * 13}
     for i, (name, n) in enumerate(lengths.items()):

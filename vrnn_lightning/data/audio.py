@@ -1,7 +1,8 @@
 """Audio file I/O: read any soundfile-readable file as a mono waveform at a given rate; write WAVs.
 
 soundfile (libsndfile) does all file I/O: WAV, FLAC, NIST SPHERE, OGG and, with libsndfile >= 1.1,
-MP3. torchaudio is used only for DSP (``torchaudio.functional.resample``).
+MP3. torchaudio is used only for DSP: its sinc resampler (``torchaudio.functional.resample``,
+with the kernel built once per pair of rates).
 
 Sample scale: a waveform comes back as int16 when the file is mono 16-bit PCM at the requested
 rate (nothing was computed on it); otherwise as float32 on soundfile's [-1, 1] scale, i.e.
@@ -11,18 +12,26 @@ int16 / 32768. A consumer mixing both divides int16 by 32768 to put them on one 
 from __future__ import annotations
 
 import math
+from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
 import soundfile as sf
 import torch
-import torchaudio.functional as AF
+import torchaudio
 
 from vrnn_lightning.data.corpora import BadInput, Source
 
 # torchaudio.functional.resample's defaults, which the window arithmetic below relies on
 _LOWPASS_WIDTH = 6
 _ROLLOFF = 0.99
+
+
+@lru_cache(maxsize=8)
+def _resampler(rate: int, sample_rate: int) -> torchaudio.transforms.Resample:
+    """torchaudio.functional.resample with its sinc kernel built once per pair of rates (building
+    it costs more than resampling a 0.5 s sequence)."""
+    return torchaudio.transforms.Resample(rate, sample_rate, dtype=torch.float32)
 
 
 def _open(path: Path) -> sf.SoundFile:
@@ -109,10 +118,22 @@ def read_audio(
     if wave.dtype != np.int16 and not np.isfinite(wave).all():
         raise BadInput(f"{path}: non-finite samples (NaN or inf)")
     if not exact:
-        wave = AF.resample(torch.from_numpy(np.ascontiguousarray(wave)), rate, sample_rate).numpy()
+        with torch.no_grad():
+            wave = _resampler(rate, sample_rate)(torch.from_numpy(np.ascontiguousarray(wave)))
+        wave = wave.numpy()
     # cut the window's output to the requested range
     wave = wave[start - offset : None if stop is None else stop - offset]
     return np.ascontiguousarray(wave)
+
+
+# A process decodes a file once for all its sequences when it has at most this many samples
+# (1 h at 16 kHz, 230 MB); longer files are decoded sequence by sequence through a window.
+CACHE_MAX_SAMPLES = 3600 * 16000
+
+
+@lru_cache(maxsize=1)
+def _whole_file(path: str, sample_rate: int, size: int, mtime_ns: int) -> np.ndarray:
+    return read_audio(path, sample_rate)  # size and mtime: a rewritten file is read again
 
 
 def read_source(
@@ -121,10 +142,22 @@ def read_source(
     min_samples: int,
     max_samples: int | None = None,
 ) -> np.ndarray:
-    """A corpus source's waveform; BadInput when it has fewer than ``min_samples`` samples."""
+    """A corpus source's waveform; BadInput when it has fewer than ``min_samples`` samples.
+
+    The sequences of one file come in a row, so a range of a file is cut from the whole
+    file decoded once (and kept until another file is read) rather than decoded on its own.
+    """
     if source.path is None:
         raise BadInput(f"{source.name}: an audio source needs a file path")
-    wave = read_audio(source.path, sample_rate, max_samples, start=source.start, stop=source.stop)
+    start, stop = source.start, source.stop
+    if max_samples is not None:
+        stop = max_samples if stop is None else min(stop, max_samples)
+    if source.stop is not None and audio_length(source.path, sample_rate) <= CACHE_MAX_SAMPLES:
+        st = Path(source.path).stat()
+        whole = _whole_file(str(source.path), sample_rate, st.st_size, st.st_mtime_ns)
+        wave = whole[start:stop].copy()  # a copy: the caller may modify it
+    else:
+        wave = read_audio(source.path, sample_rate, start=start, stop=stop)
     if len(wave) < min_samples:
         raise BadInput(
             f"{source.path}: too short: {len(wave)} samples at {sample_rate} Hz, "

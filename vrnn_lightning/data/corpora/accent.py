@@ -27,6 +27,7 @@ from vrnn_lightning.data.corpora.splits import (
 )
 
 KIND = "audio"
+VERSION = 1  # bump when what read() returns changes: prepared stores are fingerprinted with it
 EXPECTED = "a folder of recordings named by speaker (english1.mp3, spanish12.mp3, ...)"
 
 

@@ -27,6 +27,7 @@ from vrnn_lightning.data.corpora.splits import (
 )
 
 KIND = "audio"
+VERSION = 1  # bump when what read() returns changes: prepared stores are fingerprinted with it
 EXPECTED = "a folder of audio files (WAV, FLAC or MP3, in any subfolder)"
 
 
