@@ -108,6 +108,11 @@ def _truncated(p):
     p.write_bytes(p.read_bytes()[:30])  # cut inside the header
 
 
+def _cut_in_data(p):
+    write(p, noise(1000), 16000, subtype="PCM_16")
+    p.write_bytes(p.read_bytes()[:1000])  # a half-copied file: the header promises 2000 bytes
+
+
 def _empty(p):
     p.write_bytes(b"")
 
@@ -127,6 +132,7 @@ def _no_samples(p):
     [
         (_garbage, "not a readable audio file"),
         (_truncated, "not a readable audio file"),
+        (_cut_in_data, "truncated: its header promises 2000 bytes of audio, the file holds 956"),
         (_empty, "empty file"),
         (_nan, "non-finite"),
         (_no_samples, "no audio samples"),

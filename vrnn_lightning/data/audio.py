@@ -12,6 +12,7 @@ int16 / 32768. A consumer mixing both divides int16 by 32768 to put them on one 
 from __future__ import annotations
 
 import math
+import re
 from functools import lru_cache
 from pathlib import Path
 
@@ -34,15 +35,29 @@ def _resampler(rate: int, sample_rate: int) -> torchaudio.transforms.Resample:
     return torchaudio.transforms.Resample(rate, sample_rate, dtype=torch.float32)
 
 
+# libsndfile's header log of a WAV whose data chunk runs past the end: "data : N (should be M)"
+_WAV_DATA_LOG = re.compile(r"^data\s*:\s*(\d+)\s*\(should be (\d+)\)", re.MULTILINE)
+_PLACEHOLDER_SIZES = (0, 0xFFFFFFFF)  # written by streaming encoders that never seek back
+
+
 def _open(path: Path) -> sf.SoundFile:
     if not path.is_file():
         raise BadInput(f"{path}: not a file")
     if path.stat().st_size == 0:
         raise BadInput(f"{path}: empty file (0 bytes)")
     try:
-        return sf.SoundFile(path)
+        f = sf.SoundFile(path)
     except (sf.SoundFileError, OSError) as err:
         raise BadInput(f"{path}: not a readable audio file ({err})") from None
+    # libsndfile plays a cut-off WAV up to where it ends; a cut-off file is a corrupt copy
+    m = _WAV_DATA_LOG.search(f.extra_info) if f.format in ("WAV", "WAVEX") else None
+    if m and int(m.group(1)) not in _PLACEHOLDER_SIZES and int(m.group(1)) > int(m.group(2)):
+        f.close()
+        raise BadInput(
+            f"{path}: truncated: its header promises {m.group(1)} bytes of audio, "
+            f"the file holds {m.group(2)}"
+        )
+    return f
 
 
 def _resampled_length(frames: int, rate: int, sample_rate: int) -> int:
