@@ -319,25 +319,27 @@ class FrameStore:
         self.mean = float(self.attrs["mean"])
         self.std = float(self.attrs["std"])
         self._file: h5py.File | None = None
+        self._dataset: h5py.Dataset | None = None
         self._pid: int | None = None
         self._names: list[str] | None = None
 
     def __getstate__(self) -> dict:
         state = self.__dict__.copy()
-        state["_file"] = None
-        state["_pid"] = None
+        state["_file"] = state["_dataset"] = state["_pid"] = None
         return state
 
     def _frames(self) -> h5py.Dataset:
+        # the Dataset object is kept: HDF5's chunk cache lives and dies with it
         if self._file is None or self._pid != os.getpid():
             self._file = h5py.File(self.path, "r", rdcc_nbytes=self.rdcc_nbytes)
+            self._dataset = self._file["frames"]
             self._pid = os.getpid()
-        return self._file["frames"]
+        return self._dataset
 
     def close(self) -> None:
         if self._file is not None and self._pid == os.getpid():
             self._file.close()
-        self._file = None
+        self._file = self._dataset = None
 
     def __len__(self) -> int:
         return len(self.lengths)

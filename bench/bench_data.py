@@ -1,0 +1,189 @@
+"""Data pipeline benchmark: preparation speed and loader throughput against training demand.
+
+    /work/venv/bin/python bench/bench_data.py [--runs 3] [--no-resample]
+
+(a) vrnn-prepare on the FSDD WAVs (../shared/data/fsdd/recordings, 2,500 files, 8 kHz 16-bit),
+    prepare_workers=1 (one core), in x real time = seconds of audio stored / wall seconds;
+    at 8 kHz (no resampling) and at 16 kHz (torchaudio resampling in the corpus reader).
+(b) FramesDataModule training batches (batch 64, seq_len 40, frame 200, num_workers=0, so one
+    core) in frames/s, on the FSDD store and on a 256 MB store larger than the chunk cache,
+    against the frames/s a paper-sized VRNN-GMM consumes (vrnn_lightning.model.VRNN,
+    variant vrnn_gmm, x_dim 200, h_dim 2000, 4-layer MLPs, forward + backward, fp32, CPU).
+Every figure is the median of --runs runs. Targets: (a) >= 500x, (b) loader >= 10x demand.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from rich.console import Console
+from rich.table import Table
+
+from vrnn_lightning.data.datamodule import FramesDataModule
+from vrnn_lightning.data.store import FrameStore, StoreWriter, as_data_config
+from vrnn_lightning.prepare import prepare
+
+FSDD = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "fsdd" / "recordings"
+BATCH, SEQ_LEN, FRAME = 64, 40, 200
+
+
+def bench_prepare(tmp: Path, sample_rate: int, runs: int) -> tuple[float, float, Path]:
+    """Median x real time and median wall seconds of a fresh preparation of FSDD."""
+    speeds, walls, folder = [], [], None
+    for r in range(runs):
+        cfg = as_data_config(
+            dataset="audio_folder",
+            root=str(FSDD),
+            cache_dir=str(tmp / f"prep-{sample_rate}-{r}"),
+            sample_rate=sample_rate,
+            frame_size=FRAME,
+            prepare_workers=1,
+        )
+        t0 = time.perf_counter()
+        folder = prepare(cfg, console=Console(quiet=True), progress=False)
+        wall = time.perf_counter() - t0
+        seconds = sum(
+            FrameStore(folder / f"{s}.h5").attrs["seconds"] for s in ("train", "valid", "test")
+        )
+        speeds.append(seconds / wall)
+        walls.append(wall)
+    return statistics.median(speeds), statistics.median(walls), folder
+
+
+def big_store(tmp: Path, megabytes: int = 256) -> Path:
+    """A train store of int16 noise in 3-second sequences, bigger than the 32 MB chunk cache."""
+    folder = tmp / "big"
+    folder.mkdir()
+    rng = np.random.default_rng(0)
+    n_seq = megabytes * 2**20 // (2 * 48000)
+    attrs = {"kind": "audio", "sample_rate": 16000, "frame_size": FRAME, "mean": 0.0}
+    with StoreWriter(
+        folder / "train.h5", dim=FRAME, dtype=np.int16, compression="lzf", attrs=attrs
+    ) as w:
+        for i in range(n_seq):
+            w.append(str(i), rng.integers(-3000, 3000, (240, FRAME), dtype=np.int16))
+        w.finish(std=1000.0, split="train", seconds=n_seq * 3.0, skipped=[])
+    return folder / "train.h5"
+
+
+def bench_loader(dm: FramesDataModule, runs: int, max_batches: int = 200) -> float:
+    """Median frames/s (real frames, mask.sum()) over up to max_batches batches per run."""
+    rates = []
+    loader = dm.train_dataloader()
+    for epoch in range(runs):
+        loader.sampler.set_epoch(epoch)
+        frames, t0 = 0, time.perf_counter()
+        for k, batch in enumerate(loader):
+            frames += int(batch["mask"].sum())
+            if k + 1 == max_batches:
+                break
+        rates.append(frames / (time.perf_counter() - t0))
+    return statistics.median(rates)
+
+
+def bench_step(runs: int) -> tuple[float, str]:
+    """Median frames/s consumed by forward + backward of a paper-sized VRNN-GMM step."""
+    from vrnn_lightning.model import VRNN
+
+    model = VRNN(variant="vrnn_gmm", x_dim=FRAME)
+    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+    x = torch.randn(BATCH, SEQ_LEN, FRAME)
+    mask = torch.ones(BATCH, SEQ_LEN, dtype=torch.bool)
+
+    def step():
+        terms = model(x, mask)
+        loss = -(terms.log_px - terms.kl).sum(1).mean()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+
+    step()  # warm-up
+    times = []
+    for _ in range(runs):
+        t0 = time.perf_counter()
+        step()
+        times.append(time.perf_counter() - t0)
+    t = statistics.median(times)
+    n_params = sum(p.numel() for p in model.parameters())
+    return BATCH * SEQ_LEN / t, f"{t:.2f} s/step, {n_params / 1e6:.1f} M parameters"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--no-resample", action="store_true", help="skip the 16 kHz run")
+    args = parser.parse_args()
+    if not FSDD.is_dir():
+        raise SystemExit(f"bench_data: {FSDD} not found (the FSDD recordings)")
+    console = Console(width=170)  # one row per measure, also when piped
+    torch.set_num_threads(1)  # one core for every figure
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        table = Table(title=f"data pipeline, median of {args.runs} runs, 1 core (torch threads 1)")
+        for col in ("measure", "settings", "result", "target"):
+            table.add_column(col)
+
+        speed, wall, folder8 = bench_prepare(tmp, 8000, args.runs)
+        table.add_row(
+            "prepare FSDD WAV",
+            "2,500 files, 8 kHz, no resampling, frame 200, lzf, prepare_workers=1",
+            f"{speed:,.0f}x real time ({wall:.2f} s)",
+            ">= 500x",
+        )
+        if not args.no_resample:
+            speed, wall, _ = bench_prepare(tmp, 16000, args.runs)
+            table.add_row(
+                "prepare FSDD WAV",
+                "2,500 files, 8 -> 16 kHz resampled, frame 200, lzf, prepare_workers=1",
+                f"{speed:,.0f}x real time ({wall:.2f} s)",
+                ">= 500x",
+            )
+
+        demand, step_desc = bench_step(args.runs)
+        table.add_row(
+            "training step demand",
+            f"VRNN vrnn_gmm x_dim 200 h_dim 2000, batch {BATCH} x {SEQ_LEN}, fwd+bwd+Adam, fp32",
+            f"{demand:,.0f} frames/s ({step_desc})",
+            "",
+        )
+
+        dm = FramesDataModule(
+            dataset="audio_folder",
+            root=str(FSDD),
+            cache_dir=str(folder8.parent),
+            sample_rate=8000,
+            frame_size=FRAME,
+            seq_len=SEQ_LEN,
+            batch_size=BATCH,
+            seed=0,
+        )
+        dm.setup()  # reuses the store of (a)
+        rate = bench_loader(dm, args.runs)
+        n = dm.store("train").n_frames
+        table.add_row(
+            "loader, FSDD store",
+            f"{n:,} train frames int16 lzf, batch {BATCH}, seq_len {SEQ_LEN}, num_workers=0",
+            f"{rate:,.0f} frames/s = {rate / demand:,.0f}x demand",
+            ">= 10x",
+        )
+
+        big = FrameStore(big_store(tmp))
+        dm.stores = {"train": big}
+        rate = bench_loader(dm, args.runs)
+        table.add_row(
+            "loader, 256 MB store",
+            f"{big.n_frames:,} frames int16 lzf > 32 MB chunk cache, same loader settings",
+            f"{rate:,.0f} frames/s = {rate / demand:,.0f}x demand",
+            ">= 10x",
+        )
+        console.print(table)
+
+
+if __name__ == "__main__":
+    main()
