@@ -79,6 +79,10 @@ def test_speech_shape_dtype_and_level():
     assert np.array_equal(y, sp.synthesize(source.seed, 16000, 2.0))
     short = sp.read(source, replace(cfg, sample_rate=8000, synthetic_seconds=0.75))
     assert short.shape == (6000,) and np.isfinite(short).all()
+    # formants above the lower Nyquist are dropped, not piled up just below it
+    power = np.abs(np.fft.rfft(short.astype(np.float64))) ** 2
+    assert power[np.fft.rfftfreq(6000, 1 / 8000) > 3400].sum() < 0.02 * power.sum()
+    assert np.array_equal(sp.read(replace(source, start=100, stop=300), cfg), y[100:300])
 
 
 def test_handwriting_shape_dtype_and_pen_bits():

@@ -40,7 +40,8 @@ def find_sources(cfg) -> dict[str, list[Source]]:
 
 
 def read(source: Source, cfg) -> np.ndarray:
-    return synthesize(source.seed)
+    # a line's length is its own (a few hundred steps); data.synthetic_seconds is for audio
+    return synthesize(source.seed)[source.start : source.stop]
 
 
 def _word(rng, writer: dict, letters: int) -> np.ndarray:

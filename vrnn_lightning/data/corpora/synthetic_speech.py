@@ -72,7 +72,8 @@ def find_sources(cfg) -> dict[str, list[Source]]:
 
 
 def read(source: Source, cfg) -> np.ndarray:
-    return synthesize(source.seed, cfg.sample_rate, cfg.synthetic_seconds)
+    y = synthesize(source.seed, cfg.sample_rate, cfg.synthetic_seconds)
+    return y[source.start : source.stop]
 
 
 # ----------------------------------------------------------------------------- the plan
@@ -179,13 +180,13 @@ def _formant_tracks(rng, segs, sr: int, scale: float):
             times.append(at)
             freqs.append(f)
             bws.append(b)
-    freqs = np.minimum(np.array(freqs), 0.45 * sr)  # stay below Nyquist at low sample rates
-    return np.array(times), freqs, np.array(bws)
+    return np.array(times), np.array(freqs), np.array(bws)
 
 
 def _resonator_cascade(freqs: np.ndarray, bws: np.ndarray, sr: int) -> np.ndarray:
     """Denominators (blocks, 11) of five cascaded 2-pole resonators, one row per block."""
-    r = np.exp(-np.pi * bws / sr)
+    # a formant too close to Nyquist (F4, F5 at 8 kHz) becomes a pass-through (radius 0)
+    r = np.where(freqs < 0.45 * sr, np.exp(-np.pi * bws / sr), 0.0)
     a = np.ones((len(freqs), 1))
     for k in range(freqs.shape[1]):
         pole = np.stack(
