@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import time
 from pathlib import Path
 from types import SimpleNamespace
@@ -316,3 +317,18 @@ def test_real_gw_online_round_trip(tmp_path):
 
 def _report(folder: Path) -> dict:
     return json.loads((folder / "report.json").read_text())
+
+
+def test_temporary_of_a_killed_run_is_removed(tmp_path, corpus):
+    write_audio_corpus(tmp_path / "corpus")
+    cfg = data_cfg(tmp_path)
+    folder = prepare_mod.locate(cfg)[3]
+    folder.mkdir(parents=True)
+    dead = 2**22 + 12345  # above the default pid_max: no such process
+    leftover = folder / f"train.h5.tmp-{socket.gethostname()}-{dead}"
+    leftover.write_bytes(b"half a store")
+    other_host = folder / f"train.h5.tmp-elsewhere-{dead}"  # may still be running there
+    other_host.write_bytes(b"")
+    prepare_mod.prepare(cfg, progress=False)
+    assert not leftover.exists() and other_host.exists()
+    assert FrameStore(folder / "train.h5").attrs["complete"]

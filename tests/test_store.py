@@ -154,3 +154,15 @@ def test_reader_pickles_without_its_handle_and_denormalises(tmp_path, corpus):  
     # back to amplitude: int16 value / 32768
     np.testing.assert_allclose(store.denormalise(x), store.raw(1) / INT16_SCALE, atol=1e-6)
     store.close()
+
+
+def test_reader_keeps_one_dataset_so_the_chunk_cache_survives(tmp_path):
+    path = tmp_path / "train.h5"
+    with StoreWriter(path, dim=2, dtype=np.float32, compression="lzf", attrs={}) as w:
+        w.append("a", np.ones((600, 2), np.float32))
+        w.finish(kind="audio", mean=0.0, std=1.0)
+    store = FrameStore(path)
+    store.raw(0, 0, 10)
+    first = store._frames()
+    store.raw(0, 10, 20)
+    assert store._frames() is first  # a re-opened Dataset would start with an empty cache
