@@ -3,8 +3,8 @@
 A source-filter synthesiser in the spirit of Klatt's cascade formant synthesiser:
 
 - source: a Rosenberg glottal pulse train, differentiated (lip radiation), with a smooth
-  pitch contour (speaker base 90-250 Hz, declination, accents on stressed syllables, slow
-  wander) and a little pulsed aspiration noise;
+  pitch contour (speaker base 90-220 Hz, declination, accents of up to +35% on stressed
+  syllables, slow wander; clipped to 75-300 Hz) and a little pulsed aspiration noise;
 - filter: a cascade of five 2-pole formant resonators whose frequencies and bandwidths
   are drawn per vowel and interpolated between vowels (so consonants become transitions);
 - consonants: band-passed noise for fricatives (s, sh, f), silence plus a burst for stops;
@@ -15,8 +15,9 @@ Hann-windowed 20 ms blocks (hop 10 ms, which sum to one), each block is filtered
 formants at its centre, and the filtered blocks (with their decaying tails) are added back.
 All filtering is torchaudio's ``lfilter`` in float64.
 
-Every sequence is a pure function of its seed: numpy's PCG64 streams and CPU filtering
-give bit-identical output across processes and machines.
+Every sequence is a pure function of its seed: numpy's PCG64 streams and single-threaded
+CPU filtering give bit-identical output across processes (tested) with the same library
+versions; about 8 ms of one core per 2-s utterance at 16 kHz.
 """
 
 from __future__ import annotations
@@ -306,9 +307,8 @@ def _synthesize(seed: int, sample_rate: int, seconds: float) -> np.ndarray:
     voiced /= max(np.abs(voiced).max(), 1e-12)  # fricative levels are relative to the vowels
     bands = _noise_bands(rng, n, sr, [k for k in FRICATIVES if fric_env[k].any()])
     fric = sum((fric_env[k] * band for k, band in bands.items()), np.zeros(n))
-    floor = 1e-3 * rng.standard_normal(
-        n, dtype=np.float32
-    )  # a recording noise floor: silence is never exact
+    # a recording's noise floor (-60 dB): silence is never exactly zero
+    floor = 1e-3 * rng.standard_normal(n, dtype=np.float32)
     y = voiced + 0.25 * fric + floor
     fade = np.zeros(n)
     _add_window(fade, 0, n, round(0.005 * sr), 1.0)
