@@ -286,14 +286,16 @@ def test_timit_layout_split_and_read(tmp_path):
 
 def test_timit_full_size_split_counts(tmp_path):
     # find_sources only lists files: empty placeholders in the real layout give the real counts
+    # (here inside the CD's TIMIT/ folder, which data.root may hold instead of TRAIN/ and TEST/)
     for split, speakers in (("TRAIN", 462), ("TEST", 168)):
         for s in range(speakers):
-            folder = tmp_path / split / f"DR{s % 8 + 1}" / f"M{s:04d}"
+            folder = tmp_path / "TIMIT" / split / f"DR{s % 8 + 1}" / f"M{s:04d}"
             folder.mkdir(parents=True)
             for i in range(10):
                 (folder / f"S{i}.WAV").touch()
     splits = get_corpus("timit").find_sources(config(tmp_path, dataset="timit"))
     assert {k: len(v) for k, v in splits.items()} == {"train": 4389, "valid": 231, "test": 1680}
+    assert splits["test"][0].name == "TIMIT/TEST/DR1/M0000/S0.WAV"
 
 
 # ---------------------------------------------------------------- Blizzard and Accent
