@@ -62,9 +62,11 @@ def find_sources(cfg: DataConfig) -> dict[str, list[Source]]:
     if not files:
         raise nothing_usable(root, "gw_online", EXPECTED)
     sources = file_sources(root, files)
-    page_of = lambda s: s.path.parent  # noqa: E731
-    if len({page_of(s) for s in sources}) >= 3:
-        return split_groups(sources, page_of, cfg.valid_fraction, cfg.test_fraction, cfg.split_seed)
+    pages = {s.path.parent for s in sources}
+    if len(pages) >= 3:
+        return split_groups(
+            sources, lambda s: s.path.parent, cfg.valid_fraction, cfg.test_fraction, cfg.split_seed
+        )
     return split_shuffled(sources, cfg.valid_fraction, cfg.test_fraction, cfg.split_seed)
 
 
