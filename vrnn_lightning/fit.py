@@ -22,6 +22,7 @@ from lightning.pytorch.callbacks import (
     RichProgressBar,
 )
 from lightning.pytorch.loggers import CSVLogger, WandbLogger
+from lightning.pytorch.utilities import rank_zero_only
 from omegaconf import DictConfig, OmegaConf
 
 from .config import ConfigError, load_config, to_yaml
@@ -54,10 +55,17 @@ def trainer_kwargs(cfg: DictConfig) -> dict:
 
 def resolve_ckpt_path(cfg: DictConfig) -> str | None:
     """``ckpt_path=last`` is the run folder's last checkpoint, if the run got that far."""
+    checkpoints = Path(cfg.out_dir) / "checkpoints"
     if cfg.ckpt_path in (None, ""):
+        if checkpoints.is_dir() and any(checkpoints.glob("*.ckpt")):
+            # never overwrite another run's checkpoints silently
+            raise ConfigError(
+                f"out_dir: {cfg.out_dir} already holds a run's checkpoints; resume it with "
+                "ckpt_path=last, or start a new run with another name=... or out_dir=..."
+            )
         return None
     if cfg.ckpt_path == "last":
-        last = Path(cfg.out_dir) / "checkpoints" / "last.ckpt"
+        last = checkpoints / "last.ckpt"
         if not last.is_file():
             print(f"vrnn-fit: no {last} yet; starting from scratch", file=sys.stderr)
             return None
@@ -68,7 +76,8 @@ def resolve_ckpt_path(cfg: DictConfig) -> str | None:
 
 
 def make_loggers(cfg: DictConfig, out_dir: Path, resuming: bool) -> list:
-    loggers = [CSVLogger(save_dir=str(out_dir), name="", version="")]
+    # csv/version_N/metrics.csv: a resumed run adds a version instead of replacing the file
+    loggers = [CSVLogger(save_dir=str(out_dir), name="csv")]
     wb = cfg.logger.wandb
     if wb.enabled and wb.mode != "disabled":
         # one W&B run per run folder: a resumed run continues the same W&B run
@@ -86,7 +95,8 @@ def make_loggers(cfg: DictConfig, out_dir: Path, resuming: bool) -> list:
             resume="allow" if run_id else None,
             config=OmegaConf.to_container(cfg, resolve=True),
         )
-        id_file.write_text(logger.experiment.id)
+        if rank_zero_only.rank == 0:  # other DDP ranks hold no W&B run
+            id_file.write_text(logger.experiment.id)
         loggers.append(logger)
     return loggers
 
@@ -118,14 +128,14 @@ def make_callbacks(cfg: DictConfig, out_dir: Path) -> list:
 def fit(cfg: DictConfig) -> Path:
     """Train as ``cfg`` says; returns the run folder."""
     out_dir = Path(cfg.out_dir)
+    ckpt_path = resolve_ckpt_path(cfg)
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "config.yaml").write_text(to_yaml(cfg))
     L.seed_everything(cfg.seed, workers=True, verbose=False)
 
     kind = get_corpus(cfg.data.dataset).KIND
-    datamodule = FramesDataModule(cfg.data)
+    datamodule = FramesDataModule(cfg.data, seed=cfg.seed)
     module = VRNNModule(OmegaConf.to_container(cfg, resolve=True), data_kind=kind)
-    ckpt_path = resolve_ckpt_path(cfg)
     trainer = L.Trainer(
         **trainer_kwargs(cfg),
         default_root_dir=str(out_dir),

@@ -106,7 +106,9 @@ class VRNNModule(L.LightningModule):
         opt = self.cfg.optim
         return torch.optim.Adam(self.parameters(), lr=opt.lr, betas=tuple(opt.betas), eps=opt.eps)
 
-    def configure_gradient_clipping(self, optimizer, gradient_clip_val=None, algorithm=None):
+    def configure_gradient_clipping(
+        self, optimizer, gradient_clip_val=None, gradient_clip_algorithm=None
+    ):
         opt = self.cfg.optim
         if opt.grad_clip and opt.grad_clip > 0:
             # the original code divides gradients by the batch size, then clips at grad_clip
