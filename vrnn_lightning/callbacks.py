@@ -8,7 +8,7 @@ import lightning as L
 from lightning.pytorch.loggers import WandbLogger
 from lightning.pytorch.utilities import rank_zero_warn
 
-from .generation import Generated, generate_and_save
+from .generation import Generated, generate_and_save, primer_index
 
 
 class SampleCallback(L.Callback):
@@ -44,6 +44,7 @@ class SampleCallback(L.Callback):
             steps=s.steps,
             primer_steps=s.primer_steps,
             every_n_validations=s.every_n_validations,
+            primer_index=primer_index(cfg),
             seed=cfg.seed,
         )
 

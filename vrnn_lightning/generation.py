@@ -15,7 +15,9 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 import torch
+from omegaconf import OmegaConf
 
+from .config import ConfigError
 from .model import VRNN
 from .plots import plot_kl_over_waveform, plot_strokes, plot_waveforms
 
@@ -35,16 +37,22 @@ class Generated:
     sample_rate: int | None = None
 
 
+def primer_index(cfg) -> int:
+    """``sample.primer_index`` (the valid sequence a primer comes from), 0 while the schema has
+    no such key."""
+    return int(OmegaConf.select(cfg, "sample.primer_index", default=0))
+
+
 def primer_from(datamodule, split: str, index: int, steps: int) -> torch.Tensor:
     """The first ``steps`` steps of sequence ``index`` of ``split``, (1, Tp, D) normalised."""
     n = len(datamodule.store(split))
     if not 0 <= index < n:
-        raise ValueError(
+        raise ConfigError(
             f"sample.primer_index: {index} is not a sequence of the {split} split (it has {n})"
         )
     seq = datamodule.sequence(split, index)
     if len(seq) < steps:
-        raise ValueError(
+        raise ConfigError(
             f"sample.primer_steps: {steps} steps, but sequence {index} of the {split} split has "
             f"only {len(seq)}"
         )
@@ -85,7 +93,7 @@ def generate_and_save(
     training run's) is left untouched.
     """
     if n < 1 or steps < 1:
-        raise ValueError(f"sample.n and sample.steps must be >= 1, got n={n}, steps={steps}")
+        raise ConfigError(f"sample.n and sample.steps must be >= 1, got n={n}, steps={steps}")
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     device = next(model.parameters()).device
@@ -113,8 +121,8 @@ def generate_and_save(
     np.save(folder / "samples.npy", samples)
     np.save(folder / "means.npy", means)
     out.arrays = [folder / "samples.npy", folder / "means.npy"]
-    what = f"continuation of valid #{primer_index}" if primer_steps > 0 else "unconditional"
-    heading = f"{title} {what} samples".strip()
+    what = f"continuing valid #{primer_index}" if primer_steps > 0 else "unconditional"
+    heading = f"{title}: {n} samples, {what}" if title else f"{n} samples, {what}"
 
     if datamodule.kind == "audio":
         rate = datamodule.sample_rate
@@ -127,26 +135,31 @@ def generate_and_save(
             out.audio.append((path, f"sample {i} (decoder mean)"))
             path = _write_wav(folder / f"sample_{i:02d}_sampled.wav", waves_sampled[i], rate)
             out.audio.append((path, f"sample {i} (sampled frames)"))
-        path = plot_waveforms(
+        path = folder / "waveforms.png"
+        plot_waveforms(
             waves_mean,
             rate,
             folder / "waveforms.png",
-            title=f"{heading} (decoder means)",
+            title=f"{heading} (decoder means; dashed: end of primer)"
+            if primer_steps
+            else f"{heading} (decoder means)",
             mark_seconds=primer_seconds,
         )
         out.images.append((path, "decoder means"))
         if kl_x is not None:
             wave = datamodule.denormalise(kl_x.numpy()).reshape(-1)
-            path = plot_kl_over_waveform(
+            path = folder / "kl_valid_00.png"
+            plot_kl_over_waveform(
                 wave,
                 kl,
                 datamodule.frame_size,
                 rate,
-                folder / "kl_valid_00.png",
+                path,
                 title=f"{title} valid #0: waveform and per-frame KL".strip(),
             )
             out.images.append((path, "valid #0: per-frame KL"))
     else:
-        path = plot_strokes(list(samples), folder / "strokes.png", title=heading)
+        path = folder / "strokes.png"
+        plot_strokes(list(samples), path, title=heading)
         out.images.append((path, "sampled strokes"))
     return out

@@ -2,7 +2,7 @@
 
 Figures are built on ``matplotlib.figure.Figure`` with the Agg canvas directly, never through
 pyplot: no global figure state, no GUI backend, safe in training callbacks and worker threads.
-Every function saves a PNG and returns its path.
+Every function saves a PNG at ``path`` and returns the Figure (for tests, or more saving).
 """
 
 from __future__ import annotations
@@ -19,12 +19,12 @@ from .data.strokes import split_strokes, steps_to_points
 DPI = 110
 
 
-def _save(fig: Figure, path: str | Path) -> Path:
+def _save(fig: Figure, path: str | Path) -> Figure:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     FigureCanvasAgg(fig)  # attaches the Agg canvas to the figure
     fig.savefig(path, dpi=DPI)
-    return path
+    return fig
 
 
 def _as_list(arrays) -> list[np.ndarray]:
@@ -43,7 +43,7 @@ def plot_waveforms(
     title: str | None = None,
     labels: Sequence[str] | None = None,
     mark_seconds: float | None = None,
-) -> Path:
+) -> Figure:
     """One panel per waveform (a 1-D array, or a list / (N, S) batch of them), time in seconds.
 
     ``mark_seconds`` draws a dashed line at that time in every panel (e.g. the end of a primer).
@@ -73,7 +73,7 @@ def plot_strokes(
     path: str | Path,
     title: str | None = None,
     labels: Sequence[str] | None = None,
-) -> Path:
+) -> Figure:
     """Handwriting from (pen, dx, dy) steps: one (T, 3) array, or a list / batch of them.
 
     Steps are integrated back to absolute points; each stroke is a line, and the pen-up jumps
@@ -105,7 +105,7 @@ def plot_kl_over_waveform(
     sample_rate: int,
     path: str | Path,
     title: str | None = None,
-) -> Path:
+) -> Figure:
     """The paper's Figure 2: a waveform, and under it the KL(q || p) of each frame on the same
     time axis (the KL jumps where the waveform changes: the model uses z there)."""
     wave = np.asarray(waveform, dtype=np.float64).reshape(-1)
