@@ -1,0 +1,215 @@
+"""End to end on the demo corpora: vrnn-fit (with the SampleCallback), vrnn-eval, vrnn-sample.
+
+Tiny models and few steps: each corpus is trained once per module and shared by the tests.
+model.init=torch: under the paper's small uniform init a tiny model's posterior sits on its
+prior (KL ~ 0.01 nats), so IWAE and ELBO would differ by less than their noise; with torch's
+init z matters and IWAE(40) - ELBO is tens of nats.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from vrnn_lightning import evaluate, fit, sample
+from vrnn_lightning.callbacks import log_to_wandb
+from vrnn_lightning.generation import Generated
+
+TINY = [
+    "data.synthetic_sequences=24",
+    "data.seq_len=8",
+    "data.batch_size=8",
+    "data.eval_batch_size=8",
+    "model.h_dim=16",
+    "model.z_dim=4",
+    "model.phi_x_dim=16",
+    "model.phi_z_dim=16",
+    "model.enc_dim=16",
+    "model.prior_dim=16",
+    "model.dec_dim=16",
+    "model.mlp_layers=1",
+    "model.n_components=2",
+    "model.init=torch",
+    "logger.wandb.mode=disabled",
+    "trainer.enable_progress_bar=false",
+    "trainer.max_epochs=2",
+    "trainer.limit_train_batches=6",
+    "trainer.limit_val_batches=2",
+    "sample.n=2",
+    "sample.steps=6",
+]
+
+
+def _fit(tmp_path_factory, name: str, overrides: list[str]) -> Path:
+    tmp = tmp_path_factory.mktemp(name)
+    run = tmp / "run"
+    args = [*TINY, f"data.cache_dir={tmp / 'cache'}", f"out_dir={run}", *overrides]
+    assert fit.main(args) == 0
+    return run
+
+
+@pytest.fixture(scope="module")
+def speech(tmp_path_factory) -> Path:
+    return _fit(
+        tmp_path_factory,
+        "speech",
+        ["data.dataset=synthetic_speech", "data.synthetic_seconds=0.5", "model.variant=vrnn_gmm"],
+    )
+
+
+@pytest.fixture(scope="module")
+def handwriting(tmp_path_factory) -> Path:
+    # rnn_gmm: the exact-likelihood branch; samples every 2nd validation only
+    return _fit(
+        tmp_path_factory,
+        "hand",
+        [
+            "data.dataset=synthetic_handwriting",
+            "model.variant=rnn_gmm",
+            "sample.every_n_validations=2",
+        ],
+    )
+
+
+def _ckpt(run: Path) -> str:
+    return str(run / "checkpoints" / "last.ckpt")
+
+
+# ------------------------------------------------------------------------ the callback
+
+
+def test_callback_wrote_audio_samples_each_validation(speech):
+    folders = sorted(p.name for p in (speech / "samples").iterdir())
+    assert folders == ["step=12", "step=6"]  # 6 training batches per epoch, 2 epochs
+    last = speech / "samples" / "step=12"
+    for name in ("sample_00.wav", "sample_01_sampled.wav", "waveforms.png", "kl_valid_00.png"):
+        assert (last / name).stat().st_size > 0, name
+    wave, rate = sf.read(str(last / "sample_00.wav"))
+    assert rate == 16000 and wave.shape == (6 * 200,)
+
+
+def test_callback_every_second_validation_draws_strokes(handwriting):
+    folders = [p.name for p in (handwriting / "samples").iterdir()]
+    assert folders == ["step=12"]  # validations 1 and 2: only the 2nd writes samples
+    out = handwriting / "samples" / "step=12"
+    assert (out / "strokes.png").stat().st_size > 0
+    assert not list(out.glob("*.wav")) and not (out / "kl_valid_00.png").exists()
+    steps = np.load(out / "samples.npy")
+    assert steps.shape == (2, 6, 3) and set(np.unique(steps[..., 0])) <= {0.0, 1.0}
+
+
+def test_wandb_failure_is_a_warning_not_an_error(tmp_path):
+    class BrokenLogger:
+        def log_image(self, *args, **kwargs):
+            raise RuntimeError("wandb is offline")
+
+    generated = Generated(folder=tmp_path, images=[(tmp_path / "x.png", "x")])
+    with pytest.warns(UserWarning, match="could not log samples to W&B: wandb is offline"):
+        log_to_wandb(BrokenLogger(), generated, step=3)
+
+
+# ------------------------------------------------------------------------ vrnn-eval
+
+
+def _check_result(result: dict, split: str, k: int) -> None:
+    for key in ("elbo", "iwae", "paper_estimate"):
+        assert set(result[key]) == {"per_sequence", "per_frame"}
+        assert all(math.isfinite(v) for v in result[key].values())
+        # per frame is the total over frames: the same total as per sequence * sequences
+        total = result[key]["per_sequence"] * result["n_sequences"]
+        assert result[key]["per_frame"] * result["n_frames"] == pytest.approx(total)
+    assert result["split"] == split and result["iw_samples"] == k
+    assert result["dataset"].startswith("synthetic_") and result["checkpoint"].endswith(".ckpt")
+    assert 0 < result["n_sequences"] <= result["n_frames"]
+
+
+def test_eval_vrnn_iwae_tightens_the_elbo(speech, tmp_path, capsys):
+    out = tmp_path / "valid.json"
+    args = ["--ckpt", _ckpt(speech), "--out", str(out), "eval.split=valid", "eval.batch_size=3"]
+    assert evaluate.main(args) == 0
+    result = json.loads(out.read_text())
+    _check_result(result, "valid", 40)
+    assert result["variant"] == "vrnn_gmm"
+    assert result["n_frames"] == result["n_sequences"] * 8  # full 8-frame windows
+    assert result["iwae"]["per_sequence"] > result["elbo"]["per_sequence"]
+    screen = capsys.readouterr().out
+    assert "IWAE, K=40" in screen and "paper per-step" in screen
+
+
+def test_eval_default_output_is_in_the_run_folder(speech):
+    assert evaluate.main(["--ckpt", _ckpt(speech), "eval.iw_samples=5"]) == 0
+    result = json.loads((speech / "eval_test.json").read_text())
+    _check_result(result, "test", 5)
+
+
+def test_eval_rnn_reports_the_exact_likelihood_three_times(handwriting, tmp_path, capsys):
+    out = tmp_path / "hand.json"
+    assert evaluate.main(["--ckpt", _ckpt(handwriting), "--out", str(out)]) == 0
+    result = json.loads(out.read_text())
+    _check_result(result, "test", 40)
+    assert result["elbo"] == result["iwae"] == result["paper_estimate"]
+    assert "exact log-likelihood" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    ("override", "named"),
+    [
+        ("eval.bogus=1", "eval.bogus"),
+        ("eval.iw_samples=many", "eval.iw_samples"),
+        ("eval.split=dev", "eval.split"),
+        ("model.z_dim=8", "model.z_dim"),
+    ],
+)
+def test_eval_bad_override_exits_2_naming_the_key(speech, capsys, override, named):
+    assert evaluate.main(["--ckpt", _ckpt(speech), override]) == 2
+    assert named in capsys.readouterr().err
+
+
+def test_missing_checkpoint_exits_2(tmp_path, capsys):
+    missing = str(tmp_path / "nope.ckpt")
+    assert evaluate.main(["--ckpt", missing]) == 2
+    assert sample.main(["--ckpt", missing, "--out", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert err.count(missing) == 2 and "does not exist" in err
+
+
+# ------------------------------------------------------------------------ vrnn-sample
+
+
+def test_sample_audio_continues_a_primer(speech, tmp_path):
+    out = tmp_path / "samples"
+    args = ["--ckpt", _ckpt(speech), "--out", str(out), "sample.n=3", "sample.steps=5"]
+    assert sample.main([*args, "sample.primer_steps=4"]) == 0
+    for i in range(3):
+        for name in (f"sample_{i:02d}.wav", f"sample_{i:02d}_sampled.wav"):
+            wave, rate = sf.read(str(out / name))
+            assert rate == 16000 and wave.shape == ((4 + 5) * 200,), name
+            assert np.isfinite(wave).all()
+    assert (out / "waveforms.png").is_file() and (out / "kl_valid_00.png").is_file()
+    # the primer is valid sequence 0, copied unchanged (up to 16-bit rounding)
+    means = np.load(out / "means.npy")
+    primer, _ = sf.read(str(out / "sample_01.wav"))
+    np.testing.assert_allclose(primer[: 4 * 200], means[1, :4].reshape(-1), atol=1 / 2**14)
+    np.testing.assert_allclose(means[0, :4], means[2, :4])
+    assert not np.allclose(means[0, 4:], means[2, 4:])  # each continuation draws its own
+
+
+def test_sample_handwriting_png(handwriting, tmp_path, capsys):
+    out = tmp_path / "hand"
+    assert sample.main(["--ckpt", _ckpt(handwriting), "--out", str(out), "sample.steps=30"]) == 0
+    assert (out / "strokes.png").stat().st_size > 0
+    assert np.load(out / "samples.npy").shape == (2, 30, 3)
+    assert "strokes.png" in capsys.readouterr().out
+
+
+def test_sample_bad_override_exits_2(speech, tmp_path, capsys):
+    args = ["--ckpt", _ckpt(speech), "--out", str(tmp_path)]
+    assert sample.main([*args, "sample.nn=3"]) == 2
+    assert "sample.nn" in capsys.readouterr().err
+    assert sample.main([*args, "sample.primer_steps=100000"]) == 2
+    assert "sample.primer_steps" in capsys.readouterr().err
