@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile as sf
+import wandb
 
 from vrnn_lightning import evaluate, fit, sample
 from vrnn_lightning.callbacks import log_to_wandb
@@ -111,6 +112,26 @@ def test_wandb_failure_is_a_warning_not_an_error(tmp_path):
     generated = Generated(folder=tmp_path, images=[(tmp_path / "x.png", "x")])
     with pytest.warns(UserWarning, match="could not log samples to W&B: wandb is offline"):
         log_to_wandb(BrokenLogger(), generated, step=3)
+
+
+def test_samples_reach_an_offline_wandb_run(tmp_path_factory):
+    # the one test with W&B on: offline, no account; media land in the run's own folder
+    overrides = [
+        "data.dataset=synthetic_speech",
+        "data.synthetic_seconds=0.5",
+        "logger.wandb.mode=offline",
+        "trainer.max_epochs=1",
+        "trainer.limit_train_batches=2",
+    ]
+    try:
+        run = _fit(tmp_path_factory, "wandb", overrides)
+    finally:
+        wandb.finish()  # fit leaves its run open in this process; the next tests want none
+    media = [p.relative_to(run / "wandb") for p in (run / "wandb").rglob("media/*/samples/*")]
+    names = sorted(p.name.split("_")[0] for p in media)
+    assert names.count("audio") == 4  # 2 samples x (decoder mean, sampled frames)
+    assert any(n.startswith("waveforms") for n in names)
+    assert any(n.startswith("kl") for n in names)
 
 
 # ------------------------------------------------------------------------ vrnn-eval

@@ -88,11 +88,10 @@ class SampleCallback(L.Callback):
 def log_to_wandb(logger: WandbLogger, generated: Generated, step: int) -> None:
     """Images and audio to W&B; a W&B failure (offline, disabled, quota) is a warning only."""
     try:
-        if generated.images:
-            paths, captions = zip(*generated.images, strict=True)
-            logger.log_image(
-                "samples/images", [str(p) for p in paths], step=step, caption=list(captions)
-            )
+        # one key per kind of image (samples/waveforms, samples/kl_valid_00, samples/strokes):
+        # W&B shows a key's images side by side and wants them the same size
+        for path, caption in generated.images:
+            logger.log_image(f"samples/{path.stem}", [str(path)], step=step, caption=[caption])
         if generated.audio:
             paths, captions = zip(*generated.audio, strict=True)
             logger.log_audio(
