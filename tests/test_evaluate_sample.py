@@ -184,6 +184,8 @@ def test_eval_rnn_reports_the_exact_likelihood_three_times(handwriting, tmp_path
         ("eval.iw_samples=many", "eval.iw_samples"),
         ("eval.split=dev", "eval.split"),
         ("model.z_dim=8", "model.z_dim"),
+        ("data.frame_size=100", "data.frame_size"),
+        ("data.dataset=synthetic_handwriting", "data.dataset"),
     ],
 )
 def test_eval_bad_override_exits_2_naming_the_key(speech, capsys, override, named):

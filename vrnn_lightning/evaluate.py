@@ -49,9 +49,10 @@ def load_checkpoint(ckpt: str | Path, overrides: list[str]) -> tuple[VRNNModule,
     except Exception as err:  # any unreadable or foreign file: say which and why
         raise ConfigError(f"--ckpt: cannot load {ckpt} as a vrnn-fit checkpoint: {err}") from err
     try:
-        cfg = OmegaConf.merge(OmegaConf.structured(Config), module.cfg)
+        saved = OmegaConf.merge(OmegaConf.structured(Config), module.cfg)
     except OmegaConfBaseException as err:
         raise ConfigError(_describe(err, f"the config saved in {ckpt}")) from None
+    cfg = saved
     for item in overrides:
         if "=" not in item:
             raise ConfigError(f"override '{item}' is not of the form key=value")
@@ -60,7 +61,7 @@ def load_checkpoint(ckpt: str | Path, overrides: list[str]) -> tuple[VRNNModule,
         except OmegaConfBaseException as err:
             raise ConfigError(_describe(err, f"override '{item}'")) from None
     _check_choices(cfg)
-    changed = [k for k in cfg.model if OmegaConf.select(module.cfg, f"model.{k}") != cfg.model[k]]
+    changed = [k for k in cfg.model if saved.model[k] != cfg.model[k]]
     if changed:
         raise ConfigError(
             f"model.{changed[0]}: the model comes from the checkpoint and cannot be overridden"
@@ -78,11 +79,24 @@ def device() -> torch.device:
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
-def datamodule_for(cfg: DictConfig, batch_size: int | None = None) -> FramesDataModule:
+def datamodule_for(
+    module: VRNNModule, cfg: DictConfig, batch_size: int | None = None
+) -> FramesDataModule:
+    """The data of ``cfg.data``, prepared if need be; it must fit the checkpoint's model."""
     data = OmegaConf.to_container(cfg.data, resolve=True)
     if batch_size is not None:
         data["eval_batch_size"] = batch_size
     dm = FramesDataModule(data, seed=cfg.seed)
+    if dm.kind != module.data_kind:
+        raise ConfigError(
+            f"data.dataset: {cfg.data.dataset} is {dm.kind} data; the model was trained on "
+            f"{module.data_kind}"
+        )
+    if dm.x_dim != module.model.x_dim:
+        raise ConfigError(
+            f"data.frame_size: {cfg.data.frame_size}; the model reads frames of "
+            f"{module.model.x_dim} samples"
+        )
     dm.setup()
     return dm
 
@@ -97,7 +111,7 @@ def evaluate(module: VRNNModule, cfg: DictConfig, console: Console | None = None
         raise ConfigError(f"eval.iw_samples: {k}; it must be >= 1")
     if cfg.eval.batch_size < 1:
         raise ConfigError(f"eval.batch_size: {cfg.eval.batch_size}; it must be >= 1")
-    dm = datamodule_for(cfg, cfg.eval.batch_size)
+    dm = datamodule_for(module, cfg, cfg.eval.batch_size)
     try:
         loader = dm.eval_dataloader(split)
     except KeyError as err:

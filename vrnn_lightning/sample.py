@@ -41,7 +41,7 @@ def main(argv: list[str] | None = None) -> int:
         s = cfg.sample
         generated = generate_and_save(
             model,
-            datamodule_for(cfg),
+            datamodule_for(module, cfg),
             args.out,
             n=s.n,
             steps=s.steps,
