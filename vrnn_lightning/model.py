@@ -113,12 +113,14 @@ class VRNN(nn.Module):
         n_samples: int = 1,
         noise: torch.Tensor | None = None,
         state: State | None = None,
+        generator: torch.Generator | None = None,
     ) -> StepTerms:
         """Per-step terms for x (B, T, x_dim) under ``n_samples`` posterior samples each.
 
         With n_samples = K the batch is scored K times at once: the returned terms are
         (K * B, T), sample-major (row k * B + b). ``noise`` (K * B, T, z_dim) fixes the
-        reparameterisation noise; ``state`` is an initial (h, c) for truncated BPTT.
+        reparameterisation noise, else it is drawn from ``generator`` (default: torch's global
+        one); ``state`` is an initial (h, c) for truncated BPTT.
         """
         batch, steps, _ = x.shape
         if mask is None:
@@ -132,6 +134,8 @@ class VRNN(nn.Module):
             if state is not None:
                 state = (state[0].repeat(n_samples, 1), state[1].repeat(n_samples, 1))
         if self.latent:
+            if noise is None:
+                noise = torch.randn(*x.shape[:2], self.z_dim, device=x.device, generator=generator)
             terms = self._vrnn_terms(x, noise, state)
         else:
             terms = self._rnn_terms(x, state)
@@ -148,7 +152,7 @@ class VRNN(nn.Module):
         zero = torch.zeros_like(log_px)
         return StepTerms(log_px, zero, zero, zero, None, (h_last[0], c_last[0]))
 
-    def _vrnn_terms(self, x: torch.Tensor, noise: torch.Tensor | None, state: State | None):
+    def _vrnn_terms(self, x: torch.Tensor, noise: torch.Tensor, state: State | None):
         batch, steps, _ = x.shape
         fx = self.phi_x(x)
         enc_in, phi_x_dim = self.encoder[0], fx.shape[-1]
@@ -160,8 +164,6 @@ class VRNN(nn.Module):
         # One matmul of h_{t-1} serves both the LSTM recurrence and the encoder.
         w_h = torch.cat([w_hh, enc_in.weight[:, phi_x_dim:]], dim=0)
         n_gates = w_hh.shape[0]
-        if noise is None:
-            noise = torch.randn(batch, steps, self.z_dim, device=x.device)
         h, c = state if state is not None else (x.new_zeros(batch, self.h_dim),) * 2
         c = c.float()
 

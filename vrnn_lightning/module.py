@@ -33,6 +33,8 @@ class VRNNModule(L.LightningModule):
         self.model: VRNN = build_model(self.cfg.model, data_kind, self.cfg.data.frame_size)
         self.nonfinite_in_a_row = 0
         self.nonfinite_total = 0
+        self._generator: torch.Generator | None = None
+        self._epoch_seed = self.cfg.seed
         # validation sums, weighted so that DDP and uneven batches reduce exactly
         self.val_elbo = MeanMetric()
         self.val_elbo_per_frame = MeanMetric()
@@ -46,7 +48,7 @@ class VRNNModule(L.LightningModule):
 
     def training_step(self, batch, batch_idx):
         x, mask = batch["x"], batch["mask"]
-        terms = self.model(x, mask)
+        terms = self.model(x, mask, generator=self._noise(x.device))
         kl = terms.kl
         if self.cfg.optim.free_bits > 0 and terms.kl_per_dim is not None:
             # free bits: KL below the floor (per z dim and step) is not penalised
@@ -85,7 +87,7 @@ class VRNNModule(L.LightningModule):
     # ---- validation: always the true, un-annealed ELBO -----------------------------------
     def validation_step(self, batch, batch_idx):
         x, mask = batch["x"], batch["mask"]
-        terms = self.model(x, mask)
+        terms = self.model(x, mask, generator=self._noise(x.device))
         elbo = (terms.log_px - terms.kl).sum(1)
         n_frames = mask.sum(1).float()
         self.val_elbo.update(elbo)
@@ -120,7 +122,24 @@ class VRNNModule(L.LightningModule):
         if self.cfg.optim.max_norm:
             self.model.apply_max_norm(self.cfg.optim.max_norm)
 
+    # ---- the latent noise ----------------------------------------------------------------
+    # z's noise comes from the module's own generator, reseeded at the start of every epoch
+    # and every validation: a resumed run draws exactly what an uninterrupted one would, and
+    # every validation scores the same noise (val/elbo moves only when the model does).
+    def _noise(self, device: torch.device) -> torch.Generator:
+        if self._generator is None or self._generator.device != device:
+            self._generator = torch.Generator(device)
+            self._generator.manual_seed(self._epoch_seed)
+        return self._generator
+
+    def _reseed(self, seed: int) -> None:
+        self._epoch_seed = seed
+        self._generator = None
+
     def on_train_epoch_start(self):
-        # The latent noise comes from torch's global generator, which checkpoints do not
-        # hold: seeding it per epoch makes a resumed run draw what an uninterrupted one would.
-        torch.manual_seed(self.cfg.seed * 100_003 + self.current_epoch + 1_000 * self.global_rank)
+        self._reseed(
+            self.cfg.seed * 100_003 + 2 * self.current_epoch + 1_000_000 * self.global_rank
+        )
+
+    def on_validation_epoch_start(self):
+        self._reseed(self.cfg.seed * 100_003 + 1 + 1_000_000 * self.global_rank)

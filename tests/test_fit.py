@@ -1,0 +1,163 @@
+"""vrnn-fit: configs, errors, resume after a kill, DDP on CPU, bf16-mixed."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from vrnn_lightning.config import load_config
+from vrnn_lightning.fit import main as fit_main
+
+REPO = Path(__file__).resolve().parents[1]
+CONFIGS = sorted((REPO / "conf").glob("*.yaml"))
+
+
+def tiny(tmp_path: Path, *extra: str) -> list[str]:
+    """Overrides for a model and corpus small enough for a test."""
+    return [
+        "data.dataset=synthetic_speech",
+        "data.synthetic_sequences=40",
+        "data.synthetic_seconds=0.5",
+        "data.seq_len=8",
+        "data.batch_size=8",
+        "data.eval_batch_size=8",
+        f"data.cache_dir={tmp_path / 'cache'}",
+        "model.h_dim=16",
+        "model.z_dim=4",
+        "model.phi_x_dim=16",
+        "model.phi_z_dim=8",
+        "model.enc_dim=8",
+        "model.prior_dim=8",
+        "model.dec_dim=16",
+        "model.mlp_layers=1",
+        "model.n_components=2",
+        "logger.wandb.mode=disabled",
+        "logger.log_every_n_steps=1",
+        "trainer.enable_progress_bar=false",
+        "trainer.accelerator=cpu",
+        "trainer.devices=1",
+        "sample.every_n_validations=0",
+        *extra,
+    ]
+
+
+def run_cli(args: list[str], timeout: float = 300) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "vrnn_lightning.fit", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        cwd=REPO,
+    )
+
+
+@pytest.mark.parametrize("path", CONFIGS, ids=[p.name for p in CONFIGS])
+def test_every_config_loads_against_the_schema(path):
+    cfg = load_config(path)
+    assert cfg.name and cfg.model.variant and cfg.data.dataset
+    assert path.read_text().startswith("#"), "each config starts with a comment saying what it is"
+    assert "vrnn-fit --config conf/" + path.name in path.read_text()
+
+
+@pytest.mark.parametrize(
+    "override,expected",
+    [
+        ("model.zdim=3", "model.zdim"),
+        ("model.z_dim=three", "model.z_dim"),
+        ("model.variant=vrnn_big", "model.variant"),
+        ("optim.lr", "key=value"),
+    ],
+)
+def test_bad_overrides_exit_2_naming_the_key(override, expected, capsys):
+    assert fit_main(["--config", "conf/demo.yaml", override]) == 2
+    err = capsys.readouterr().err
+    assert expected in err
+
+
+def test_a_typo_in_a_yaml_file_names_the_file_and_key(tmp_path, capsys):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("model:\n  h_dimm: 10\n")
+    assert fit_main(["--config", str(bad)]) == 2
+    err = capsys.readouterr().err
+    assert "bad.yaml" in err and "h_dimm" in err
+
+
+def _final_state(out_dir: Path) -> tuple[dict, float]:
+    ckpt = torch.load(out_dir / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)
+    elbo = [v for k, v in ckpt["callbacks"].items() if k.startswith("ModelCheckpoint")][0][
+        "current_score"
+    ]
+    return ckpt["state_dict"], float(elbo), ckpt["epoch"], ckpt["global_step"]
+
+
+def test_a_killed_run_resumes_to_the_same_weights_and_metrics(tmp_path):
+    epochs = ["trainer.max_epochs=4", "trainer.early_stopping_patience=null"]
+    straight = tmp_path / "straight"
+    assert fit_main(tiny(tmp_path, f"out_dir={straight}", *epochs)) == 0
+
+    killed = tmp_path / "killed"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "vrnn_lightning.fit", *tiny(tmp_path, f"out_dir={killed}", *epochs)],
+        cwd=REPO,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    last = killed / "checkpoints" / "last.ckpt"
+    deadline = time.time() + 240
+    while not last.exists() and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.02)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert proc.returncode == -signal.SIGKILL, "the run ended before it could be killed"
+    killed_epoch = torch.load(last, map_location="cpu", weights_only=False)["epoch"]
+    assert killed_epoch < 3, "the kill must land before the last epoch"
+
+    # a fresh start in the same folder is refused: it would overwrite the checkpoints
+    assert fit_main(tiny(tmp_path, f"out_dir={killed}", *epochs)) == 2
+    assert fit_main(tiny(tmp_path, f"out_dir={killed}", "ckpt_path=last", *epochs)) == 0
+
+    ref_weights, ref_elbo, ref_epoch, ref_step = _final_state(straight)
+    weights, elbo, epoch, step = _final_state(killed)
+    assert (epoch, step) == (ref_epoch, ref_step)
+    assert elbo == pytest.approx(ref_elbo, rel=1e-6)
+    for name, value in ref_weights.items():
+        torch.testing.assert_close(weights[name], value, rtol=1e-5, atol=1e-6, msg=name)
+    # the metrics CSV of the first attempt is kept beside the resumed one
+    assert len(list((killed / "csv").glob("version_*/metrics.csv"))) == 2
+
+
+def test_ddp_on_cpu_with_two_processes_trains_and_validates(tmp_path):
+    out = tmp_path / "ddp"
+    result = run_cli(
+        tiny(
+            tmp_path,
+            f"out_dir={out}",
+            "trainer.devices=2",
+            "trainer.strategy=ddp",
+            "trainer.max_epochs=2",
+        )
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    ckpt = torch.load(out / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)
+    assert ckpt["epoch"] == 1
+    metrics = next((out / "csv").glob("version_*/metrics.csv")).read_text()
+    assert "val/elbo" in metrics
+
+
+def test_bf16_mixed_on_cpu_trains(tmp_path):
+    out = tmp_path / "bf16"
+    args = tiny(tmp_path, f"out_dir={out}", "trainer.precision=bf16-mixed", "trainer.max_epochs=2")
+    assert fit_main(args) == 0
+    ckpt = torch.load(out / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)
+    for name, value in ckpt["state_dict"].items():
+        assert value.dtype == torch.float32 and torch.isfinite(value).all(), name
+    rows = next((out / "csv").glob("version_*/metrics.csv")).read_text().splitlines()
+    header = rows[0].split(",")
+    col = header.index("val/elbo")
+    elbos = [float(r.split(",")[col]) for r in rows[1:] if r.split(",")[col]]
+    assert len(elbos) == 2 and all(torch.isfinite(torch.tensor(elbos)))
