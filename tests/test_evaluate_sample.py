@@ -15,11 +15,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile as sf
+import torch
 import wandb
 
 from vrnn_lightning import evaluate, fit, sample
 from vrnn_lightning.callbacks import log_to_wandb
-from vrnn_lightning.generation import Generated
+from vrnn_lightning.data.datamodule import FramesDataModule
+from vrnn_lightning.generation import Generated, generate_and_save
+from vrnn_lightning.model import build_model
 
 TINY = [
     "data.synthetic_sequences=24",
@@ -236,3 +239,39 @@ def test_sample_bad_override_exits_2(speech, tmp_path, capsys):
     assert "sample.nn" in capsys.readouterr().err
     assert sample.main([*args, "sample.primer_steps=100000"]) == 2
     assert "sample.primer_steps" in capsys.readouterr().err
+
+
+def test_eval_whole_variable_length_sequences(handwriting, tmp_path):
+    # padded batches of whole lines of different lengths: every real step counted, no padding
+    out = tmp_path / "full.json"
+    args = ["--ckpt", _ckpt(handwriting), "--out", str(out), "eval.split=train"]
+    assert evaluate.main([*args, "data.eval_full_sequences=true", "eval.batch_size=5"]) == 0
+    result = json.loads(out.read_text())
+    _check_result(result, "train", 40)
+    module, cfg = evaluate.load_checkpoint(_ckpt(handwriting), [])
+    lengths = evaluate.datamodule_for(module, cfg).store("train").lengths
+    assert result["n_sequences"] == len(lengths) and result["n_frames"] == int(lengths.sum())
+    assert len(set(lengths.tolist())) > 1
+    # the same sequences in batches of 1 (no padding at all) give the same exact likelihood
+    assert evaluate.main([*args, "data.eval_full_sequences=true", "eval.batch_size=1"]) == 0
+    unpadded = json.loads(out.read_text())
+    assert unpadded["elbo"]["per_frame"] == pytest.approx(result["elbo"]["per_frame"], rel=1e-5)
+
+
+def test_generate_and_save_vrnn_strokes_with_kl_figure(handwriting, tmp_path):
+    # a VRNN on the handwriting data (untrained: the files, not the quality, are under test)
+    _, cfg = evaluate.load_checkpoint(_ckpt(handwriting), [])
+    cfg.model.variant = "vrnn_gauss"
+    model = build_model(cfg.model, "strokes", cfg.data.frame_size)
+    dm = FramesDataModule(cfg.data)
+    before = torch.random.get_rng_state()
+    out = generate_and_save(model, dm, tmp_path, n=2, steps=7, primer_steps=3, seed=5)
+    assert torch.equal(torch.random.get_rng_state(), before)  # the caller's stream untouched
+    assert model.training  # put back as it was
+    assert [p.name for p, _ in out.images] == ["strokes.png", "kl_valid_00.png"]
+    samples = np.load(tmp_path / "samples.npy")
+    assert samples.shape == (2, 3 + 7, 3)
+    primer = dm.denormalise(dm.sequence("valid", 0)[:3].numpy())
+    np.testing.assert_allclose(samples[:, :3], np.stack([primer, primer]), rtol=1e-6)
+    again = generate_and_save(model, dm, tmp_path / "again", n=2, steps=7, primer_steps=3, seed=5)
+    np.testing.assert_array_equal(np.load(again.folder / "samples.npy"), samples)  # seeded

@@ -7,7 +7,12 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pytest
 
-from vrnn_lightning.plots import plot_kl_over_waveform, plot_strokes, plot_waveforms
+from vrnn_lightning.plots import (
+    plot_kl_over_strokes,
+    plot_kl_over_waveform,
+    plot_strokes,
+    plot_waveforms,
+)
 
 
 def _png_shape(path):
@@ -65,3 +70,21 @@ def test_kl_over_waveform_shares_the_time_axis(tmp_path):
     assert (tmp_path / "kl.png").is_file()
     with pytest.raises(ValueError, match="20 frames of 200 samples"):
         plot_kl_over_waveform(wave[:100], kl, frame, rate, tmp_path / "short.png")
+
+
+def test_kl_over_strokes_colours_steps_and_pen_downs(tmp_path):
+    steps = np.array(
+        [[0, 1, 0], [0, 1, 0], [1, 1, 0], [0, 5, 5], [0, 0, 1], [1, 0, 1]], dtype=np.float32
+    )
+    kl = np.array([0.1, 0.2, 0.3, 4.0, 0.5, 0.6])
+    fig = plot_kl_over_strokes(steps, kl, tmp_path / "kls.png")
+    strokes_ax = fig.axes[0]
+    lines, dots = strokes_ax.collections
+    # steps 0, 1, 2, 4, 5 are drawn; step 3 follows a pen lift: a dot where the pen lands
+    np.testing.assert_allclose(lines.get_array(), [0.1, 0.2, 0.3, 0.5, 0.6])
+    np.testing.assert_allclose(dots.get_offsets(), [[8, 5]])
+    np.testing.assert_allclose(dots.get_array(), [4.0])
+    assert lines.get_clim() == dots.get_clim() == (0.0, 4.0)
+    assert (tmp_path / "kls.png").is_file()
+    with pytest.raises(ValueError, match="6 steps but 5 KL values"):
+        plot_kl_over_strokes(steps, kl[:5], tmp_path / "bad.png")

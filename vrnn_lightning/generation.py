@@ -3,8 +3,8 @@
 Audio: WAV files of the de-normalised decoder means (what the paper saved as audio) and of the
 sampled frames (``*_sampled.wav``), at the dataset's sample rate, plus a waveform PNG.
 Handwriting: a PNG of the sampled strokes. Both: the de-normalised arrays as .npy files.
-For the VRNN variants on audio also the paper's Figure 2: a validation waveform with the KL
-of each frame under it.
+For the VRNN variants also the paper's Figure 2: a validation waveform with the KL of each
+frame under it (handwriting: a validation line coloured by the KL of each pen step).
 """
 
 from __future__ import annotations
@@ -19,11 +19,11 @@ from omegaconf import OmegaConf
 
 from .config import ConfigError
 from .model import VRNN
-from .plots import plot_kl_over_waveform, plot_strokes, plot_waveforms
+from .plots import plot_kl_over_strokes, plot_kl_over_waveform, plot_strokes, plot_waveforms
 
-# the Figure 2 plot scores at most this many frames of the validation sequence (a long
+# the Figure 2 plot scores at most this many steps of the validation sequence (a long
 # utterance would make an unreadable plot and a slow forward pass)
-KL_PLOT_MAX_FRAMES = 400
+KL_PLOT_MAX_STEPS = 1000
 
 
 @dataclass
@@ -59,6 +59,7 @@ def primer_from(datamodule, split: str, index: int, steps: int) -> torch.Tensor:
     return seq[:steps].unsqueeze(0)
 
 
+@torch.no_grad()
 def kl_per_step(model: VRNN, x: torch.Tensor) -> np.ndarray:
     """KL(q(z_t | x_<=t, z_<t) || p(z_t | x_<t, z_<t)) of each step of one sequence x (T, D)."""
     device = next(model.parameters()).device
@@ -109,8 +110,8 @@ def generate_and_save(
                 primer = primer_from(datamodule, "valid", primer_index, primer_steps)
             samples, means = model.generate(n, steps, primer)
             kl_x = None
-            if kl_plot and model.latent and datamodule.kind == "audio":
-                kl_x = datamodule.sequence("valid", 0)[:KL_PLOT_MAX_FRAMES]
+            if kl_plot and model.latent:
+                kl_x = datamodule.sequence("valid", 0)[:KL_PLOT_MAX_STEPS]
                 kl = kl_per_step(model, kl_x)
     finally:
         model.train(was_training)
@@ -162,4 +163,13 @@ def generate_and_save(
         path = folder / "strokes.png"
         plot_strokes(list(samples), path, title=heading)
         out.images.append((path, "sampled strokes"))
+        if kl_x is not None:
+            path = folder / "kl_valid_00.png"
+            plot_kl_over_strokes(
+                datamodule.denormalise(kl_x.numpy()),
+                kl,
+                path,
+                title=f"{title} valid #0: strokes coloured by per-step KL".strip(),
+            )
+            out.images.append((path, "valid #0: per-step KL"))
     return out

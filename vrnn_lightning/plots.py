@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.collections import LineCollection
 from matplotlib.figure import Figure
 
 from .data.strokes import split_strokes, steps_to_points
@@ -130,4 +131,57 @@ def plot_kl_over_waveform(
     bottom.set_ylim(bottom=0)
     bottom.grid(alpha=0.3)
     top.set_title(title or "waveform and per-frame KL(q(z_t) || p(z_t))")
+    return _save(fig, path)
+
+
+def plot_kl_over_strokes(
+    steps,
+    kl_per_step,
+    path: str | Path,
+    title: str | None = None,
+) -> Figure:
+    """Figure 2 for handwriting: the line with each pen step coloured by its KL(q || p), and
+    the KL of each step below it. Pen-up jumps are not drawn; their KL colours a dot where
+    the pen lands."""
+    steps = np.asarray(steps, dtype=np.float64)
+    kl = np.asarray(kl_per_step, dtype=np.float64).reshape(-1)
+    if len(kl) != len(steps):
+        raise ValueError(f"plot_kl_over_strokes: {len(steps)} steps but {len(kl)} KL values")
+    points = steps_to_points(steps)
+    # step t draws the segment from point t to point t + 1, unless the pen was lifted at t
+    segments = np.stack([points[:-1, :2], points[1:, :2]], axis=1)
+    drawn = points[:-1, 2] < 0.5
+    fig = Figure(figsize=(10, 4.2), layout="constrained")
+    top, bottom = fig.subplots(2, 1, height_ratios=(3, 2))
+    # turbo: both ends stay visible on white; one colour scale for segments and pen-downs
+    clim = (0.0, max(1e-9, float(kl.max())))
+    lines = LineCollection(segments[drawn], cmap="turbo", linewidths=1.6)
+    lines.set_array(kl[drawn])
+    lines.set_clim(*clim)
+    top.add_collection(lines)
+    # a pen-up step is not drawn, but its KL is often the largest: a dot where the pen lands
+    jumps = ~drawn
+    top.scatter(
+        *points[1:][jumps, :2].T,
+        c=kl[jumps],
+        cmap="turbo",
+        vmin=clim[0],
+        vmax=clim[1],
+        s=22,
+        zorder=3,
+        edgecolors="none",
+    )
+    top.autoscale()
+    top.set_aspect("equal", adjustable="datalim")
+    top.set_xticks([])
+    top.set_yticks([])
+    fig.colorbar(lines, ax=top, label="KL (nats)", shrink=0.8)
+    bottom.stairs(kl, np.arange(len(kl) + 1), fill=True, color="tab:red", alpha=0.35)
+    bottom.stairs(kl, np.arange(len(kl) + 1), color="tab:red", lw=1)
+    bottom.set_xlim(0, len(kl))
+    bottom.set_ylim(bottom=0)
+    bottom.set_xlabel("pen step")
+    bottom.set_ylabel("KL (nats)")
+    bottom.grid(alpha=0.3)
+    top.set_title(title or "handwriting coloured by per-step KL(q(z_t) || p(z_t))")
     return _save(fig, path)
