@@ -10,6 +10,8 @@
 Each is reported per sequence (the mean over sequences of the sum over their frames, as the
 paper's Table 1) and per frame (the total over all frames / the number of frames). For the
 rnn_* variants there is no latent variable and all three are the exact log-likelihood.
+The K samples of a batch run as K * eval.batch_size rows at once: lower eval.batch_size when
+long sequences (data.eval_full_sequences=true) do not fit in memory.
 The overrides apply to the checkpoint's own config (``data.cache_dir=...`` when the data
 moved); ``model.*`` comes from the checkpoint and cannot change.
 """

@@ -109,7 +109,7 @@ def generate_and_save(
             if primer_steps > 0:
                 primer = primer_from(datamodule, "valid", primer_index, primer_steps)
             samples, means = model.generate(n, steps, primer)
-            kl_x = None
+            kl_x = kl = None
             if kl_plot and model.latent:
                 kl_x = datamodule.sequence("valid", 0)[:KL_PLOT_MAX_STEPS]
                 kl = kl_per_step(model, kl_x)
@@ -137,17 +137,16 @@ def generate_and_save(
             path = _write_wav(folder / f"sample_{i:02d}_sampled.wav", waves_sampled[i], rate)
             out.audio.append((path, f"sample {i} (sampled frames)"))
         path = folder / "waveforms.png"
+        primer_note = "; dashed: end of primer" if primer_steps else ""
         plot_waveforms(
             waves_mean,
             rate,
-            folder / "waveforms.png",
-            title=f"{heading} (decoder means; dashed: end of primer)"
-            if primer_steps
-            else f"{heading} (decoder means)",
+            path,
+            title=f"{heading} (decoder means{primer_note})",
             mark_seconds=primer_seconds,
         )
         out.images.append((path, "decoder means"))
-        if kl_x is not None:
+        if kl is not None:
             wave = datamodule.denormalise(kl_x.numpy()).reshape(-1)
             path = folder / "kl_valid_00.png"
             plot_kl_over_waveform(
@@ -163,7 +162,7 @@ def generate_and_save(
         path = folder / "strokes.png"
         plot_strokes(list(samples), path, title=heading)
         out.images.append((path, "sampled strokes"))
-        if kl_x is not None:
+        if kl is not None:
             path = folder / "kl_valid_00.png"
             plot_kl_over_strokes(
                 datamodule.denormalise(kl_x.numpy()),
