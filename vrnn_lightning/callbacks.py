@@ -8,7 +8,7 @@ import lightning as L
 from lightning.pytorch.loggers import WandbLogger
 from lightning.pytorch.utilities import rank_zero_warn
 
-from .generation import Generated, generate_and_save, primer_index
+from .generation import Generated, generate_and_save
 
 
 class SampleCallback(L.Callback):
@@ -44,7 +44,7 @@ class SampleCallback(L.Callback):
             steps=s.steps,
             primer_steps=s.primer_steps,
             every_n_validations=s.every_n_validations,
-            primer_index=primer_index(cfg),
+            primer_index=cfg.sample.primer_index,
             seed=cfg.seed,
         )
 

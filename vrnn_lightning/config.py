@@ -133,6 +133,7 @@ class SampleConfig:
     n: int = 4
     steps: int = 160  # frames (audio) or pen steps
     primer_steps: int = 0  # >0: continue this many steps of a dataset sequence
+    primer_index: int = 0  # which validation sequence primes the continuation
     every_n_validations: int = 1  # samples written at the end of validation; 0: never
 
 
@@ -172,23 +173,36 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
     """
     cfg = OmegaConf.structured(Config)
     if path is not None:
-        path = Path(path)
-        if not path.is_file():
-            raise ConfigError(f"config file {path} does not exist")
-        try:
-            cfg = OmegaConf.merge(cfg, OmegaConf.load(path))
-        except OmegaConfBaseException as err:
-            raise ConfigError(_describe(err, str(path))) from None
-    for item in overrides or []:
-        if "=" not in item:
-            raise ConfigError(f"override '{item}' is not of the form key=value")
-        try:
-            cfg = OmegaConf.merge(cfg, OmegaConf.from_dotlist([item]))
-        except OmegaConfBaseException as err:
-            raise ConfigError(_describe(err, f"override '{item}'")) from None
-    _check_choices(cfg)
+        cfg = merge_file(cfg, path)
+    cfg = apply_overrides(cfg, overrides or [])
     if cfg.out_dir is None:
         cfg.out_dir = str(Path("runs") / cfg.name)
+    return cfg
+
+
+def merge_file(cfg: DictConfig, path: str | Path) -> DictConfig:
+    """``cfg`` updated by a YAML file or a saved config (e.g. a checkpoint's), checked."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"config file {path} does not exist")
+    return merge_checked(cfg, OmegaConf.load(path), str(path))
+
+
+def merge_checked(cfg: DictConfig, update, source: str) -> DictConfig:
+    """``cfg`` updated by a dict-like ``update``; errors name ``source`` and the key."""
+    try:
+        return OmegaConf.merge(cfg, update)
+    except OmegaConfBaseException as err:
+        raise ConfigError(_describe(err, source)) from None
+
+
+def apply_overrides(cfg: DictConfig, overrides: list[str]) -> DictConfig:
+    """``key=value`` overrides (the form W&B sweeps pass) applied to ``cfg``, checked."""
+    for item in overrides:
+        if "=" not in item:
+            raise ConfigError(f"override '{item}' is not of the form key=value")
+        cfg = merge_checked(cfg, OmegaConf.from_dotlist([item]), f"override '{item}'")
+    _check_choices(cfg)
     return cfg
 
 

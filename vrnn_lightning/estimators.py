@@ -41,22 +41,25 @@ def elbo(model: VRNN, x: torch.Tensor, mask: torch.Tensor | None = None) -> Esti
     return Estimate((terms.log_px - terms.kl).sum(1), n_frames)
 
 
-def _log_weights(model: VRNN, x, mask, k: int) -> torch.Tensor:
-    """Per-step log importance weights, (K, B, T)."""
-    terms = model(x, mask, n_samples=k)
-    return terms.log_weight.view(k, x.shape[0], x.shape[1])
+def importance_estimates(
+    model: VRNN, x: torch.Tensor, mask: torch.Tensor | None = None, k: int = 40
+) -> tuple[Estimate, Estimate]:
+    """(IWAE(K), the paper's per-step estimate) from one shared pass of K samples."""
+    mask, n_frames = _frames(x, mask)
+    log_w = model(x, mask, n_samples=k).log_weight.view(k, *x.shape[:2])  # (K, B, T)
+    # sequence level: one weight per whole sequence
+    seq = torch.logsumexp(log_w.sum(-1), dim=0) - math.log(k)
+    # per step, no resampling, as the paper's test script
+    per_step = torch.logsumexp(log_w, dim=0) - math.log(k)
+    paper = torch.where(mask, per_step, 0.0).sum(-1)
+    return Estimate(seq, n_frames), Estimate(paper, n_frames)
 
 
 def iwae(model: VRNN, x: torch.Tensor, mask: torch.Tensor | None = None, k: int = 40) -> Estimate:
-    mask, n_frames = _frames(x, mask)
-    log_w = _log_weights(model, x, mask, k).sum(-1)  # (K, B): one weight per whole sequence
-    return Estimate(torch.logsumexp(log_w, dim=0) - math.log(k), n_frames)
+    return importance_estimates(model, x, mask, k)[0]
 
 
 def paper_per_step_estimate(
     model: VRNN, x: torch.Tensor, mask: torch.Tensor | None = None, k: int = 40
 ) -> Estimate:
-    mask, n_frames = _frames(x, mask)
-    log_w = _log_weights(model, x, mask, k)  # (K, B, T)
-    per_step = torch.logsumexp(log_w, dim=0) - math.log(k)
-    return Estimate(torch.where(mask, per_step, 0.0).sum(-1), n_frames)
+    return importance_estimates(model, x, mask, k)[1]

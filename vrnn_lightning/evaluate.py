@@ -25,16 +25,15 @@ from pathlib import Path
 
 import torch
 from omegaconf import DictConfig, OmegaConf
-from omegaconf.errors import OmegaConfBaseException
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from .config import Config, ConfigError, _check_choices, _describe
+from .config import Config, ConfigError, apply_overrides, merge_checked
 from .data.corpora import CorpusError
 from .data.datamodule import FramesDataModule
 from .data.store import SPLITS
-from .estimators import elbo, iwae, paper_per_step_estimate
+from .estimators import elbo, importance_estimates
 from .module import VRNNModule
 
 ESTIMATES = ("elbo", "iwae", "paper_estimate")
@@ -50,19 +49,8 @@ def load_checkpoint(ckpt: str | Path, overrides: list[str]) -> tuple[VRNNModule,
         module = VRNNModule.load_from_checkpoint(str(ckpt), map_location="cpu")
     except Exception as err:  # any unreadable or foreign file: say which and why
         raise ConfigError(f"--ckpt: cannot load {ckpt} as a vrnn-fit checkpoint: {err}") from err
-    try:
-        saved = OmegaConf.merge(OmegaConf.structured(Config), module.cfg)
-    except OmegaConfBaseException as err:
-        raise ConfigError(_describe(err, f"the config saved in {ckpt}")) from None
-    cfg = saved
-    for item in overrides:
-        if "=" not in item:
-            raise ConfigError(f"override '{item}' is not of the form key=value")
-        try:
-            cfg = OmegaConf.merge(cfg, OmegaConf.from_dotlist([item]))
-        except OmegaConfBaseException as err:
-            raise ConfigError(_describe(err, f"override '{item}'")) from None
-    _check_choices(cfg)
+    saved = merge_checked(OmegaConf.structured(Config), module.cfg, f"the config saved in {ckpt}")
+    cfg = apply_overrides(saved, overrides)
     changed = [k for k in cfg.model if saved.model[k] != cfg.model[k]]
     if changed:
         raise ConfigError(
@@ -139,8 +127,9 @@ def evaluate(module: VRNNModule, cfg: DictConfig, console: Console | None = None
             estimates = {"elbo": elbo(model, x, mask)}
             if model.latent:
                 # K samples of each sequence run as one batch of K * B rows
-                estimates["iwae"] = iwae(model, x, mask, k)
-                estimates["paper_estimate"] = paper_per_step_estimate(model, x, mask, k)
+                estimates["iwae"], estimates["paper_estimate"] = importance_estimates(
+                    model, x, mask, k
+                )
             else:
                 # no latent variable: the ELBO is the exact log-likelihood, and so are the rest
                 estimates["iwae"] = estimates["paper_estimate"] = estimates["elbo"]

@@ -143,7 +143,12 @@ def fit(cfg: DictConfig) -> Path:
         callbacks=make_callbacks(cfg, out_dir),
         log_every_n_steps=cfg.logger.log_every_n_steps,
     )
-    trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path)
+    try:
+        trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path)
+    finally:
+        for logger in trainer.loggers:
+            if isinstance(logger, WandbLogger) and rank_zero_only.rank == 0:
+                logger.experiment.finish()  # close the W&B run (and its offline files)
     return out_dir
 
 

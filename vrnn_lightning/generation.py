@@ -15,7 +15,6 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 import torch
-from omegaconf import OmegaConf
 
 from .config import ConfigError
 from .model import VRNN
@@ -35,12 +34,6 @@ class Generated:
     images: list[tuple[Path, str]] = field(default_factory=list)
     arrays: list[Path] = field(default_factory=list)
     sample_rate: int | None = None
-
-
-def primer_index(cfg) -> int:
-    """``sample.primer_index`` (the valid sequence a primer comes from), 0 while the schema has
-    no such key."""
-    return int(OmegaConf.select(cfg, "sample.primer_index", default=0))
 
 
 def primer_from(datamodule, split: str, index: int, steps: int) -> torch.Tensor:

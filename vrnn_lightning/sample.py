@@ -21,7 +21,7 @@ from rich.console import Console
 from .config import ConfigError
 from .data.corpora import CorpusError
 from .evaluate import datamodule_for, device, load_checkpoint
-from .generation import generate_and_save, primer_index
+from .generation import generate_and_save
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -46,7 +46,7 @@ def main(argv: list[str] | None = None) -> int:
             n=s.n,
             steps=s.steps,
             primer_steps=s.primer_steps,
-            primer_index=primer_index(cfg),
+            primer_index=cfg.sample.primer_index,
             seed=cfg.seed,
             title=f"{cfg.model.variant} {cfg.data.dataset}",
         )

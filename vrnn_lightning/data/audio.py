@@ -4,9 +4,19 @@ soundfile (libsndfile) does all file I/O: WAV, FLAC, NIST SPHERE, OGG and, with 
 MP3. torchaudio is used only for DSP: its sinc resampler (``torchaudio.functional.resample``,
 with the kernel built once per pair of rates).
 
-Sample scale: a waveform comes back as int16 when the file is mono 16-bit PCM at the requested
-rate (nothing was computed on it); otherwise as float32 on soundfile's [-1, 1] scale, i.e.
-int16 / 32768. A consumer mixing both divides int16 by 32768 to put them on one scale.
+Sample type (the one place this rule lives; the store keeps what the reader returns):
+
+* int16 when the file's samples have at most 16 bits of precision: 8/16-bit PCM, u-law,
+  A-law, the ADPCM/DPCM/DWVW-12/16 codecs, 16-bit ALAC, and the lossy codecs MP3, Vorbis
+  and Opus. This holds also when the file is downmixed or resampled: the float result is
+  rounded and clipped back to int16 on the same scale, ``round(32768 * x)``, as the
+  paper's own pipeline did (``ffmpeg -acodec pcm_s16le -ac 1 -ar 16000``, i.e. every
+  source stored as 16-bit integers). Mono 16-bit PCM at the requested rate is read as is.
+* float32 on soundfile's [-1, 1] scale (int16 / 32768) for finer samples: 24/32-bit PCM,
+  float, double, 20/24/32-bit ALAC, 24-bit DWVW, and any subtype not listed in
+  ``INT16_SUBTYPES``.
+
+A consumer mixing both divides int16 by 32768 to put them on one scale.
 """
 
 from __future__ import annotations
@@ -27,12 +37,66 @@ from vrnn_lightning.data.corpora import BadInput, Source
 _LOWPASS_WIDTH = 6
 _ROLLOFF = 0.99
 
+# soundfile subtypes whose samples have at most 16 bits of precision: read as int16 (see above)
+INT16_SUBTYPES = frozenset(
+    {
+        "PCM_S8",
+        "PCM_U8",
+        "PCM_16",
+        "ULAW",
+        "ALAW",
+        "IMA_ADPCM",
+        "MS_ADPCM",
+        "GSM610",
+        "VOX_ADPCM",
+        "G721_32",
+        "G723_24",
+        "G723_40",
+        "NMS_ADPCM_16",
+        "NMS_ADPCM_24",
+        "NMS_ADPCM_32",
+        "DWVW_12",
+        "DWVW_16",
+        "DPCM_8",
+        "DPCM_16",
+        "ALAC_16",
+        "MPEG_LAYER_I",
+        "MPEG_LAYER_II",
+        "MPEG_LAYER_III",
+        "VORBIS",
+        "OPUS",
+    }
+)
+INT16_SCALE = 32768.0  # int16 sample value of amplitude 1.0
+
+
+def sample_dtype(subtype: str) -> np.dtype:
+    """The dtype ``read_audio`` returns for a file of this soundfile subtype."""
+    return np.dtype(np.int16 if subtype in INT16_SUBTYPES else np.float32)
+
 
 @lru_cache(maxsize=8)
-def _resampler(rate: int, sample_rate: int) -> torchaudio.transforms.Resample:
-    """torchaudio.functional.resample with its sinc kernel built once per pair of rates (building
-    it costs more than resampling a 0.5 s sequence)."""
-    return torchaudio.transforms.Resample(rate, sample_rate, dtype=torch.float32)
+def _resampler(rate: int, sample_rate: int) -> tuple[torch.Tensor, int, int, int]:
+    """torchaudio's sinc kernel for a pair of rates, built once (building it costs more than
+    resampling a 0.5 s sequence): (kernel, width, input block, output block)."""
+    r = torchaudio.transforms.Resample(rate, sample_rate, dtype=torch.float32)
+    return r.kernel, r.width, rate // r.gcd, sample_rate // r.gcd
+
+
+def resample(wave: torch.Tensor, rate: int, sample_rate: int) -> torch.Tensor:
+    """``torchaudio.functional.resample(wave, rate, sample_rate)`` of a 1-D float tensor, with
+    the cached kernel and without the per-call overhead (the same padding, convolution and
+    output length, so the same values)."""
+    kernel, width, ri, ro = _resampler(rate, sample_rate)
+    n = wave.shape[-1]
+    x = torch.nn.functional.pad(wave.view(1, 1, n), (width, width + ri))
+    y = torch.nn.functional.conv1d(x, kernel, stride=ri)  # (1, ro, blocks)
+    return y[0].t().reshape(-1)[: -(-ro * n // ri)]
+
+
+def to_int16(wave: torch.Tensor) -> np.ndarray:
+    """Float samples on the [-1, 1] scale -> int16, rounded (half to even) and clipped."""
+    return wave.mul(INT16_SCALE).round_().clamp_(-32768, 32767).to(torch.int16).numpy()
 
 
 # libsndfile's header log of a WAV whose data chunk runs past the end: "data : N (should be M)"
@@ -113,7 +177,8 @@ def read_audio(
         if frames <= 0:
             raise BadInput(f"{path}: no audio samples")
         exact = rate == sample_rate
-        keep_int16 = exact and channels == 1 and f.subtype == "PCM_16"
+        as_int16 = f.subtype in INT16_SUBTYPES
+        direct = exact and channels == 1 and f.subtype == "PCM_16"  # nothing to compute
         if exact:
             a, b, offset = start, frames if stop is None else min(stop, frames), start
         else:
@@ -124,21 +189,23 @@ def read_audio(
             )
         try:
             f.seek(a)
-            data = f.read(b - a, dtype="int16" if keep_int16 else "float32", always_2d=True)
+            data = f.read(b - a, dtype="int16" if direct else "float32", always_2d=True)
         except (sf.SoundFileError, RuntimeError, OSError) as err:
             raise BadInput(f"{path}: cannot decode audio ({err})") from None
     if data.shape[0] == 0:
         raise BadInput(f"{path}: no audio samples could be decoded")
+    lo, hi = start - offset, None if stop is None else stop - offset  # the requested range
+    if direct:
+        return np.ascontiguousarray(data[lo:hi, 0])
     wave = data[:, 0] if channels == 1 else data.mean(axis=1, dtype=np.float32)
-    if wave.dtype != np.int16 and not np.isfinite(wave).all():
+    if not np.isfinite(wave).all():
         raise BadInput(f"{path}: non-finite samples (NaN or inf)")
+    wave = torch.from_numpy(np.ascontiguousarray(wave))
     if not exact:
         with torch.no_grad():
-            wave = _resampler(rate, sample_rate)(torch.from_numpy(np.ascontiguousarray(wave)))
-        wave = wave.numpy()
-    # cut the window's output to the requested range
-    wave = wave[start - offset : None if stop is None else stop - offset]
-    return np.ascontiguousarray(wave)
+            wave = resample(wave, rate, sample_rate)
+    wave = wave[lo:hi]
+    return to_int16(wave) if as_int16 else np.ascontiguousarray(wave.numpy())
 
 
 # A process decodes a file once for all its sequences when it has at most this many samples

@@ -1,0 +1,140 @@
+"""Training-step speed of the structured VRNN against the naive per-step reference.
+
+For each size it times, side by side in one process and interleaved (this machine is shared
+and noisy), one training step (forward, backward, Adam) of:
+
+- ``naive fp32``: bench/naive_vrnn.py, every network inside the per-step loop;
+- ``ours fp32``: vrnn_lightning.model.VRNN as the training loop runs it;
+- ``ours bf16``: the same under torch.autocast(bfloat16), as trainer.precision=bf16-mixed.
+
+FLOPs are counted with torch.utils.flop_counter on one step; the machine's matmul peak is a
+large fp32 (and bf16) matmul measured in the same process. Medians over --repeats.
+
+    python bench/bench_speed.py                 # small (demo) and TIMIT sizes
+    python bench/bench_speed.py --sizes small --repeats 7
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import time
+from contextlib import nullcontext
+from pathlib import Path
+
+import torch
+from torch.utils.flop_counter import FlopCounterMode
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script from anywhere
+from bench.naive_vrnn import naive_step_terms  # noqa: E402
+from vrnn_lightning.model import VRNN  # noqa: E402
+
+SIZES = {
+    # the demo's scale
+    "small": dict(
+        model=dict(h_dim=256, z_dim=32, phi_x_dim=128, phi_z_dim=64, enc_dim=128,
+                   prior_dim=128, dec_dim=128, mlp_layers=2, n_components=5),
+        batch=32, steps=40,
+    ),
+    # the paper's TIMIT size (vrnn_spec.md 1.3): LSTM 2000, z 200, four-layer MLPs, 20-GMM
+    "timit": dict(
+        model=dict(h_dim=2000, z_dim=200, phi_x_dim=400, phi_z_dim=300, enc_dim=300,
+                   prior_dim=300, dec_dim=400, mlp_layers=4, n_components=20),
+        batch=64, steps=40,
+    ),
+}  # fmt: skip
+
+
+def matmul_peak(dtype: torch.dtype, n: int = 4096, repeats: int = 5) -> float:
+    """GFLOP/s of a large square matmul: the ceiling for this machine and dtype."""
+    a, b = torch.randn(n, n, dtype=dtype), torch.randn(n, n, dtype=dtype)
+    a @ b
+    best = min(_time(lambda: a @ b) for _ in range(repeats))
+    return 2 * n**3 / best / 1e9
+
+
+def _time(fn) -> float:
+    start = time.perf_counter()
+    fn()
+    return time.perf_counter() - start
+
+
+def make_step(kind: str, model: VRNN, x: torch.Tensor):
+    """One training step of ``kind`` (naive32, ours32, ours_bf16) as a closure."""
+    opt = torch.optim.Adam(model.parameters(), lr=1e-4)
+    autocast = (
+        torch.autocast("cpu", dtype=torch.bfloat16) if kind == "ours_bf16" else nullcontext()
+    )
+
+    def step():
+        with autocast:
+            if kind == "naive32":
+                log_px, kl = naive_step_terms(model, x)
+            else:
+                terms = model(x)
+                log_px, kl = terms.log_px, terms.kl
+            loss = -(log_px - kl).sum(1).mean()
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+
+    return step
+
+
+def count_flops(step) -> int:
+    with FlopCounterMode(display=False) as counter:
+        step()
+    return counter.get_total_flops()
+
+
+def bench_size(name: str, variant: str, repeats: int) -> list[dict]:
+    spec = SIZES[name]
+    torch.manual_seed(0)
+    model = VRNN(variant, x_dim=200, **spec["model"])
+    x = torch.randn(spec["batch"], spec["steps"], 200)
+    kinds = ("naive32", "ours32", "ours_bf16")
+    steps = {k: make_step(k, model, x) for k in kinds}
+    flops = count_flops(steps["ours32"])
+    for k in kinds:  # warm up (allocator, oneDNN kernels)
+        steps[k]()
+    times = {k: [] for k in kinds}
+    for _ in range(repeats):  # interleaved: load changes hit every kind alike
+        for k in kinds:
+            times[k].append(_time(steps[k]))
+    med = {k: statistics.median(v) for k, v in times.items()}
+    return [
+        dict(size=name, variant=variant, kind=k, seconds=med[k], gflops=flops / med[k] / 1e9,
+             speedup=med["naive32"] / med[k], flops=flops)
+        for k in kinds
+    ]  # fmt: skip
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--sizes", nargs="+", default=["small", "timit"], choices=list(SIZES))
+    parser.add_argument("--variant", default="vrnn_gmm")
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--threads", type=int, default=torch.get_num_threads())
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+
+    peak32 = matmul_peak(torch.float32)
+    peak16 = matmul_peak(torch.bfloat16)
+    print(f"torch {torch.__version__}, {args.threads} threads, variant {args.variant}")
+    print(f"matmul peak (4096^3): fp32 {peak32:.1f} GFLOP/s, bf16 {peak16:.1f} GFLOP/s\n")
+    header = f"{'size':6} {'kind':10} {'s/step':>8} {'GFLOP/s':>8} {'% fp32 peak':>11} {'vs naive':>9}"
+    print(header)
+    print("-" * len(header))
+    for name in args.sizes:
+        for row in bench_size(name, args.variant, args.repeats):
+            print(
+                f"{row['size']:6} {row['kind']:10} {row['seconds']:8.3f} {row['gflops']:8.1f} "
+                f"{100 * row['gflops'] / peak32:10.0f}% {row['speedup']:8.2f}x"
+            )
+        print(f"{'':6} (one step = {row['flops'] / 1e9:.1f} GFLOP, batch "
+              f"{SIZES[name]['batch']} x {SIZES[name]['steps']} steps)")  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()
