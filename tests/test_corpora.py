@@ -54,6 +54,11 @@ def split_names(splits) -> dict[str, list[str]]:
     return {k: [s.name for s in v] for k, v in splits.items()}
 
 
+def q16(x) -> np.ndarray:
+    """The 16-bit rule of vrnn_lightning.data.audio, written independently: round(32768 x)."""
+    return np.clip(np.rint(np.asarray(x, np.float64) * 32768), -32768, 32767).astype(np.int16)
+
+
 # ---------------------------------------------------------------- audio reading
 
 
@@ -65,38 +70,64 @@ def test_read_audio_keeps_int16_for_mono_16bit_at_the_rate(tmp_path):
         np.testing.assert_array_equal(wave, sf.read(path, dtype="int16")[0])
 
 
-def test_read_audio_downmixes_and_resamples_stereo(tmp_path):
+def test_read_audio_downmixes_and_resamples_stereo_16bit_to_int16(tmp_path):
+    # as the paper's ffmpeg -acodec pcm_s16le: a 16-bit source stays 16-bit, round(32768 x)
     path = write(tmp_path / "s.wav", noise(22050, channels=2), 22050, subtype="PCM_16")
     wave = read_audio(path, 16000)
     stereo = sf.read(path, dtype="float32")[0]
     expected = AF.resample(torch.from_numpy(stereo.mean(axis=1)), 22050, 16000).numpy()
-    assert wave.dtype == np.float32 and wave.shape == (16000,)
-    np.testing.assert_allclose(wave, expected, atol=1e-6)
-    # a stereo file at the right rate is averaged too, and so no longer int16
+    assert wave.dtype == np.int16 and wave.shape == (16000,)
+    np.testing.assert_array_equal(wave, q16(expected))
+    # a stereo file at the right rate is averaged, and rounded back to int16
     path = write(tmp_path / "s16.wav", noise(500, channels=2), 16000, subtype="PCM_16")
-    np.testing.assert_allclose(read_audio(path, 16000), sf.read(path)[0].mean(axis=1), atol=1e-7)
+    pair = sf.read(path, dtype="int16")[0].astype(np.float64)
+    assert read_audio(path, 16000).dtype == np.int16
+    np.testing.assert_array_equal(read_audio(path, 16000), np.rint(pair.mean(axis=1)))
+    # 8 kHz 16-bit mono (FSDD) resampled to 16 kHz: int16 too
+    path = write(tmp_path / "m8.wav", noise(4000), 8000, subtype="PCM_16")
+    mono = torch.from_numpy(sf.read(path, dtype="float32")[0])
+    np.testing.assert_array_equal(
+        read_audio(path, 16000), q16(AF.resample(mono, 8000, 16000).numpy())
+    )
+
+
+@pytest.mark.parametrize("subtype", ["PCM_24", "PCM_32", "FLOAT"])
+def test_read_audio_keeps_finer_than_16_bit_sources_float32(tmp_path, subtype):
+    path = write(tmp_path / "s.wav", noise(4410, channels=2), 44100, subtype=subtype)
+    stereo = sf.read(path, dtype="float32")[0]
+    expected = AF.resample(torch.from_numpy(stereo.mean(axis=1)), 44100, 16000).numpy()
+    wave = read_audio(path, 16000)
+    assert wave.dtype == np.float32
+    np.testing.assert_allclose(wave, expected, atol=1e-6)
+    mono = write(tmp_path / "m.wav", noise(300), 16000, subtype=subtype)
+    assert read_audio(mono, 16000).dtype == np.float32
 
 
 @pytest.mark.parametrize("rate", [8000, 44100])
-def test_read_audio_range_equals_the_whole_file_resampled(tmp_path, rate):
+@pytest.mark.parametrize("subtype", ["PCM_16", "PCM_24"])
+def test_read_audio_range_equals_the_whole_file_resampled(tmp_path, rate, subtype):
     # sequences of a long file are decoded through a window: same values as the whole file
-    path = write(tmp_path / "long.flac", noise(rate * 2, channels=2), rate)
+    # (to float rounding: 1e-6, or one step of int16 where that rounding meets a .5)
+    path = write(tmp_path / "long.flac", noise(rate * 2, channels=2), rate, subtype=subtype)
     whole = read_audio(path, 16000)
+    assert whole.dtype == (np.int16 if subtype == "PCM_16" else np.float32)
+    atol = 1 if subtype == "PCM_16" else 1e-6
     for start in (0, 8000, 12345, 24000):
         part = read_audio(path, 16000, start=start, stop=start + 8000)
-        np.testing.assert_allclose(part, whole[start : start + 8000], atol=1e-6)
-    np.testing.assert_allclose(read_audio(path, 16000, max_samples=100), whole[:100], atol=1e-6)
+        assert part.dtype == whole.dtype
+        np.testing.assert_allclose(part, whole[start : start + 8000], atol=atol)
+    np.testing.assert_allclose(read_audio(path, 16000, max_samples=100), whole[:100], atol=atol)
 
 
 @needs_mp3
 def test_read_audio_mp3_whole_and_range(tmp_path):
     path = write(tmp_path / "a.mp3", noise(24000), 16000, format="MP3")
-    expected = sf.read(path, dtype="float32")[0]
+    expected = q16(sf.read(path, dtype="float32")[0])  # MP3 is stored 16-bit, as ffmpeg did
     whole = read_audio(path, 16000)
-    assert whole.dtype == np.float32
+    assert whole.dtype == np.int16
     np.testing.assert_array_equal(whole, expected)
     part = read_audio(path, 16000, start=8000, stop=16000)  # decoded after a seek
-    np.testing.assert_allclose(part, expected[8000:16000], atol=1e-5)
+    np.testing.assert_allclose(part, expected[8000:16000], atol=1)
 
 
 def _garbage(p):
@@ -335,8 +366,8 @@ def test_blizzard_cuts_half_second_sequences_and_splits_by_position(tmp_path, mo
         wave = corpus.read(source, cfg)
         assert wave.shape == (8000,)
         whole = read_audio(source.path, 16000)
-        np.testing.assert_allclose(wave, whole[source.start : source.stop], atol=1e-6)
-        assert (wave.dtype == np.int16) == source.name.startswith(("a/", "b/03"))
+        np.testing.assert_allclose(wave, whole[source.start : source.stop], atol=1)
+        assert wave.dtype == np.int16  # 16-bit sources, resampled (b/04) or MP3 (c/05) too
 
 
 def test_accent_splits_by_speaker(tmp_path):
@@ -353,8 +384,10 @@ def test_accent_splits_by_speaker(tmp_path):
     assert all(len(v) == 2 * len(by_split[k]) for k, v in splits.items())  # 2 sequences each
     source = splits["test"][1]
     assert source.name.endswith(f".{ext}[8000:16000]") and source.speaker in source.name
-    expected = sf.read(source.path, dtype="float32")[0][8000:16000]
-    np.testing.assert_allclose(corpus.read(source, cfg), expected, atol=1e-6)
+    expected = q16(sf.read(source.path, dtype="float32")[0][8000:16000])
+    wave = corpus.read(source, cfg)
+    assert wave.dtype == np.int16
+    np.testing.assert_allclose(wave, expected, atol=1)
 
 
 # ---------------------------------------------------------------- Onomatopoeia and folders
@@ -497,12 +530,13 @@ def test_real_fsdd_by_speaker():
     wave = corpus.read(source, cfg)
     assert wave.dtype == np.int16
     np.testing.assert_array_equal(wave, sf.read(root / source.name, dtype="int16")[0])
-    # at 16 kHz the same file is resampled
+    # at 16 kHz the same file is resampled, and rounded back to int16
     up = corpus.read(source, config(root, speaker_pattern=cfg.speaker_pattern))
     ref = AF.resample(
         torch.from_numpy(sf.read(root / source.name, dtype="float32")[0]), 8000, 16000
     )
-    np.testing.assert_allclose(up, ref.numpy(), atol=1e-6)
+    assert up.dtype == np.int16
+    np.testing.assert_array_equal(up, q16(ref.numpy()))
 
 
 @pytest.mark.skipif(not (REAL / "gw-online").is_dir(), reason="no ../shared/data/gw-online")

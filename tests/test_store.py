@@ -140,6 +140,29 @@ def test_float_audio_is_stored_float32(tmp_path, corpus):  # noqa: F811
         assert store.dtype == np.float32 and store.amplitude_scale == 1.0
 
 
+def test_resampled_16bit_audio_is_stored_int16(tmp_path):
+    # 8 kHz 16-bit WAVs (as FSDD) prepared at 16 kHz: int16, as the paper's ffmpeg pipeline
+    sf = pytest.importorskip("soundfile")
+    from vrnn_lightning.data.audio import read_audio
+    from vrnn_lightning.data.store import as_data_config
+
+    root = tmp_path / "wavs"
+    root.mkdir()
+    rng = np.random.default_rng(0)
+    for i in range(6):
+        sf.write(root / f"{i}.wav", rng.uniform(-0.5, 0.5, 3000), 8000, subtype="PCM_16")
+    cfg = as_data_config(
+        dataset="audio_folder", root=str(root), cache_dir=str(tmp_path / "cache"), frame_size=50
+    )
+    folder = prepare_mod.prepare(cfg, progress=False)
+    for split in ("train", "valid", "test"):
+        store = FrameStore(folder / f"{split}.h5")
+        assert store.dtype == np.int16 and store.amplitude_scale == INT16_SCALE
+        assert store.attrs["sample_rate"] == 16000
+        wave = read_audio(root / store.names[0], 16000)
+        np.testing.assert_array_equal(store.raw(0), wave[: len(wave) // 50 * 50].reshape(-1, 50))
+
+
 def test_reader_pickles_without_its_handle_and_denormalises(tmp_path, corpus):  # noqa: F811
     write_audio_corpus(tmp_path / "corpus")
     folder = prepare_mod.prepare(data_cfg(tmp_path), progress=False)

@@ -1,8 +1,8 @@
 """Audio file I/O: read any soundfile-readable file as a mono waveform at a given rate; write WAVs.
 
 soundfile (libsndfile) does all file I/O: WAV, FLAC, NIST SPHERE, OGG and, with libsndfile >= 1.1,
-MP3. torchaudio is used only for DSP: its sinc resampler (``torchaudio.functional.resample``,
-with the kernel built once per pair of rates).
+MP3. torchaudio is used only for DSP: the sinc kernel of ``torchaudio.functional.resample``,
+built once per pair of rates and applied in one convolution per file (``resample``).
 
 Sample type (the one place this rule lives; the store keeps what the reader returns):
 
@@ -22,7 +22,9 @@ A consumer mixing both divides int16 by 32768 to put them on one scale.
 from __future__ import annotations
 
 import math
+import os
 import re
+import stat
 from functools import lru_cache
 from pathlib import Path
 
@@ -105,9 +107,13 @@ _PLACEHOLDER_SIZES = (0, 0xFFFFFFFF)  # written by streaming encoders that never
 
 
 def _open(path: Path) -> sf.SoundFile:
-    if not path.is_file():
+    try:
+        st = os.stat(path)
+    except OSError:
+        st = None
+    if st is None or not stat.S_ISREG(st.st_mode):
         raise BadInput(f"{path}: not a file")
-    if path.stat().st_size == 0:
+    if st.st_size == 0:
         raise BadInput(f"{path}: empty file (0 bytes)")
     try:
         f = sf.SoundFile(path)
@@ -213,9 +219,15 @@ def read_audio(
 CACHE_MAX_SAMPLES = 3600 * 16000
 
 
+# keyed by (path, sample_rate, size, mtime_ns): a rewritten file is read again
 @lru_cache(maxsize=1)
 def _whole_file(path: str, sample_rate: int, size: int, mtime_ns: int) -> np.ndarray:
-    return read_audio(path, sample_rate)  # size and mtime: a rewritten file is read again
+    return read_audio(path, sample_rate)
+
+
+@lru_cache(maxsize=64)
+def _length(path: str, sample_rate: int, size: int, mtime_ns: int) -> int:
+    return audio_length(path, sample_rate)
 
 
 def read_source(
@@ -234,10 +246,16 @@ def read_source(
     start, stop = source.start, source.stop
     if max_samples is not None:
         stop = max_samples if stop is None else min(stop, max_samples)
-    if source.stop is not None and audio_length(source.path, sample_rate) <= CACHE_MAX_SAMPLES:
-        st = Path(source.path).stat()
-        whole = _whole_file(str(source.path), sample_rate, st.st_size, st.st_mtime_ns)
-        wave = whole[start:stop].copy()  # a copy: the caller may modify it
+    # one stat and one header read per file, not per sequence (Blizzard: ~2,000 sequences a file)
+    key = None
+    if source.stop is not None:
+        try:
+            st = os.stat(source.path)
+            key = (str(source.path), sample_rate, st.st_size, st.st_mtime_ns)
+        except OSError:
+            pass  # read_audio says what is wrong with it
+    if key is not None and _length(*key) <= CACHE_MAX_SAMPLES:
+        wave = _whole_file(*key)[start:stop].copy()  # a copy: the caller may modify it
     else:
         wave = read_audio(source.path, sample_rate, start=start, stop=stop)
     if len(wave) < min_samples:

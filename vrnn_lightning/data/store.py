@@ -2,7 +2,8 @@
 
 Layout of ``<cache_dir>/<dataset>-<fingerprint[:12]>/<split>.h5``:
 
-    frames   (N_frames, D)  int16 (16-bit audio) or float32, chunked along time
+    frames   (N_frames, D)  int16 (16-bit audio sources, the rule is in data/audio.py) or
+                            float32, chunked along time
     offsets  (n_seq + 1,)   int64, sequence i is frames[offsets[i]:offsets[i + 1]]
     names    (n_seq,)       UTF-8, the Source.name of each sequence
     attrs    format_version, kind, sample_rate, frame_size, mean, std, amplitude_scale,

@@ -7,7 +7,8 @@ Each corpus is one small module exposing
         # split name ("train", "valid", "test") -> its sources, in a deterministic order;
         # raises CorpusError when the root is missing or holds nothing usable
     def read(source: Source, cfg: DataConfig) -> numpy.ndarray
-        # audio: 1-D int16 (16-bit files) or float32 waveform at cfg.sample_rate
+        # audio: 1-D int16 (16-bit files, also resampled) or float32 waveform at
+        #        cfg.sample_rate (the rule: vrnn_lightning.data.audio)
         # strokes: (T, 3) float32 steps (pen, dx, dy)
         # raises BadInput(reason) for a file that must be skipped (corrupt, empty, too short, ...)
 

@@ -27,7 +27,8 @@ from vrnn_lightning.data.corpora.splits import (
 )
 
 KIND = "audio"
-VERSION = 1  # bump when what read() returns changes: prepared stores are fingerprinted with it
+# bump when what read() returns changes: prepared stores are fingerprinted with it
+VERSION = 2  # 2: 16-bit sources stay int16 when resampled or downmixed
 EXPECTED = "a folder of recordings named by speaker (english1.mp3, spanish12.mp3, ...)"
 
 

@@ -24,7 +24,8 @@ from vrnn_lightning.data.corpora.splits import (
 )
 
 KIND = "audio"
-VERSION = 1  # bump when what read() returns changes: prepared stores are fingerprinted with it
+# bump when what read() returns changes: prepared stores are fingerprinted with it
+VERSION = 2  # 2: 16-bit sources stay int16 when resampled or downmixed
 EXPECTED = "a folder of audio clips (WAV, FLAC, MP3, ... in any subfolder)"
 MAX_SAMPLES = 50000  # the paper's truncation of every clip
 

@@ -21,7 +21,8 @@ from vrnn_lightning.data.corpora import CorpusError, Source
 from vrnn_lightning.data.corpora.splits import nothing_usable, require_root, split_counts
 
 KIND = "audio"
-VERSION = 1  # bump when what read() returns changes: prepared stores are fingerprinted with it
+# bump when what read() returns changes: prepared stores are fingerprinted with it
+VERSION = 2  # 2: 16-bit sources stay int16 when resampled or downmixed
 EXPECTED = "the LDC TIMIT folder: TRAIN/ and TEST/ holding DR*/SPEAKER/*.WAV (any letter case)"
 
 
