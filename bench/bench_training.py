@@ -10,8 +10,8 @@ and noisy), one training step (forward, backward, Adam) of:
 FLOPs are counted with torch.utils.flop_counter on one step; the machine's matmul peak is a
 large fp32 (and bf16) matmul measured in the same process. Medians over --repeats.
 
-    python bench/bench_speed.py                 # small (demo) and TIMIT sizes
-    python bench/bench_speed.py --sizes small --repeats 7
+    python bench/bench_training.py                 # small (demo) and TIMIT sizes
+    python bench/bench_training.py --sizes small --repeats 7
 """
 
 from __future__ import annotations
@@ -63,9 +63,7 @@ def _time(fn) -> float:
 def make_step(kind: str, model: VRNN, x: torch.Tensor):
     """One training step of ``kind`` (naive32, ours32, ours_bf16) as a closure."""
     opt = torch.optim.Adam(model.parameters(), lr=1e-4)
-    autocast = (
-        torch.autocast("cpu", dtype=torch.bfloat16) if kind == "ours_bf16" else nullcontext()
-    )
+    autocast = torch.autocast("cpu", dtype=torch.bfloat16) if kind == "ours_bf16" else nullcontext()
 
     def step():
         with autocast:
@@ -123,7 +121,9 @@ def main() -> None:
     peak16 = matmul_peak(torch.bfloat16)
     print(f"torch {torch.__version__}, {args.threads} threads, variant {args.variant}")
     print(f"matmul peak (4096^3): fp32 {peak32:.1f} GFLOP/s, bf16 {peak16:.1f} GFLOP/s\n")
-    header = f"{'size':6} {'kind':10} {'s/step':>8} {'GFLOP/s':>8} {'% fp32 peak':>11} {'vs naive':>9}"
+    header = (
+        f"{'size':6} {'kind':10} {'s/step':>8} {'GFLOP/s':>8} {'% fp32 peak':>11} {'vs naive':>9}"
+    )
     print(header)
     print("-" * len(header))
     for name in args.sizes:

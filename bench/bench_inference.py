@@ -1,0 +1,78 @@
+"""Evaluation and generation speed.
+
+(a) IWAE with K samples against K separate ELBO passes, at the small (demo) size: the K
+    samples of each sequence run as one batch of K * B rows, so the cost should stay well
+    under K x the cost of one ELBO pass (target: <= 0.6 x (K x ELBO)).
+(b) Generation real-time factor for 16 kHz audio (200-sample frames) at batch 1 with the
+    TIMIT-sized VRNN-GMM: seconds of compute per second of audio (target: < 1).
+
+    python bench/bench_inference.py [--repeats 5] [--k 40]
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script from anywhere
+from bench.bench_training import SIZES  # noqa: E402
+from vrnn_lightning import estimators  # noqa: E402
+from vrnn_lightning.model import VRNN  # noqa: E402
+
+
+def median_time(fn, repeats: int) -> float:
+    fn()  # warm up
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+@torch.no_grad()
+def bench_iwae(k: int, repeats: int) -> None:
+    spec = SIZES["small"]
+    torch.manual_seed(0)
+    model = VRNN("vrnn_gmm", x_dim=200, **spec["model"]).eval()
+    x = torch.randn(spec["batch"], spec["steps"], 200)
+    elbo = median_time(lambda: estimators.elbo(model, x), repeats)
+    iwae = median_time(lambda: estimators.iwae(model, x, k=k), repeats)
+    print(f"(a) IWAE at the small size, batch {spec['batch']} x {spec['steps']} frames")
+    print(f"    one ELBO pass            {elbo * 1e3:9.1f} ms")
+    print(f"    IWAE, K={k} (one batch)   {iwae * 1e3:9.1f} ms")
+    print(f"    IWAE / (K x ELBO)        {iwae / (k * elbo):9.2f}   (target <= 0.60)\n")
+
+
+@torch.no_grad()
+def bench_generation(repeats: int, seconds: float) -> None:
+    spec = SIZES["timit"]
+    torch.manual_seed(0)
+    model = VRNN("vrnn_gmm", x_dim=200, **spec["model"]).eval()
+    sample_rate, frame = 16_000, 200
+    steps = int(seconds * sample_rate / frame)
+    gen = median_time(lambda: model.generate(1, steps), repeats)
+    rtf = gen / seconds
+    print(f"(b) generation, TIMIT-sized VRNN-GMM (h 2000), batch 1, {seconds:g} s of 16 kHz audio")
+    print(f"    {steps} steps in {gen:.2f} s = {gen / steps * 1e3:.1f} ms/step")
+    print(f"    real-time factor         {rtf:9.2f}   (target < 1)")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--k", type=int, default=40)
+    parser.add_argument("--seconds", type=float, default=2.0, help="audio to generate")
+    args = parser.parse_args()
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads\n")
+    bench_iwae(args.k, args.repeats)
+    bench_generation(args.repeats, args.seconds)
+
+
+if __name__ == "__main__":
+    main()
