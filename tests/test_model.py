@@ -80,6 +80,22 @@ def test_structured_loop_equals_naive_per_step_reference(variant, observation):
     torch.testing.assert_close(terms.kl, kl, atol=1e-4, rtol=1e-5)
 
 
+@pytest.mark.parametrize("variant", ["vrnn_gmm", "vrnn_i_gauss"])
+def test_structured_loop_gradients_equal_the_naive_reference(variant):
+    """The loop's batched weight gradients (RecurrentWeightGrad) are autograd's, exactly."""
+    x = data("audio", steps=7)
+    noise = torch.randn(4, 7, SMALL["z_dim"])
+    grads = []
+    for scores in (lambda m: m(x, noise=noise), lambda m: naive_step_terms(m, x, noise)):
+        model = make(variant, "audio", init="torch")
+        terms = scores(model)
+        log_px, kl = (terms.log_px, terms.kl) if hasattr(terms, "kl") else terms
+        (-(log_px - kl).sum(1).mean()).backward()
+        grads.append({n: p.grad for n, p in model.named_parameters()})
+    for name, grad in grads[1].items():
+        torch.testing.assert_close(grads[0][name], grad, atol=1e-5, rtol=1e-4, msg=name)
+
+
 @pytest.mark.parametrize("variant", ["rnn_gmm", "vrnn_gmm"])
 def test_carried_state_continues_a_sequence(variant):
     """Truncated BPTT: two halves with the state carried equal the whole."""

@@ -25,7 +25,7 @@ from torch.distributions import Normal, kl_divergence
 
 from .config import OBSERVATIONS, VARIANTS
 from .distributions import GaussianHead, output_head
-from .networks import PAPER_MAX_NORM, apply_max_norm, mlp, paper_init_
+from .networks import PAPER_MAX_NORM, RecurrentWeightGrad, apply_max_norm, mlp, paper_init_
 
 State = tuple[torch.Tensor, torch.Tensor]  # the LSTM's (h, c), each (B, h_dim)
 
@@ -167,14 +167,24 @@ class VRNN(nn.Module):
         h, c = state if state is not None else (x.new_zeros(batch, self.h_dim),) * 2
         c = c.float()
 
+        # The loop's two recurrent products use detached weights (cast once to the autocast
+        # dtype); their weight gradients come after the loop, over all steps at once.
+        dtype = _compute_dtype(x)
+        w_h_t, w_ih_z_t = w_h.detach().t().to(dtype), w_ih_z.detach().t().to(dtype)
         h_prevs, q_mus, q_stds, zs, fzs = [], [], [], [], []
-        for t in range(steps):
-            h_proj = h @ w_h.t()
-            hidden = F.relu(enc_x[:, t] + h_proj[:, n_gates:])
+        probes = RecurrentWeightGrad.apply(
+            w_h, w_ih_z, h_prevs, fzs, (steps, batch, w_h.shape[0]), dtype
+        )
+        per_step = zip(
+            enc_x.unbind(1), gates_x.unbind(1), noise.unbind(1), probes.unbind(0), strict=True
+        )
+        for enc_x_t, gates_x_t, noise_t, probe_t in per_step:
+            h_proj = h @ w_h_t + probe_t
+            hidden = F.relu(enc_x_t + h_proj[:, n_gates:])
             mu_q, std_q = self.posterior.params(self.encoder[2:](hidden))
-            z = mu_q + std_q * noise[:, t]
+            z = mu_q + std_q * noise_t
             fz = self.phi_z(z)
-            gates = (gates_x[:, t] + h_proj[:, :n_gates] + fz @ w_ih_z.t()).float()
+            gates = (gates_x_t + h_proj[:, :n_gates] + fz @ w_ih_z_t).float()
             i, f, g, o = gates.chunk(4, dim=-1)  # torch's LSTM gate order
             c = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(g)
             h_prevs.append(h)
@@ -261,6 +271,14 @@ class VRNN(nn.Module):
     def apply_max_norm(self, max_norm: float = PAPER_MAX_NORM) -> None:
         """The paper's per-column max-norm on all non-recurrent weights (after each step)."""
         apply_max_norm(self, max_norm)
+
+
+def _compute_dtype(x: torch.Tensor) -> torch.dtype:
+    """The dtype matmuls run in here: the autocast dtype when autocast is on, else x's."""
+    device = x.device.type
+    if torch.is_autocast_enabled(device):
+        return torch.get_autocast_dtype(device)
+    return x.dtype
 
 
 def _masked(terms: StepTerms, mask: torch.Tensor) -> StepTerms:

@@ -87,3 +87,27 @@ def _cap_rows(weight: torch.Tensor, in_blocks: tuple[int, ...], max_norm: float)
     for block in weight.split(list(in_blocks), dim=1):
         norms = block.norm(dim=1, keepdim=True)
         block.mul_(torch.clamp(max_norm / norms, max=1.0))
+
+
+class RecurrentWeightGrad(torch.autograd.Function):
+    """Zeros for the per-step products of a recurrent loop, carrying their weights' gradients.
+
+    Inside the loop the products h_{t-1} W^T and fz_t V^T use detached weights, and this
+    function's zeros (T, B, out) are added to h_{t-1} W^T. Its backward receives
+    d loss / d(h_{t-1} W^T) for every step at once and computes the weight gradients as two
+    large matmuls over all T * B rows, instead of autograd's one thin (B-row) matmul per step
+    and weight, accumulated T times. ``inputs_w`` and ``inputs_v`` are the loop's lists of
+    h_{t-1} and fz_t, complete by the time backward runs. V's output rows are the first of W's.
+    """
+
+    @staticmethod
+    def forward(ctx, w, v, inputs_w: list, inputs_v: list, shape: tuple, dtype: torch.dtype):
+        ctx.inputs_w, ctx.inputs_v, ctx.v_rows = inputs_w, inputs_v, v.shape[0]
+        return w.new_zeros((), dtype=dtype).expand(shape)
+
+    @staticmethod
+    def backward(ctx, grad):
+        g = grad.flatten(0, 1)  # (T * B, out)
+        h = torch.stack(ctx.inputs_w).flatten(0, 1).to(g.dtype)
+        fz = torch.stack(ctx.inputs_v).flatten(0, 1).to(g.dtype)
+        return g.t() @ h, g[:, : ctx.v_rows].t() @ fz, None, None, None, None
