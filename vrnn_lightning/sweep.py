@@ -1,20 +1,483 @@
-"""vrnn-sweep: run a W&B sweep YAML locally with W&B's own sweep engine (issue 5).
+"""vrnn-sweep: run a W&B sweep YAML on this machine with W&B's own sweep engine.
 
-Not implemented yet: it says so and exits with code 2 rather than pretending.
+    vrnn-sweep sweeps/demo_variants.yaml --local [--count N] [--jobs N] [--out DIR]
+    vrnn-sweep report sweeps_local/demo_variants [--iw-samples K]
+    vrnn-sweep sweeps/timit_variants.yaml        # check the file and list the runs it proposes
+
+Online, W&B runs the same file: ``wandb sweep FILE`` then ``wandb agent ENTITY/PROJECT/ID``.
+Locally, the ``sweeps`` package (the engine behind W&B's sweep server) validates the file,
+proposes runs (grid, random, bayes) and picks the runs hyperband stops. Each run is the
+subprocess the W&B agent would start: the command is built from ``command`` by the agent's own
+helpers, WANDB_RUN_ID is set to the run's id, and W&B logging stays offline or disabled (as the
+run's config says; online is refused). A run's val/elbo history is read from its metrics CSV
+while it runs (hyperband) and when it ends. The sweep's state is OUT/state.json, so a rerun
+continues: finished runs are skipped and runs an interrupted invocation left behind resume.
+At the end every finished run's best checkpoint is evaluated and the Table 1 report written
+(report.py): OUT/table1.md, OUT/table1.csv, OUT/runs.csv.
 """
 
-from __future__ import annotations
+from __future__ import annotations  # noqa: I001 (sweeps is W&B's package, not ./sweeps/)
 
+import argparse
+import contextlib
+import csv
+import json
+import os
+import subprocess
 import sys
+import time
+import warnings
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import yaml
+from omegaconf import OmegaConf
+from omegaconf.errors import OmegaConfBaseException
+from rich.console import Console
+from wandb.sdk.launch.sweeps.utils import (
+    DEFAULT_SWEEP_COMMAND,
+    create_sweep_command,
+    create_sweep_command_args,
+)
+from wandb.sdk.lib.runid import generate_id
+
+with warnings.catch_warnings():  # the package's pydantic v1-style Config warns on import
+    warnings.simplefilter("ignore")
+    from sweeps.config.schema import validator as schema_validator
+
+    import sweeps
+
+from .config import ConfigError, load_config
+from .report import ReportError, RunResult, evaluate_run, rich_table, write_report
+
+STATE_FILE = "state.json"
+STATE_VERSION = 1
+FIT_PROGRAMS = ("vrnn-fit", "vrnn_lightning.fit")
+# parameters that name or place a run rather than set it up: runs that differ only in these
+# (and the seed) are seeds of one setting in the report
+NOT_A_SETTING = ("seed", "name", "out_dir", "ckpt_path")
+ACTIVE = ("pending", "running", "preempting", "preempted")  # states a rerun resumes
+
+
+class SweepError(ValueError):
+    """A sweep that cannot run; the message names the file or key and what is expected."""
+
+
+def load_sweep(path: str | Path) -> dict:
+    """The sweep config in ``path``, validated by W&B's sweep schema."""
+    path = Path(path)
+    if not path.is_file():
+        raise SweepError(f"{path}: no such sweep file")
+    try:
+        config = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as err:
+        raise SweepError(f"{path}: not valid YAML: {err}") from None
+    if not isinstance(config, dict):
+        raise SweepError(f"{path}: a sweep config is a mapping (method, metric, parameters, ...)")
+    try:
+        violations = sweeps.schema_violations_from_proposed_config(config)
+    except ValueError as err:  # raised (not listed) for a parameter that is not a mapping
+        violations = [str(err)]
+    # the schema's messages do not say where: add the key path of each
+    where = {
+        e.message: ".".join(map(str, e.absolute_path)) for e in schema_validator.iter_errors(config)
+    }
+    violations = [f"{where[m]}: {m}" if where.get(m) else m for m in violations]
+    if violations:
+        raise SweepError(f"{path}: not a valid W&B sweep config: " + "; ".join(violations))
+    if "metric" not in config:
+        raise SweepError(f"{path}: metric: missing (e.g. name: val/elbo, goal: maximize)")
+    config.setdefault("name", path.stem)
+    return config
+
+
+def agent_command(sweep_config: dict, args: dict, args_json_file: Path) -> list[str]:
+    """The command W&B's agent runs for a run whose parameters are ``args`` ({key: {value}}),
+    built as wandb_agent.Agent._command_run builds it, with the agent's own helpers."""
+    # create_sweep_command fills ${envvar:NAME} in place: give it a copy
+    template = create_sweep_command(list(sweep_config.get("command") or DEFAULT_SWEEP_COMMAND))
+    sweep_vars = create_sweep_command_args({"args": args})
+    sweep_vars["interpreter"] = ["python"]
+    sweep_vars["args_json_file"] = [str(args_json_file)]
+    sweep_vars["env"] = ["/usr/bin/env"]
+    if "program" in sweep_config:
+        sweep_vars["program"] = [sweep_config["program"]]
+    elif "${program}" in template:
+        raise SweepError("program: the command uses ${program} but the sweep sets no program")
+    if "${args_json_file}" in template:
+        args_json_file.parent.mkdir(parents=True, exist_ok=True)
+        args_json_file.write_text(sweep_vars["args_json"][0])
+    command = []
+    for chunk in map(str, template):
+        if chunk.startswith("${") and chunk.endswith("}"):
+            command += [str(c) for c in sweep_vars.get(chunk[2:-1]) or []]
+        else:
+            command.append(chunk)
+    return command
+
+
+@contextlib.contextmanager
+def _environ(**values: str):
+    """os.environ with ``values`` set for the duration (config interpolations read it)."""
+    saved = {k: os.environ.get(k) for k in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
+def fit_config(command: list[str], run_id: str) -> dict:
+    """The resolved config vrnn-fit trains when it runs ``command`` with WANDB_RUN_ID=run_id;
+    SweepError naming the key when vrnn-fit would refuse it."""
+    from .fit import parse_args  # vrnn-fit's own parser (imports Lightning: only here)
+
+    starts = [i for i, word in enumerate(command) if Path(word).name in FIT_PROGRAMS]
+    if not starts:
+        raise SweepError(f"command: {' '.join(command)} does not run vrnn-fit")
+    fit_args = command[starts[0] + 1 :]
+    try:
+        config_path, overrides = parse_args(fit_args)
+    except SystemExit:
+        raise SweepError(f"command: vrnn-fit cannot parse {' '.join(fit_args)}") from None
+    try:
+        with _environ(WANDB_RUN_ID=run_id):
+            cfg = OmegaConf.to_container(load_config(config_path, overrides), resolve=True)
+    except (ConfigError, OmegaConfBaseException) as err:
+        raise SweepError(f"run {run_id}: {' '.join(fit_args)}: {err}") from None
+    wandb = cfg["logger"]["wandb"]
+    if wandb["enabled"] and wandb["mode"] == "online":
+        raise SweepError(
+            "logger.wandb.mode: online needs a W&B server; a local sweep runs offline or disabled"
+        )
+    return cfg
+
+
+def metric_history(out_dir: str | Path, metric: str) -> list[dict]:
+    """The logged values of ``metric`` in a run folder's csv/version_N/metrics.csv, in step
+    order; a resumed run's later version replaces the steps it logged again."""
+    by_step: dict[int, float] = {}
+    versions = Path(out_dir).glob("csv/version_*/metrics.csv")
+    for path in sorted(versions, key=lambda p: int(p.parent.name.split("_")[1])):
+        with open(path, newline="") as f:
+            for i, row in enumerate(csv.DictReader(f)):
+                try:  # a row being written by the run may be cut short
+                    by_step[int(row.get("step") or i)] = float(row[metric])
+                except (KeyError, TypeError, ValueError):
+                    continue
+    return [{metric: value, "_step": step} for step, value in sorted(by_step.items())]
+
+
+@dataclass
+class LocalRun:
+    id: str
+    config: dict  # the run's sweep parameters as in W&B's run config: {key: {"value": ...}}
+    command: list[str]
+    out_dir: str
+    dataset: str
+    variant: str
+    seed: int
+    state: str = "pending"  # sweeps.RunState names
+    exitcode: int | None = None
+    stopped: bool = False  # stopped by hyperband
+    history: list[dict] = field(default_factory=list)
+
+    def setting(self) -> str:
+        """The run's parameters apart from its seed and its name."""
+        kept = {k: v["value"] for k, v in self.config.items() if k not in NOT_A_SETTING}
+        return json.dumps(kept, sort_keys=True)
+
+
+class LocalSweep:
+    """A sweep's runs, persisted in ``folder``/state.json."""
+
+    def __init__(self, folder: Path, config: dict, runs: list[LocalRun]):
+        self.folder, self.config, self.runs = folder, config, runs
+
+    @classmethod
+    def open(cls, folder: str | Path, config: dict | None = None) -> LocalSweep:
+        """The sweep in ``folder``; a new one when there is none and ``config`` is given."""
+        folder = Path(folder)
+        path = folder / STATE_FILE
+        if not path.is_file():
+            if config is None:
+                raise SweepError(f"{path}: no local sweep state here")
+            return cls(folder, config, [])
+        state = json.loads(path.read_text())
+        if state.get("version") != STATE_VERSION:
+            raise SweepError(f"{path}: state version {state.get('version')}, not {STATE_VERSION}")
+        if config is not None and state["config"] != config:
+            raise SweepError(
+                f"{path}: this sweep was started from another sweep config; "
+                "use another --out folder, or delete this one to start over"
+            )
+        return cls(folder, state["config"], [LocalRun(**r) for r in state["runs"]])
+
+    def save(self) -> None:
+        self.folder.mkdir(parents=True, exist_ok=True)
+        state = {
+            "version": STATE_VERSION,
+            "config": self.config,
+            "runs": [asdict(r) for r in self.runs],
+        }
+        tmp = self.folder / (STATE_FILE + ".tmp")
+        tmp.write_text(json.dumps(state, indent=1) + "\n")
+        os.replace(tmp, self.folder / STATE_FILE)  # a killed runner never leaves half a file
+
+    def sweep_runs(self) -> list[sweeps.SweepRun]:
+        """The runs as W&B's sweep engine sees them."""
+        metric = self.config["metric"]["name"]
+        out = []
+        for run in self.runs:
+            summary = {metric: run.history[-1][metric]} if run.history else {}
+            out.append(
+                sweeps.SweepRun(
+                    name=run.id,
+                    config=run.config,
+                    state=run.state,
+                    history=run.history,
+                    summary_metrics=summary,
+                    stopped=run.stopped,
+                    exitcode=run.exitcode,
+                )
+            )
+        return out
+
+    def results(self, iw_samples: int | None, console: Console) -> list[RunResult]:
+        """The finished runs, each evaluated at its best checkpoint."""
+        metric = self.config["metric"]["name"]
+        results = []
+        for run in self.runs:
+            if run.state != "finished":
+                continue
+            try:
+                evaluated = evaluate_run(run.out_dir, iw_samples)
+            except ReportError as err:
+                console.print(f"[yellow]vrnn-sweep: {run.id} left out of the table: {err}")
+                continue
+            values = [h[metric] for h in metric_history(run.out_dir, metric)]
+            best = max(values) if self.config["metric"]["goal"] == "maximize" else min(values)
+            results.append(
+                RunResult(
+                    run.id, run.variant, run.dataset, run.seed, run.setting(), best, evaluated
+                )
+            )
+        return results
+
+
+def _plain(value):
+    """JSON-safe Python values (the engine may propose numpy scalars), as W&B's server sends."""
+    return json.loads(json.dumps(value, default=lambda x: x.item()))
+
+
+class Runner:
+    """Proposes, launches, watches and stops the runs of a local sweep."""
+
+    def __init__(self, sweep: LocalSweep, cap: int | None, jobs: int, poll: float, console):
+        self.sweep, self.cap, self.jobs, self.poll, self.console = sweep, cap, jobs, poll, console
+        # validated, with W&B's defaults filled in (metric.impute, hyperband eta, ...)
+        self.engine_config = sweeps.SweepConfig(sweep.config)
+        self.procs: dict[str, subprocess.Popen] = {}
+        self.stop_sent: dict[str, float] = {}
+        self.kill_delay = 30.0  # as the agent: SIGTERM, then SIGKILL if still running
+        self.launched = 0
+        # runs an interrupted invocation left behind start again, as W&B resumes preempted runs
+        self.resume = [r for r in sweep.runs if r.state in ACTIVE]
+
+    def propose(self) -> LocalRun | None:
+        if self.resume:
+            return self.resume.pop(0)
+        if self.cap is not None and len(self.sweep.runs) >= self.cap:
+            return None
+        proposal = sweeps.next_run(self.engine_config, self.sweep.sweep_runs())
+        if proposal is None:  # a grid with every point run
+            return None
+        run_id = generate_id()
+        args = _plain(proposal.config)
+        command = agent_command(
+            self.sweep.config, args, self.sweep.folder / "args" / f"{run_id}.json"
+        )
+        cfg = fit_config(command, run_id)  # refuses a bad run before anything starts
+        run = LocalRun(
+            run_id, args, command, cfg["out_dir"], cfg["data"]["dataset"],
+            cfg["model"]["variant"], cfg["seed"],
+        )  # fmt: skip
+        self.sweep.runs.append(run)
+        return run
+
+    def launch(self, run: LocalRun) -> None:
+        env = dict(os.environ, WANDB_RUN_ID=run.id)
+        # the venv's console scripts (vrnn-fit) and python, as if it were activated
+        env["PATH"] = os.path.dirname(sys.executable) + os.pathsep + env.get("PATH", "")
+        log = self.sweep.folder / "logs" / f"{run.id}.log"
+        log.parent.mkdir(parents=True, exist_ok=True)
+        with open(log, "ab") as out:
+            try:
+                self.procs[run.id] = subprocess.Popen(
+                    run.command, env=env, stdin=subprocess.DEVNULL, stdout=out, stderr=out
+                )
+            except FileNotFoundError:
+                raise SweepError(f"command: {run.command[0]} is not on PATH") from None
+        run.state, run.exitcode, run.stopped = "running", None, False
+        self.launched += 1
+        self.sweep.save()
+        params = " ".join(f"{k}={v['value']}" for k, v in run.config.items() if k != "name")
+        self.console.print(f"vrnn-sweep: {run.id} started: {params} (log {log})")
+
+    def watch(self) -> None:
+        """Read the running runs' metrics, collect the ended ones, stop what hyperband says."""
+        metric = self.sweep.config["metric"]["name"]
+        runs = {r.id: r for r in self.sweep.runs}
+        for run_id, proc in list(self.procs.items()):
+            run = runs[run_id]
+            run.history = metric_history(run.out_dir, metric)
+            code = proc.poll()
+            if code is None:
+                continue
+            del self.procs[run_id]
+            run.exitcode = code
+            run.state = "killed" if run.stopped else "finished" if code == 0 else "failed"
+            best = max((h[metric] for h in run.history), default=float("nan"))
+            self.console.print(
+                f"vrnn-sweep: {run_id} {run.state} (exit {code}), best {metric} {best:.2f}"
+            )
+        if "early_terminate" in self.sweep.config:
+            for proposal in sweeps.stop_runs(self.engine_config, self.sweep.sweep_runs()):
+                run = runs[proposal.name]
+                if run.id in self.procs and not run.stopped:
+                    run.stopped = True
+                    self.stop_sent[run.id] = time.monotonic()
+                    self.procs[run.id].terminate()
+                    self.console.print(f"vrnn-sweep: {run.id} stopped by hyperband")
+        for run_id, sent in self.stop_sent.items():
+            if run_id in self.procs and time.monotonic() > sent + self.kill_delay:
+                self.procs[run_id].kill()
+        self.sweep.save()
+
+    def run(self) -> None:
+        try:
+            while True:
+                while len(self.procs) < self.jobs and (run := self.propose()) is not None:
+                    self.launch(run)
+                if not self.procs:
+                    break
+                time.sleep(self.poll)
+                self.watch()
+        except BaseException:  # Ctrl-C or an error: leave no run behind, resumable later
+            for run_id, proc in self.procs.items():
+                proc.terminate()
+                proc.wait()
+                next(r for r in self.sweep.runs if r.id == run_id).state = "preempted"
+            self.sweep.save()
+            raise
+
+
+def report(sweep: LocalSweep, iw_samples: int | None, console: Console) -> list[Path]:
+    results = sweep.results(iw_samples, console)
+    title = f"{sweep.config['name']}: log-likelihood per sequence (nats)"
+    paths = write_report(sweep.folder, title, results)
+    console.print(rich_table(title, results))
+    console.print("written " + ", ".join(map(str, paths)))
+    return paths
+
+
+def run_local(
+    sweep_file: str | Path,
+    out: str | Path | None = None,
+    count: int | None = None,
+    jobs: int = 1,
+    poll: float = 5.0,
+    iw_samples: int | None = None,
+    console: Console | None = None,
+) -> LocalSweep:
+    """Run the sweep in ``sweep_file`` here until it is done, then write the report."""
+    console = console or Console()
+    config = load_sweep(sweep_file)
+    folder = Path(out) if out else Path("sweeps_local") / config["name"]
+    sweep = LocalSweep.open(folder, config)
+    cap = count or config.get("run_cap")
+    if config["method"] != "grid" and not cap:
+        raise SweepError(
+            f"{sweep_file}: method {config['method']} proposes runs without end: "
+            "set run_cap in the file or pass --count N"
+        )
+    runner = Runner(sweep, cap, jobs, poll, console)
+    runner.run()
+    done = sum(r.state == "finished" for r in sweep.runs)
+    console.print(
+        f"vrnn-sweep: {sweep.config['name']}: {runner.launched} run(s) started now, "
+        f"{done} of {len(sweep.runs)} finished; state in {folder / STATE_FILE}"
+    )
+    report(sweep, iw_samples, console)
+    return sweep
+
+
+def check(sweep_file: str | Path, console: Console, show: int = 20) -> None:
+    """Validate the file and every run it proposes (a grid's all, else ``show``), and list them."""
+    config = load_sweep(sweep_file)
+    engine_config = sweeps.SweepConfig(config)
+    runs: list[sweeps.SweepRun] = []
+    while len(runs) < show and (proposal := sweeps.next_run(engine_config, runs)) is not None:
+        run_id = generate_id()
+        args = _plain(proposal.config)
+        command = agent_command(config, args, Path("args") / f"{run_id}.json")
+        fit_config(command, run_id)
+        console.print(f"{run_id}: {' '.join(command)}")
+        runs.append(sweeps.SweepRun(name=run_id, config=args, state="pending"))
+    console.print(
+        f"{sweep_file}: valid; online: wandb sweep {sweep_file} && wandb agent ENTITY/PROJECT/ID; "
+        f"here: vrnn-sweep {sweep_file} --local"
+    )
+
+
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{value} is not >= 1")
+    return value
 
 
 def main(argv: list[str] | None = None) -> int:
-    print(
-        "vrnn-sweep: not yet implemented. Meanwhile run a sweep with W&B itself: "
-        "`wandb sweep sweeps/NAME.yaml` then `wandb agent ENTITY/PROJECT/SWEEP_ID`.",
-        file=sys.stderr,
+    argv = list(sys.argv[1:] if argv is None else argv)
+    console = Console()
+    reporting = bool(argv) and argv[0] == "report"
+    parser = argparse.ArgumentParser(
+        prog="vrnn-sweep report" if reporting else "vrnn-sweep",
+        description="Rebuild the Table 1 report of a local sweep folder."
+        if reporting
+        else "Run a W&B sweep YAML here with W&B's sweep engine (--local), or check it.",
     )
-    return 2
+    if reporting:
+        parser.add_argument("folder", help="a local sweep folder (holding state.json)")
+    else:
+        parser.add_argument("sweep", help="a W&B sweep YAML, e.g. sweeps/demo_variants.yaml")
+        parser.add_argument("--local", action="store_true", help="run it on this machine")
+        parser.add_argument("--count", type=_positive, help="runs in the sweep (default run_cap)")
+        parser.add_argument("--jobs", type=_positive, default=1, help="runs at once (default 1)")
+        parser.add_argument("--out", help="state and report folder (default sweeps_local/NAME)")
+        parser.add_argument("--poll", type=float, default=5.0, help="seconds between checks")
+    parser.add_argument("--iw-samples", type=_positive, help="K for IWAE (default eval.iw_samples)")
+    args = parser.parse_args(argv[1:] if reporting else argv)
+    try:
+        if reporting:
+            report(LocalSweep.open(args.folder), args.iw_samples, console)
+        elif args.local:
+            run_local(
+                args.sweep, args.out, args.count, args.jobs, args.poll, args.iw_samples, console
+            )
+        else:
+            check(args.sweep, console)
+    except (SweepError, ReportError) as err:
+        print(f"vrnn-sweep: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("vrnn-sweep: interrupted; run the same command again to continue", file=sys.stderr)
+        return 130
+    return 0
 
 
 if __name__ == "__main__":

@@ -1,0 +1,255 @@
+"""vrnn-sweep: every sweep YAML is a valid W&B sweep whose runs are valid vrnn-fit configs;
+the agent's command; hyperband on metrics CSVs; a local sweep of two tiny runs and its table."""
+
+import csv
+import json
+import math
+import subprocess
+from pathlib import Path
+
+import pytest
+import yaml
+
+import vrnn_lightning.sweep as sweep_mod
+from vrnn_lightning.config import VARIANTS
+from vrnn_lightning.sweep import (
+    LocalRun,
+    LocalSweep,
+    SweepError,
+    agent_command,
+    fit_config,
+    load_sweep,
+    main,
+    metric_history,
+    sweeps,
+)
+
+REPO = Path(__file__).resolve().parents[1]
+SWEEPS = sorted((REPO / "sweeps").glob("*.yaml"))
+TINY = {  # as tests/test_fit.py's tiny(): a model and corpus that train in seconds
+    "data.dataset": "synthetic_speech",
+    "data.synthetic_sequences": 40,
+    "data.synthetic_seconds": 0.5,
+    "data.seq_len": 8,
+    "data.batch_size": 8,
+    "data.eval_batch_size": 8,
+    "model.h_dim": 16,
+    "model.z_dim": 4,
+    "model.phi_x_dim": 16,
+    "model.phi_z_dim": 8,
+    "model.enc_dim": 8,
+    "model.prior_dim": 8,
+    "model.dec_dim": 16,
+    "model.mlp_layers": 1,
+    "model.n_components": 2,
+    "logger.wandb.mode": "disabled",
+    "trainer.enable_progress_bar": False,
+    "trainer.accelerator": "cpu",
+    "trainer.devices": 1,
+    "trainer.max_epochs": 2,
+    "sample.every_n_validations": 0,
+    "eval.batch_size": 4,
+}
+
+
+def test_every_dataset_config_has_a_variants_sweep_and_each_family_a_search():
+    names = {p.stem for p in SWEEPS}
+    for conf in ("demo", "timit", "blizzard", "onomatopoeia", "accent", "iamondb", "fsdd"):
+        assert f"{conf}_variants" in names
+    assert "gw_online_variants" in names
+    assert {"timit_search", "iamondb_search"} <= names  # speech and handwriting
+
+
+@pytest.mark.parametrize("path", SWEEPS, ids=[p.name for p in SWEEPS])
+def test_sweep_yaml_is_valid_and_every_run_it_proposes_is_a_vrnn_fit_config(path, monkeypatch):
+    monkeypatch.chdir(REPO)  # the commands name conf/*.yaml relative to the checkout
+    raw = yaml.safe_load(path.read_text())
+    assert sweeps.schema_violations_from_proposed_config(raw) == []
+    config = load_sweep(path)
+    assert config["name"] == path.stem
+    assert config["metric"] == {"name": "val/elbo", "goal": "maximize"}
+    assert config["command"][:3] == [
+        "vrnn-fit",
+        "--config",
+        f"conf/{path.stem.rsplit('_', 1)[0]}.yaml",
+    ]
+    engine = sweeps.SweepConfig(raw)
+    grid = raw["method"] == "grid"
+    runs, out_dirs = [], set()
+    while len(runs) < (100 if grid else 3):
+        proposal = sweeps.next_run(engine, runs)
+        if proposal is None:
+            break
+        run_id = f"run{len(runs)}"
+        command = agent_command(config, proposal.config, Path("unused.json"))
+        cfg = fit_config(command, run_id)
+        assert cfg["name"].endswith(run_id), "each run names its folder after its W&B run id"
+        assert cfg["ckpt_path"] == "last", "a preempted run resumes"
+        out_dirs.add(cfg["out_dir"])
+        runs.append(sweeps.SweepRun(name=run_id, config=proposal.config, state="finished"))
+    assert len(out_dirs) == len(runs)
+    if grid:
+        assert len(runs) == 18
+        assert {r.config["model.variant"]["value"] for r in runs} == set(VARIANTS)
+    else:
+        assert raw["early_terminate"]["type"] == "hyperband"
+        lrs = [r.config["optim.lr"]["value"] for r in runs]
+        assert len(set(lrs)) == len(lrs) and all(1e-5 < lr < 1e-2 for lr in lrs)
+
+
+def test_the_command_is_the_one_the_wandb_agent_builds(tmp_path, monkeypatch):
+    monkeypatch.setenv("MY_CONF", "conf/demo.yaml")
+    args = {"model.variant": {"value": "rnn_gauss"}, "seed": {"value": 2}}
+    sweep = {"program": "vrnn-fit", "command": ["${env}", "${interpreter}", "-m", "x", "${args}"]}
+    assert agent_command(sweep, args, tmp_path / "a.json") == [
+        "/usr/bin/env", "python", "-m", "x", "--model.variant=rnn_gauss", "--seed=2",
+    ]  # fmt: skip
+    sweep["command"] = ["${program}", "--config", "${envvar:MY_CONF}", "${args_no_hyphens}"]
+    assert agent_command(sweep, args, tmp_path / "a.json") == [
+        "vrnn-fit", "--config", "conf/demo.yaml", "model.variant=rnn_gauss", "seed=2",
+    ]  # fmt: skip
+    assert sweep["command"][2] == "${envvar:MY_CONF}", "the sweep config is left as it was"
+    sweep["command"] = ["${program}", "${args_json_file}"]
+    assert agent_command(sweep, args, tmp_path / "a.json") == ["vrnn-fit", str(tmp_path / "a.json")]
+    assert json.loads((tmp_path / "a.json").read_text()) == {
+        "model.variant": "rnn_gauss",
+        "seed": 2,
+    }
+    with pytest.raises(SweepError, match="program"):
+        agent_command({"command": ["${program}"]}, args, tmp_path / "a.json")
+
+
+@pytest.mark.parametrize(
+    "change,expected",
+    [
+        ({"method": "gird"}, "method"),
+        ({"parameters": {"model.variant": {"valuez": ["rnn_gauss"]}}}, "parameters"),
+        ({"metric": None}, "metric"),
+    ],
+)
+def test_an_invalid_sweep_file_exits_2_naming_the_file(tmp_path, capsys, change, expected):
+    config = yaml.safe_load((REPO / "sweeps" / "demo_variants.yaml").read_text())
+    config.update(change)
+    if change.get("metric", 1) is None:
+        del config["metric"]
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(yaml.safe_dump(config))
+    assert main([str(bad), "--local", "--out", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err
+    assert "bad.yaml" in err and expected in err
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_proposed_run_vrnn_fit_would_refuse_is_refused_naming_the_key(monkeypatch):
+    monkeypatch.chdir(REPO)
+    command = ["vrnn-fit", "--config", "conf/demo.yaml", "model.zdim=3"]
+    with pytest.raises(SweepError, match="model.zdim"):
+        fit_config(command, "abc")
+    with pytest.raises(SweepError, match="logger.wandb.mode"):
+        fit_config(command[:3] + ["logger.wandb.mode=online"], "abc")
+
+
+def _write_metrics(run_dir: Path, version: int, rows: list[tuple[int, float]]) -> None:
+    path = run_dir / "csv" / f"version_{version}" / "metrics.csv"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    lines = ["epoch,step,train/loss,val/elbo"]
+    for step, value in rows:
+        lines += [f"0,{step},1.0,", f"0,{step},,{value}"]
+    path.write_text("\n".join(lines) + "\n0,99,1.")  # the last row is still being written
+
+
+def test_metric_history_reads_resumed_versions_and_hyperband_stops_the_worse_run(tmp_path):
+    good, mid, bad = tmp_path / "good", tmp_path / "mid", tmp_path / "bad"
+    _write_metrics(good, 0, [(10, -100.0), (20, -90.0)])
+    _write_metrics(good, 1, [(20, -80.0), (30, -70.0)])  # resumed: step 20 again
+    _write_metrics(mid, 0, [(10, -150.0), (20, -140.0), (30, -130.0)])
+    _write_metrics(bad, 0, [(10, -200.0), (20, -190.0), (30, -180.0)])
+    assert [h["val/elbo"] for h in metric_history(good, "val/elbo")] == [-100.0, -80.0, -70.0]
+
+    config = {
+        "name": "hb",
+        "method": "grid",
+        "metric": {"name": "val/elbo", "goal": "maximize"},
+        "early_terminate": {"type": "hyperband", "min_iter": 2, "eta": 2},
+        "parameters": {"seed": {"values": [0, 1, 2]}},
+    }
+    runs = [
+        LocalRun(d.name, {"seed": {"value": i}}, [], str(d), "x", "rnn_gauss", i, state="running")
+        for i, d in enumerate([good, mid, bad])
+    ]
+    for run in runs:
+        run.history = metric_history(run.out_dir, "val/elbo")
+    engine_runs = LocalSweep(tmp_path, config, runs).sweep_runs()
+    stop = sweeps.stop_runs(sweeps.SweepConfig(config), engine_runs)
+    # at the band of 2 validations: -80 and -140 are the better half, -190 is not
+    assert [r.name for r in stop] == ["bad"]
+
+
+def _tiny_sweep(tmp_path: Path) -> Path:
+    params = {k: {"value": v} for k, v in TINY.items()}
+    params["model.variant"] = {"values": ["rnn_gauss", "vrnn_gauss"]}
+    params["data.cache_dir"] = {"value": str(tmp_path / "cache")}
+    params["out_dir"] = {"value": str(tmp_path / "runs") + "/${oc.env:WANDB_RUN_ID}"}
+    config = {
+        "name": "tiny",
+        "program": "vrnn-fit",
+        "method": "grid",
+        "metric": {"name": "val/elbo", "goal": "maximize"},
+        "parameters": params,
+        "command": ["${program}", "--config", "conf/demo.yaml", "${args_no_hyphens}"],
+    }
+    path = tmp_path / "tiny.yaml"
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+def test_a_local_sweep_runs_writes_table1_and_a_rerun_does_no_work(tmp_path, monkeypatch):
+    monkeypatch.chdir(REPO)
+    out = tmp_path / "sweep"
+    args = [str(_tiny_sweep(tmp_path)), "--local", "--out", str(out), "--poll", "0.5"]
+    assert main([*args, "--iw-samples", "3"]) == 0
+
+    state = json.loads((out / "state.json").read_text())
+    assert sorted(r["variant"] for r in state["runs"]) == ["rnn_gauss", "vrnn_gauss"]
+    assert all(r["state"] == "finished" and r["exitcode"] == 0 for r in state["runs"])
+    run_dirs = [Path(r["out_dir"]) for r in state["runs"]]
+    assert sorted(run_dirs) == sorted(tmp_path / "runs" / r["id"] for r in state["runs"])
+    assert all(len(r["history"]) == 2 for r in state["runs"]), "one val/elbo per epoch"
+
+    md = (out / "table1.md").read_text()
+    rows = {
+        line.split("|")[1].strip(): line.split("|")[2].strip() for line in md.splitlines()[4:10]
+    }
+    assert md.splitlines()[2] == "| model | synthetic_speech |"
+    assert list(rows) == list(VARIANTS)
+    assert not rows["rnn_gauss"].startswith(">=") and math.isfinite(float(rows["rnn_gauss"]))
+    lower, estimate = rows["vrnn_gauss"].removeprefix(">= ").split(" / ~ ")
+    assert math.isfinite(float(lower)) and math.isfinite(float(estimate))
+    assert all(rows[v] == "–" for v in VARIANTS if v not in ("rnn_gauss", "vrnn_gauss"))
+
+    with open(out / "table1.csv", newline="") as f:
+        cells = {r["variant"]: r for r in csv.DictReader(f)}
+    assert set(cells) == {"rnn_gauss", "vrnn_gauss"}
+    for variant, cell in cells.items():
+        assert cell["dataset"] == "synthetic_speech" and cell["n_runs"] == "1"
+        assert cell["iw_samples"] == "3" and cell["elbo_std"] == ""
+        values = [float(cell[f"{e}_mean"]) for e in ("elbo", "iwae", "paper_estimate")]
+        assert all(math.isfinite(v) for v in values)
+        assert f"{values[0]:.1f}" in rows[variant]
+    rnn = [float(cells["rnn_gauss"][f"{e}_mean"]) for e in ("elbo", "iwae", "paper_estimate")]
+    assert rnn[0] == rnn[1] == rnn[2], "rnn_*: all three are the exact log-likelihood"
+
+    # a rerun launches nothing and evaluates nothing: it rebuilds the same table
+    evals = {d: (d / "sweep_eval.json").stat().st_mtime_ns for d in run_dirs}
+
+    def no_launch(*a, **k):
+        raise AssertionError("a finished sweep launched a run")
+
+    monkeypatch.setattr(subprocess, "Popen", no_launch)
+    monkeypatch.setattr(sweep_mod.subprocess, "Popen", no_launch)
+    assert main([*args, "--iw-samples", "3"]) == 0
+    assert json.loads((out / "state.json").read_text())["runs"] == state["runs"]
+    assert {d: (d / "sweep_eval.json").stat().st_mtime_ns for d in run_dirs} == evals
+    assert (out / "table1.md").read_text() == md
+    assert main(["report", str(out), "--iw-samples", "3"]) == 0
+    assert (out / "table1.md").read_text() == md

@@ -1,0 +1,215 @@
+"""The Table 1 report of a set of finished runs: rows the variants, columns the datasets.
+
+Each run's best val/elbo checkpoint is evaluated with vrnn-eval (cached beside the run as
+``sweep_eval.json``). A cell is the mean and spread over seeds of the average log-likelihood per
+sequence, in nats: for rnn_* the exact log-likelihood; for vrnn_* ">=" the ELBO and "~" the
+sequence-level IWAE bound with K samples (the paper's own per-step estimate is in the CSV).
+When a (variant, dataset) cell holds runs of several settings (a search sweep), the setting
+with the best mean best val/elbo is reported, as a paper selects on the validation set.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import statistics
+from dataclasses import dataclass
+from pathlib import Path
+
+from omegaconf import OmegaConf
+from rich.table import Table
+
+from .config import VARIANTS
+
+ESTIMATES = ("elbo", "iwae", "paper_estimate")
+EVAL_FILE = "sweep_eval.json"
+# the paper's column order; other datasets follow alphabetically
+PAPER_DATASETS = ("blizzard", "timit", "onomatopoeia", "accent", "iamondb")
+
+
+class ReportError(RuntimeError):
+    """A run that cannot be evaluated; the message names the run folder or file."""
+
+
+@dataclass
+class RunResult:
+    run: str  # the run id
+    variant: str
+    dataset: str
+    seed: int
+    group: str  # the run's setting apart from its seed: runs of one group are seeds of it
+    best_val: float  # the best val/elbo, which selects among groups
+    eval: dict  # vrnn-eval's JSON
+
+
+@dataclass
+class Cell:
+    runs: list[RunResult]
+
+    def values(self, estimate: str) -> list[float]:
+        return [r.eval[estimate]["per_sequence"] for r in self.runs]
+
+    def mean(self, estimate: str) -> float:
+        return statistics.fmean(self.values(estimate))
+
+    def std(self, estimate: str) -> float:
+        """The sample standard deviation over seeds; nan for a single run."""
+        values = self.values(estimate)
+        return statistics.stdev(values) if len(values) > 1 else math.nan
+
+
+def evaluate_run(run_dir: str | Path, iw_samples: int | None = None) -> dict:
+    """vrnn-eval's result for the run's best checkpoint with K = iw_samples (default: the run's
+    eval.iw_samples); reused from the run folder when that checkpoint and K were evaluated."""
+    from . import evaluate  # torch and Lightning: only when something is evaluated
+
+    run_dir = Path(run_dir)
+    best = sorted(run_dir.glob("checkpoints/best-*.ckpt"), key=lambda p: p.stat().st_mtime)
+    if not best:
+        raise ReportError(f"{run_dir}: no checkpoints/best-*.ckpt (did the run validate?)")
+    ckpt = best[-1]
+    if iw_samples is None:
+        iw_samples = OmegaConf.load(run_dir / "config.yaml").eval.iw_samples
+    out = run_dir / EVAL_FILE
+    if out.is_file() and out.stat().st_mtime >= ckpt.stat().st_mtime:
+        cached = json.loads(out.read_text())
+        if cached.get("checkpoint") == str(ckpt) and cached.get("iw_samples") == iw_samples:
+            return cached
+    code = evaluate.main(["--ckpt", str(ckpt), "--out", str(out), f"eval.iw_samples={iw_samples}"])
+    if code != 0:
+        raise ReportError(f"{run_dir}: vrnn-eval --ckpt {ckpt} failed (exit {code})")
+    return json.loads(out.read_text())
+
+
+def cells(results: list[RunResult]) -> dict[tuple[str, str], Cell]:
+    """(variant, dataset) -> the runs of the group with the best mean best val/elbo."""
+    groups: dict[tuple[str, str], dict[str, list[RunResult]]] = {}
+    for r in results:
+        groups.setdefault((r.variant, r.dataset), {}).setdefault(r.group, []).append(r)
+    return {
+        key: Cell(
+            max(by_group.values(), key=lambda runs: statistics.fmean(r.best_val for r in runs))
+        )
+        for key, by_group in groups.items()
+    }
+
+
+def datasets(results: list[RunResult]) -> list[str]:
+    found = {r.dataset for r in results}
+    return [d for d in PAPER_DATASETS if d in found] + sorted(found - set(PAPER_DATASETS))
+
+
+def _number(mean: float, std: float) -> str:
+    return f"{mean:.1f}" if math.isnan(std) else f"{mean:.1f} ± {std:.1f}"
+
+
+def cell_text(variant: str, cell: Cell | None) -> str:
+    if cell is None:
+        return "–"
+    if variant.startswith("rnn"):  # no latent variable: the ELBO is the exact log-likelihood
+        return _number(cell.mean("elbo"), cell.std("elbo"))
+    elbo = _number(cell.mean("elbo"), cell.std("elbo"))
+    iwae = _number(cell.mean("iwae"), cell.std("iwae"))
+    return f">= {elbo} / ~ {iwae}"
+
+
+def _sequence(result: dict) -> str:
+    return "whole sequence" if result["eval_full_sequences"] else f"{result['seq_len']} frames"
+
+
+def notes(table: dict[tuple[str, str], Cell], columns: list[str]) -> list[str]:
+    """One line per dataset: the split, what a sequence is, K and the runs per cell."""
+    lines = []
+    for dataset in columns:
+        here = [c for (v, d), c in table.items() if d == dataset]
+        first = here[0].runs[0].eval
+        runs = sorted({len(c.runs) for c in here})
+        lines.append(
+            f"{dataset}: {first['split']} split, per {_sequence(first)}, "
+            f"IWAE K={first['iw_samples']}, {'/'.join(map(str, runs))} seed(s) per cell"
+        )
+    return lines
+
+
+CAPTION = (
+    "Average log-likelihood per sequence in nats (higher is better), mean ± std over seeds of "
+    "each run's best val/elbo checkpoint. rnn_*: the exact log-likelihood. vrnn_*: '>=' the "
+    "ELBO (one z sample per step), '~' the sequence-level IWAE bound with K samples (the "
+    "paper's '~' used its per-step estimator: paper_estimate in table1.csv)."
+)
+
+
+def markdown(title: str, results: list[RunResult]) -> str:
+    table, columns = cells(results), datasets(results)
+    lines = [
+        f"# {title}",
+        "",
+        "| model | " + " | ".join(columns) + " |",
+        "| --- |" + " ---: |" * len(columns),
+    ]
+    for variant in VARIANTS:
+        row = [cell_text(variant, table.get((variant, d))) for d in columns]
+        lines.append(f"| {variant} | " + " | ".join(row) + " |")
+    lines += ["", CAPTION, ""] + [f"- {line}" for line in notes(table, columns)]
+    return "\n".join(lines) + "\n"
+
+
+def rich_table(title: str, results: list[RunResult]) -> Table:
+    table, columns = cells(results), datasets(results)
+    t = Table(title=title, caption=CAPTION + "\n" + "\n".join(notes(table, columns)))
+    t.add_column("model")
+    for d in columns:
+        t.add_column(d, justify="right")
+    for variant in VARIANTS:
+        t.add_row(variant, *[cell_text(variant, table.get((variant, d))) for d in columns])
+    return t
+
+
+def _csv_number(x: float) -> str:
+    return "" if math.isnan(x) else repr(x)
+
+
+def write_csv(path: Path, results: list[RunResult]) -> None:
+    """One row per filled cell, with every estimate's mean and std."""
+    table = cells(results)
+    header = ["variant", "dataset", "split", "sequence", "iw_samples", "n_runs"]
+    header += [f"{e}_{stat}" for e in ESTIMATES for stat in ("mean", "std")] + ["runs"]
+    with open(path, "w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(header)
+        for dataset in datasets(results):
+            for variant in VARIANTS:
+                cell = table.get((variant, dataset))
+                if cell is None:
+                    continue
+                first = cell.runs[0].eval
+                row = [variant, dataset, first["split"], _sequence(first), first["iw_samples"]]
+                row.append(len(cell.runs))
+                for e in ESTIMATES:
+                    row += [_csv_number(cell.mean(e)), _csv_number(cell.std(e))]
+                row.append(" ".join(r.run for r in cell.runs))
+                writer.writerow(row)
+
+
+def write_runs_csv(path: Path, results: list[RunResult]) -> None:
+    """Every evaluated run, whether or not its group was selected for the table."""
+    with open(path, "w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["run", "variant", "dataset", "seed", "group", "best_val_elbo", *ESTIMATES])
+        for r in results:
+            estimates = [r.eval[e]["per_sequence"] for e in ESTIMATES]
+            writer.writerow([r.run, r.variant, r.dataset, r.seed, r.group, r.best_val, *estimates])
+
+
+def write_report(folder: str | Path, title: str, results: list[RunResult]) -> list[Path]:
+    """table1.md, table1.csv and runs.csv in ``folder``; returns their paths."""
+    if not results:
+        raise ReportError(f"{folder}: no finished run to report")
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    md, table_csv, runs_csv = folder / "table1.md", folder / "table1.csv", folder / "runs.csv"
+    md.write_text(markdown(title, results))
+    write_csv(table_csv, results)
+    write_runs_csv(runs_csv, results)
+    return [md, table_csv, runs_csv]
