@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from rich.console import Console
 
 import vrnn_lightning.sweep as sweep_mod
 from vrnn_lightning.config import VARIANTS
@@ -185,6 +186,51 @@ def test_metric_history_reads_resumed_versions_and_hyperband_stops_the_worse_run
     assert [r.name for r in stop] == ["bad"]
 
 
+class FakeProcess:
+    """A run's process as the runner sees it: running until told to exit."""
+
+    def __init__(self):
+        self.code, self.signals = None, []
+
+    def poll(self):
+        return self.code
+
+    def terminate(self):
+        self.signals.append("TERM")
+
+    def kill(self):
+        self.signals.append("KILL")
+
+
+def test_the_runner_stops_what_hyperband_says_and_records_it_as_killed(tmp_path):
+    config = {
+        "name": "hb",
+        "method": "grid",
+        "metric": {"name": "val/elbo", "goal": "maximize"},
+        "early_terminate": {"type": "hyperband", "min_iter": 2, "eta": 2},
+        "parameters": {"seed": {"values": [0, 1, 2]}},
+    }
+    runs = []
+    for i, (name, value) in enumerate([("good", -80.0), ("mid", -140.0), ("bad", -190.0)]):
+        _write_metrics(tmp_path / name, 0, [(10, value - 10), (20, value)])
+        runs.append(LocalRun(name, {"seed": {"value": i}}, [], str(tmp_path / name), "x", "v", i))
+        runs[-1].state = "running" if name == "bad" else "finished"
+        runs[-1].history = metric_history(tmp_path / name, "val/elbo")
+    sweep = LocalSweep(tmp_path / "sweep", config, runs)
+    runner = sweep_mod.Runner(sweep, cap=None, jobs=1, poll=0, console=Console(quiet=True))
+    bad = runner.procs["bad"] = FakeProcess()
+    runner.watch()
+    assert bad.signals == ["TERM"] and runs[2].stopped
+    runner.kill_delay = 0  # still running after the delay: killed, as the agent does
+    runner.watch()
+    assert bad.signals == ["TERM", "KILL"]
+    bad.code = -9
+    runner.watch()
+    assert runs[2].state == "killed" and "bad" not in runner.procs
+    saved = json.loads((tmp_path / "sweep" / "state.json").read_text())
+    assert [r["state"] for r in saved["runs"]] == ["finished", "finished", "killed"]
+
+
 def _tiny_sweep(tmp_path: Path) -> Path:
     params = {k: {"value": v} for k, v in TINY.items()}
     params["model.variant"] = {"values": ["rnn_gauss", "vrnn_gauss"]}
@@ -253,3 +299,8 @@ def test_a_local_sweep_runs_writes_table1_and_a_rerun_does_no_work(tmp_path, mon
     assert (out / "table1.md").read_text() == md
     assert main(["report", str(out), "--iw-samples", "3"]) == 0
     assert (out / "table1.md").read_text() == md
+    # the runs of an online sweep are run folders: the same table from them
+    folders = [str(d) for d in run_dirs]
+    assert main(["report", *folders, "--out", str(tmp_path / "r"), "--iw-samples", "3"]) == 0
+    from_folders = (tmp_path / "r" / "table1.md").read_text().splitlines()
+    assert from_folders[1:] == md.splitlines()[1:]

@@ -82,6 +82,43 @@ def evaluate_run(run_dir: str | Path, iw_samples: int | None = None) -> dict:
     return json.loads(out.read_text())
 
 
+def folder_result(run_dir: str | Path, iw_samples: int | None = None) -> RunResult:
+    """A run folder of vrnn-fit (e.g. of an online sweep, runs/<sweep>-<run id>) evaluated;
+    its setting is its config apart from the seed and what names or places it."""
+    run_dir = Path(run_dir)
+    if not (run_dir / "config.yaml").is_file():
+        raise ReportError(f"{run_dir}: no config.yaml: not a vrnn-fit run folder")
+    cfg = OmegaConf.to_container(OmegaConf.load(run_dir / "config.yaml"))
+    values = [h["val/elbo"] for h in metric_history(run_dir, "val/elbo")]
+    if not values:
+        raise ReportError(f"{run_dir}: no val/elbo in csv/version_*/metrics.csv")
+    setting = {k: v for k, v in cfg.items() if k not in ("seed", "name", "out_dir", "ckpt_path")}
+    return RunResult(
+        run_dir.name,
+        cfg["model"]["variant"],
+        cfg["data"]["dataset"],
+        cfg["seed"],
+        json.dumps(setting, sort_keys=True),
+        max(values),
+        evaluate_run(run_dir, iw_samples),
+    )
+
+
+def metric_history(out_dir: str | Path, metric: str) -> list[dict]:
+    """The logged values of ``metric`` in a run folder's csv/version_N/metrics.csv, in step
+    order; a resumed run's later version replaces the steps it logged again."""
+    by_step: dict[int, float] = {}
+    versions = Path(out_dir).glob("csv/version_*/metrics.csv")
+    for path in sorted(versions, key=lambda p: int(p.parent.name.split("_")[1])):
+        with open(path, newline="") as f:
+            for i, row in enumerate(csv.DictReader(f)):
+                try:  # a row being written by the run may be cut short
+                    by_step[int(row.get("step") or i)] = float(row[metric])
+                except (KeyError, TypeError, ValueError):
+                    continue
+    return [{metric: value, "_step": step} for step, value in sorted(by_step.items())]
+
+
 def cells(results: list[RunResult]) -> dict[tuple[str, str], Cell]:
     """(variant, dataset) -> the runs of the group with the best mean best val/elbo."""
     groups: dict[tuple[str, str], dict[str, list[RunResult]]] = {}

@@ -20,7 +20,6 @@ from __future__ import annotations  # noqa: I001 (sweeps is W&B's package, not .
 
 import argparse
 import contextlib
-import csv
 import json
 import os
 import subprocess
@@ -48,7 +47,15 @@ with warnings.catch_warnings():  # the package's pydantic v1-style Config warns 
     import sweeps
 
 from .config import ConfigError, load_config
-from .report import ReportError, RunResult, evaluate_run, rich_table, write_report
+from .report import (
+    ReportError,
+    RunResult,
+    evaluate_run,
+    folder_result,
+    metric_history,
+    rich_table,
+    write_report,
+)
 
 STATE_FILE = "state.json"
 STATE_VERSION = 1
@@ -155,21 +162,6 @@ def fit_config(command: list[str], run_id: str) -> dict:
             "logger.wandb.mode: online needs a W&B server; a local sweep runs offline or disabled"
         )
     return cfg
-
-
-def metric_history(out_dir: str | Path, metric: str) -> list[dict]:
-    """The logged values of ``metric`` in a run folder's csv/version_N/metrics.csv, in step
-    order; a resumed run's later version replaces the steps it logged again."""
-    by_step: dict[int, float] = {}
-    versions = Path(out_dir).glob("csv/version_*/metrics.csv")
-    for path in sorted(versions, key=lambda p: int(p.parent.name.split("_")[1])):
-        with open(path, newline="") as f:
-            for i, row in enumerate(csv.DictReader(f)):
-                try:  # a row being written by the run may be cut short
-                    by_step[int(row.get("step") or i)] = float(row[metric])
-                except (KeyError, TypeError, ValueError):
-                    continue
-    return [{metric: value, "_step": step} for step, value in sorted(by_step.items())]
 
 
 @dataclass
@@ -325,7 +317,9 @@ class Runner:
         run.state, run.exitcode, run.stopped = "running", None, False
         self.launched += 1
         self.sweep.save()
-        params = " ".join(f"{k}={v['value']}" for k, v in run.config.items() if k != "name")
+        # what tells this run from the others: the parameters the sweep varies
+        varied = [k for k, spec in self.sweep.config["parameters"].items() if "value" not in spec]
+        params = " ".join(f"{k}={run.config[k]['value']}" for k in varied if k in run.config)
         self.console.print(f"vrnn-sweep: {run.id} started: {params} (log {log})")
 
     def watch(self) -> None:
@@ -377,9 +371,26 @@ class Runner:
 
 
 def report(sweep: LocalSweep, iw_samples: int | None, console: Console) -> list[Path]:
-    results = sweep.results(iw_samples, console)
     title = f"{sweep.config['name']}: log-likelihood per sequence (nats)"
-    paths = write_report(sweep.folder, title, results)
+    return _write(sweep.folder, title, sweep.results(iw_samples, console), console)
+
+
+def report_folders(
+    folders: list[str], out: str | Path, iw_samples: int | None, console: Console
+) -> list[Path]:
+    """The report of run folders (e.g. an online sweep's runs/<sweep>-<run id>), each with
+    a best checkpoint; a folder holding state.json is a local sweep's runs."""
+    results = []
+    for folder in map(Path, folders):
+        if (folder / STATE_FILE).is_file():
+            results += LocalSweep.open(folder).results(iw_samples, console)
+        else:
+            results.append(folder_result(folder, iw_samples))
+    return _write(out, "log-likelihood per sequence (nats)", results, console)
+
+
+def _write(folder, title: str, results: list[RunResult], console: Console) -> list[Path]:
+    paths = write_report(folder, title, results)
     console.print(rich_table(title, results))
     console.print("written " + ", ".join(map(str, paths)))
     return paths
@@ -447,12 +458,15 @@ def main(argv: list[str] | None = None) -> int:
     reporting = bool(argv) and argv[0] == "report"
     parser = argparse.ArgumentParser(
         prog="vrnn-sweep report" if reporting else "vrnn-sweep",
-        description="Rebuild the Table 1 report of a local sweep folder."
+        description="Rebuild the Table 1 report of a local sweep, or make one of run folders."
         if reporting
         else "Run a W&B sweep YAML here with W&B's sweep engine (--local), or check it.",
     )
     if reporting:
-        parser.add_argument("folder", help="a local sweep folder (holding state.json)")
+        parser.add_argument(
+            "folders", nargs="+", help="a local sweep folder (holding state.json) or run folders"
+        )
+        parser.add_argument("--out", help="report folder (default: the one local sweep folder)")
     else:
         parser.add_argument("sweep", help="a W&B sweep YAML, e.g. sweeps/demo_variants.yaml")
         parser.add_argument("--local", action="store_true", help="run it on this machine")
@@ -464,7 +478,13 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv[1:] if reporting else argv)
     try:
         if reporting:
-            report(LocalSweep.open(args.folder), args.iw_samples, console)
+            one_sweep = len(args.folders) == 1 and (Path(args.folders[0]) / STATE_FILE).is_file()
+            if one_sweep and not args.out:
+                report(LocalSweep.open(args.folders[0]), args.iw_samples, console)
+            elif not args.out:
+                parser.error("--out DIR is needed for run folders or several sweeps")
+            else:
+                report_folders(args.folders, args.out, args.iw_samples, console)
         elif args.local:
             run_local(
                 args.sweep, args.out, args.count, args.jobs, args.poll, args.iw_samples, console
