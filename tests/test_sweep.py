@@ -98,6 +98,14 @@ def test_sweep_yaml_is_valid_and_every_run_it_proposes_is_a_vrnn_fit_config(path
         assert len(set(lrs)) == len(lrs) and all(1e-5 < lr < 1e-2 for lr in lrs)
 
 
+def test_without_local_it_checks_the_file_and_lists_every_grid_run(capsys, monkeypatch):
+    monkeypatch.chdir(REPO)
+    assert main(["sweeps/demo_variants.yaml"]) == 0
+    out = capsys.readouterr().out
+    commands = [line for line in out.splitlines() if "vrnn-fit --config conf/demo.yaml" in line]
+    assert len(commands) == 18 and "valid, 18 run(s)" in out.replace("\n", " ")
+
+
 def test_the_command_is_the_one_the_wandb_agent_builds(tmp_path, monkeypatch):
     monkeypatch.setenv("MY_CONF", "conf/demo.yaml")
     args = {"model.variant": {"value": "rnn_gauss"}, "seed": {"value": 2}}

@@ -152,7 +152,9 @@ def cell_text(variant: str, cell: Cell | None) -> str:
 
 
 def _sequence(result: dict) -> str:
-    return "whole sequence" if result["eval_full_sequences"] else f"{result['seq_len']} frames"
+    return (
+        "whole sequence" if result["eval_full_sequences"] else f"{result['seq_len']}-frame window"
+    )
 
 
 def notes(table: dict[tuple[str, str], Cell], columns: list[str]) -> list[str]:

@@ -21,9 +21,11 @@ from __future__ import annotations  # noqa: I001 (sweeps is W&B's package, not .
 import argparse
 import contextlib
 import json
+import math
 import os
 import subprocess
 import sys
+import tempfile
 import time
 import warnings
 from dataclasses import asdict, dataclass, field
@@ -178,9 +180,9 @@ class LocalRun:
     stopped: bool = False  # stopped by hyperband
     history: list[dict] = field(default_factory=list)
 
-    def setting(self) -> str:
-        """The run's parameters apart from its seed and its name."""
-        kept = {k: v["value"] for k, v in self.config.items() if k not in NOT_A_SETTING}
+    def setting(self, varied: list[str]) -> str:
+        """The run's values of the ``varied`` parameters apart from its seed and its name."""
+        kept = {k: self.config[k]["value"] for k in varied if k not in NOT_A_SETTING}
         return json.dumps(kept, sort_keys=True)
 
 
@@ -242,6 +244,7 @@ class LocalSweep:
     def results(self, iw_samples: int | None, console: Console) -> list[RunResult]:
         """The finished runs, each evaluated at its best checkpoint."""
         metric = self.config["metric"]["name"]
+        varied = [k for k, spec in self.config["parameters"].items() if "value" not in spec]
         results = []
         for run in self.runs:
             if run.state != "finished":
@@ -249,16 +252,27 @@ class LocalSweep:
             try:
                 evaluated = evaluate_run(run.out_dir, iw_samples)
             except ReportError as err:
-                console.print(f"[yellow]vrnn-sweep: {run.id} left out of the table: {err}")
+                _say(console, f"vrnn-sweep: {run.id} left out of the table: {err}")
                 continue
-            values = [h[metric] for h in metric_history(run.out_dir, metric)]
-            best = max(values) if self.config["metric"]["goal"] == "maximize" else min(values)
+            best = _best([h[metric] for h in metric_history(run.out_dir, metric)], self.config)
             results.append(
                 RunResult(
-                    run.id, run.variant, run.dataset, run.seed, run.setting(), best, evaluated
+                    run.id, run.variant, run.dataset, run.seed, run.setting(varied), best, evaluated
                 )
             )
         return results
+
+
+def _best(values: list[float], config: dict) -> float:
+    """The best of a run's metric values by the sweep's goal; nan when it logged none."""
+    if not values:
+        return math.nan
+    return max(values) if config["metric"]["goal"] == "maximize" else min(values)
+
+
+def _say(console: Console, text: str) -> None:
+    """A line of text as it is: no markup, no highlighting, not wrapped (commands, paths)."""
+    console.print(text, markup=False, highlight=False, soft_wrap=True)
 
 
 def _plain(value):
@@ -317,10 +331,9 @@ class Runner:
         run.state, run.exitcode, run.stopped = "running", None, False
         self.launched += 1
         self.sweep.save()
-        # what tells this run from the others: the parameters the sweep varies
         varied = [k for k, spec in self.sweep.config["parameters"].items() if "value" not in spec]
         params = " ".join(f"{k}={run.config[k]['value']}" for k in varied if k in run.config)
-        self.console.print(f"vrnn-sweep: {run.id} started: {params} (log {log})")
+        _say(self.console, f"vrnn-sweep: {run.id} started: {params} (log {log})")
 
     def watch(self) -> None:
         """Read the running runs' metrics, collect the ended ones, stop what hyperband says."""
@@ -335,9 +348,10 @@ class Runner:
             del self.procs[run_id]
             run.exitcode = code
             run.state = "killed" if run.stopped else "finished" if code == 0 else "failed"
-            best = max((h[metric] for h in run.history), default=float("nan"))
-            self.console.print(
-                f"vrnn-sweep: {run_id} {run.state} (exit {code}), best {metric} {best:.2f}"
+            best = _best([h[metric] for h in run.history], self.sweep.config)
+            _say(
+                self.console,
+                f"vrnn-sweep: {run_id} {run.state} (exit {code}), best {metric} {best:.2f}",
             )
         if "early_terminate" in self.sweep.config:
             for proposal in sweeps.stop_runs(self.engine_config, self.sweep.sweep_runs()):
@@ -346,7 +360,7 @@ class Runner:
                     run.stopped = True
                     self.stop_sent[run.id] = time.monotonic()
                     self.procs[run.id].terminate()
-                    self.console.print(f"vrnn-sweep: {run.id} stopped by hyperband")
+                    _say(self.console, f"vrnn-sweep: {run.id} stopped by hyperband")
         for run_id, sent in self.stop_sent.items():
             if run_id in self.procs and time.monotonic() > sent + self.kill_delay:
                 self.procs[run_id].kill()
@@ -427,21 +441,23 @@ def run_local(
     return sweep
 
 
-def check(sweep_file: str | Path, console: Console, show: int = 20) -> None:
-    """Validate the file and every run it proposes (a grid's all, else ``show``), and list them."""
+def check(sweep_file: str | Path, console: Console, show: int = 5) -> None:
+    """Validate the file and the runs it proposes (all of a grid, else ``show``): list them."""
     config = load_sweep(sweep_file)
     engine_config = sweeps.SweepConfig(config)
+    limit = math.inf if config["method"] == "grid" else show
     runs: list[sweeps.SweepRun] = []
-    while len(runs) < show and (proposal := sweeps.next_run(engine_config, runs)) is not None:
-        run_id = generate_id()
-        args = _plain(proposal.config)
-        command = agent_command(config, args, Path("args") / f"{run_id}.json")
-        fit_config(command, run_id)
-        console.print(f"{run_id}: {' '.join(command)}")
-        runs.append(sweeps.SweepRun(name=run_id, config=args, state="pending"))
+    with tempfile.TemporaryDirectory() as tmp:  # for ${args_json_file}
+        while len(runs) < limit and (proposal := sweeps.next_run(engine_config, runs)):
+            run_id = generate_id()
+            args = _plain(proposal.config)
+            command = agent_command(config, args, Path(tmp) / f"{run_id}.json")
+            fit_config(command, run_id)
+            _say(console, f"{run_id}: {' '.join(command)}")
+            runs.append(sweeps.SweepRun(name=run_id, config=args, state="pending"))
     console.print(
-        f"{sweep_file}: valid; online: wandb sweep {sweep_file} && wandb agent ENTITY/PROJECT/ID; "
-        f"here: vrnn-sweep {sweep_file} --local"
+        f"{sweep_file}: valid, {len(runs)} run(s) shown; online: wandb sweep {sweep_file} && "
+        f"wandb agent ENTITY/PROJECT/ID; here: vrnn-sweep {sweep_file} --local"
     )
 
 
