@@ -239,6 +239,40 @@ def test_the_runner_stops_what_hyperband_says_and_records_it_as_killed(tmp_path)
     assert [r["state"] for r in saved["runs"]] == ["finished", "finished", "killed"]
 
 
+def test_an_interrupted_sweep_leaves_its_runs_preempted_and_a_rerun_resumes_them(
+    tmp_path, monkeypatch
+):
+    config = {
+        "name": "resume",
+        "method": "grid",
+        "metric": {"name": "val/elbo", "goal": "maximize"},
+        "parameters": {"seed": {"values": [0, 1]}},
+    }
+    runs = [LocalRun("r0", {"seed": {"value": 0}}, ["vrnn-fit"], str(tmp_path / "r0"), "x", "v", 0)]
+    runs[0].state = "running"  # as a killed runner leaves it in state.json
+    sweep = LocalSweep(tmp_path / "sweep", config, runs)
+    runner = sweep_mod.Runner(sweep, cap=1, jobs=1, poll=0, console=Console(quiet=True))
+    fake = FakeProcess()
+    fake.wait = lambda: fake.signals.append("WAIT")
+
+    def launch(run):
+        runner.procs[run.id] = fake
+        run.state = "running"
+
+    def ctrl_c(seconds):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(runner, "launch", launch)
+    monkeypatch.setattr(sweep_mod.time, "sleep", ctrl_c)
+    with pytest.raises(KeyboardInterrupt):
+        runner.run()  # the left-behind run is relaunched first (cap=1: no new proposal)
+    assert fake.signals == ["TERM", "WAIT"]
+    reloaded = LocalSweep.open(tmp_path / "sweep")
+    assert [r.state for r in reloaded.runs] == ["preempted"]
+    again = sweep_mod.Runner(reloaded, cap=1, jobs=1, poll=0, console=Console(quiet=True))
+    assert again.propose().id == "r0" and again.propose() is None
+
+
 def _tiny_sweep(tmp_path: Path) -> Path:
     params = {k: {"value": v} for k, v in TINY.items()}
     params["model.variant"] = {"values": ["rnn_gauss", "vrnn_gauss"]}
