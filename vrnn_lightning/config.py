@@ -8,6 +8,7 @@ errors that name the key.
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -86,7 +87,9 @@ class OptimConfig:
 @dataclass
 class WandbConfig:
     enabled: bool = True
-    mode: str = "offline"  # offline | online | disabled
+    # offline | online | disabled; unset: $WANDB_MODE if set, online under a W&B sweep agent
+    # (it sets $WANDB_SWEEP_ID), else offline (no account needed; `wandb sync` uploads later)
+    mode: str | None = None
     project: str = "vrnn-lightning"
     entity: str | None = None
     group: str | None = None
@@ -152,6 +155,16 @@ class Config:
     sample: SampleConfig = field(default_factory=SampleConfig)
 
 
+def wandb_mode(cfg: DictConfig) -> str:
+    """The W&B mode in force: logger.wandb.mode, else $WANDB_MODE, else online under a sweep
+    agent, else offline."""
+    if cfg.logger.wandb.mode:
+        return cfg.logger.wandb.mode
+    if os.environ.get("WANDB_MODE"):
+        return os.environ["WANDB_MODE"]
+    return "online" if os.environ.get("WANDB_SWEEP_ID") else "offline"
+
+
 def _check_choices(cfg: DictConfig) -> None:
     if cfg.model.variant not in VARIANTS:
         raise ConfigError(
@@ -201,7 +214,10 @@ def apply_overrides(cfg: DictConfig, overrides: list[str]) -> DictConfig:
     for item in overrides:
         if "=" not in item:
             raise ConfigError(f"override '{item}' is not of the form key=value")
-        cfg = merge_checked(cfg, OmegaConf.from_dotlist([item]), f"override '{item}'")
+        key, value = item.split("=", 1)
+        # W&B's agent writes a null parameter with Python's str(): None
+        parsed = OmegaConf.from_dotlist([f"{key}=null" if value == "None" else item])
+        cfg = merge_checked(cfg, parsed, f"override '{item}'")
     _check_choices(cfg)
     return cfg
 

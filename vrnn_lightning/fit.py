@@ -25,7 +25,7 @@ from lightning.pytorch.loggers import CSVLogger, WandbLogger
 from lightning.pytorch.utilities import rank_zero_only
 from omegaconf import DictConfig, OmegaConf
 
-from .config import ConfigError, load_config, to_yaml
+from .config import ConfigError, load_config, to_yaml, wandb_mode
 from .data.corpora import CorpusError, get_corpus
 from .data.datamodule import FramesDataModule
 from .module import VRNNModule
@@ -79,7 +79,8 @@ def make_loggers(cfg: DictConfig, out_dir: Path, resuming: bool) -> list:
     # csv/version_N/metrics.csv: a resumed run adds a version instead of replacing the file
     loggers = [CSVLogger(save_dir=str(out_dir), name="csv")]
     wb = cfg.logger.wandb
-    if wb.enabled and wb.mode != "disabled":
+    mode = wandb_mode(cfg)
+    if wb.enabled and mode != "disabled":
         # one W&B run per run folder: a resumed run continues the same W&B run
         id_file = out_dir / WANDB_ID_FILE
         run_id = id_file.read_text().strip() if resuming and id_file.is_file() else None
@@ -90,7 +91,7 @@ def make_loggers(cfg: DictConfig, out_dir: Path, resuming: bool) -> list:
             tags=list(wb.tags),
             name=cfg.name,
             save_dir=str(out_dir),
-            mode=wb.mode,
+            mode=mode,
             id=run_id,
             resume="allow" if run_id else None,
             config=OmegaConf.to_container(cfg, resolve=True),

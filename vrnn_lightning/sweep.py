@@ -16,7 +16,7 @@ At the end every finished run's best checkpoint is evaluated and the Table 1 rep
 (report.py): OUT/table1.md, OUT/table1.csv, OUT/runs.csv.
 """
 
-from __future__ import annotations  # noqa: I001 (sweeps is W&B's package, not ./sweeps/)
+from __future__ import annotations
 
 import argparse
 import contextlib
@@ -44,9 +44,8 @@ from wandb.sdk.lib.runid import generate_id
 
 with warnings.catch_warnings():  # the package's pydantic v1-style Config warns on import
     warnings.simplefilter("ignore")
-    from sweeps.config.schema import validator as schema_validator
-
     import sweeps
+    from sweeps.config.schema import validator as schema_validator
 
 from .config import ConfigError, load_config
 from .report import (
