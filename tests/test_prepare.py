@@ -159,12 +159,13 @@ def test_unfinished_store_in_place_is_rebuilt(tmp_path, corpus):
     assert FrameStore(folder / "valid.h5").attrs["complete"]
 
 
-@pytest.mark.parametrize("workers", [1, 2])
+@pytest.mark.parametrize("workers", [1, 2, "in a worker"])
 def test_interrupt_leaves_no_finished_store_and_rerun_completes(tmp_path, corpus, workers):
     write_audio_corpus(tmp_path / "corpus", n_train=8)
     kill = tmp_path / "corpus" / "train_004_kill.npy"  # sorted into the middle of train
     np.save(kill, np.zeros(500, np.int16))
-    cfg = data_cfg(tmp_path, prepare_workers=1)
+    # "in a worker": raised by a pool worker's read, re-raised in the parent (not a hang)
+    cfg = data_cfg(tmp_path, prepare_workers=2 if workers == "in a worker" else 1)
     if workers == 2:  # the interrupt arrives in the parent, as Ctrl-C would
         real = prepare_mod._load_all
 
@@ -190,17 +191,39 @@ def test_interrupt_leaves_no_finished_store_and_rerun_completes(tmp_path, corpus
     assert len(FrameStore(folder / "train.h5")) == 8
 
 
-def test_parallel_preparation_matches_serial(tmp_path, corpus):
-    write_audio_corpus(tmp_path / "corpus")
+def test_parallel_preparation_matches_serial(tmp_path, corpus, monkeypatch):
+    write_audio_corpus(tmp_path / "corpus", n_train=20, n_valid=5, n_test=5)
+    np.save(tmp_path / "corpus" / "train_007_bad.npy", np.zeros(500, np.int16))
+    monkeypatch.setattr(prepare_mod, "BATCH_SOURCES", 3)  # many runs of sources in flight
     serial = prepare_mod.prepare(data_cfg(tmp_path), progress=False)
     parallel = prepare_mod.prepare(
         data_cfg(tmp_path, prepare_workers=2, cache_dir=str(tmp_path / "cache2")), progress=False
     )
+    assert parallel.name == serial.name  # prepare_workers does not change the fingerprint
     for split in ("train", "valid", "test"):
         a, b = FrameStore(serial / f"{split}.h5"), FrameStore(parallel / f"{split}.h5")
-        assert a.names == b.names
-        np.testing.assert_array_equal(a.raw(0), b.raw(0))
+        assert a.names == b.names and len(a) > 1
         np.testing.assert_array_equal(a.offsets, b.offsets)
+        for i in range(len(a)):
+            np.testing.assert_array_equal(a.raw(i), b.raw(i))
+        assert (a.mean, a.std, a.dtype) == (b.mean, b.std, b.dtype)
+        assert a.attrs["skipped"] == b.attrs["skipped"]
+    assert FrameStore(parallel / "train.h5").attrs["skipped"][0]["file"] == "train_007_bad.npy"
+
+
+def test_progress_shows_files_hours_rate_and_time_left(tmp_path, corpus):
+    import io
+
+    from rich.console import Console
+
+    write_audio_corpus(tmp_path / "corpus")
+    out = io.StringIO()
+    console = Console(file=out, force_terminal=True, width=160, color_system=None)
+    prepare_mod.prepare(data_cfg(tmp_path, prepare_workers=2), console=console)
+    text = out.getvalue()
+    assert "6/6 files" in text and "2/2 files" in text
+    assert " h " in text and "x real time" in text
+    assert "0:00:00" in text  # time left
 
 
 def test_corpus_error_exits_2_with_its_message(tmp_path, corpus, capsys):
@@ -332,3 +355,47 @@ def test_temporary_of_a_killed_run_is_removed(tmp_path, corpus):
     prepare_mod.prepare(cfg, progress=False)
     assert not leftover.exists() and other_host.exists()
     assert FrameStore(folder / "train.h5").attrs["complete"]
+
+
+def test_fingerprint_stats_each_file_once_and_sees_every_change(tmp_path, monkeypatch):
+    # Blizzard-like: many sequences per file, one file straddling two splits
+    from vrnn_lightning.data import store as store_mod
+
+    root = tmp_path / "corpus"
+    root.mkdir()
+    files = [root / f"{i}.wav" for i in range(5)]
+    for p in files:
+        p.write_bytes(b"x")
+
+    def listing(files):
+        seqs = [
+            Source(f"{p.name}[{a}:{a + 10}]", p, a, a + 10, speaker=p.stem)
+            for p in files
+            for a in range(0, 3000, 10)
+        ]
+        return {"train": seqs[:1000], "valid": seqs[1000:1200], "test": seqs[1200:]}
+
+    cfg = as_data_config(dataset="blizzard")
+    sources = listing(files)
+    calls = []
+    real_stat = os.stat
+    monkeypatch.setattr(store_mod.os, "stat", lambda p, *a, **k: calls.append(p) or real_stat(p))
+    fp = store_mod.fingerprint(cfg, sources, 2)
+    monkeypatch.undo()
+    assert sorted(map(str, calls)) == sorted(map(str, files))  # 5 stats for 1,500 sources
+
+    assert store_mod.fingerprint(cfg, listing(files), 2) == fp
+    assert store_mod.fingerprint(cfg, sources, 3) != fp  # corpus VERSION
+    assert store_mod.fingerprint(as_data_config(cfg, frame_size=80), sources, 2) != fp
+    moved = sources | {"valid": sources["valid"][:-1]}
+    assert store_mod.fingerprint(cfg, moved, 2) != fp  # a source fewer
+    regrouped = {"train": sources["train"][:-1], "valid": sources["train"][-1:] + sources["valid"]}
+    assert store_mod.fingerprint(cfg, sources | regrouped, 2) != fp  # a source in another split
+    st = files[3].stat()
+    os.utime(files[3], ns=(st.st_atime_ns, st.st_mtime_ns + 10**9))
+    assert store_mod.fingerprint(cfg, sources, 2) != fp  # a rewritten file
+    # the same corpus somewhere else (a moved root) keeps its fingerprint: files are numbered
+    os.utime(files[3], ns=(st.st_atime_ns, st.st_mtime_ns))
+    moved_root = tmp_path / "moved"
+    root.rename(moved_root)
+    assert store_mod.fingerprint(cfg, listing([moved_root / p.name for p in files]), 2) == fp

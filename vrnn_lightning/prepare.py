@@ -11,16 +11,19 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import signal
 import sys
 import time
 from collections import deque
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from multiprocessing import Pool
 from pathlib import Path
 from types import ModuleType
 
 import numpy as np
+import torch
 from rich.console import Console
 from rich.progress import (
     BarColumn,
@@ -79,9 +82,24 @@ def to_frames(array: np.ndarray, kind: str, cfg: DataConfig) -> np.ndarray:
 _READER: tuple[Callable, str, DataConfig] | None = None  # set in each pool worker
 
 
+@contextmanager
+def single_threaded():
+    """torch on one thread while preparing, restored after. Sources are decoded and resampled
+    one at a time: on such small convolutions torch's intra-op threads only wait for each
+    other, and on a busy machine they made preparation ~50x slower. Parallelism comes from
+    data.prepare_workers processes instead."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
+
+
 def _init_worker(read: Callable, kind: str, cfg: DataConfig) -> None:
     global _READER
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent handles Ctrl-C
+    torch.set_num_threads(1)
     _READER = (read, kind, cfg)
 
 
@@ -96,26 +114,68 @@ def _load(source: Source, reader: tuple[Callable, str, DataConfig] | None = None
         return "bad", f"{type(err).__name__}: {err}"
 
 
+def _load_batch(batch: list[Source]) -> list[tuple[str, object]]:
+    out = []
+    for s in batch:
+        try:
+            out.append(_load(s))
+        except BaseException as err:  # a Pool worker dying of it would leave the parent waiting
+            out.append(("raise", err))  # re-raised in the parent at this source's turn
+            break
+    return out
+
+
+# A pool task is a run of consecutive sources: one per task costs more in inter-process
+# overhead than decoding a short file. A run ends at this many sources or source bytes.
+BATCH_SOURCES = 32
+BATCH_BYTES = 8 << 20
+
+
+def _batches(sources: list[Source]) -> Iterator[list[Source]]:
+    """Consecutive runs of sources, sized by their bytes (a range: 4 per sample; a whole file:
+    its size on disk), so the sources in flight stay few megabytes whatever the files."""
+    batch, size = [], 0
+    for s in sources:
+        if s.stop is not None:
+            n = 4 * (s.stop - s.start)
+        else:
+            try:
+                n = os.stat(s.path).st_size if s.path is not None else 0
+            except OSError:
+                n = 0  # the reader says what is wrong with it
+        if batch and (len(batch) >= BATCH_SOURCES or size + n > BATCH_BYTES):
+            yield batch
+            batch, size = [], 0
+        batch.append(s)
+        size += n
+    if batch:
+        yield batch
+
+
 def _load_all(sources: list[Source], reader, workers: int) -> Iterator[tuple[str, object]]:
-    """Loads in source order. With workers > 1, a pool keeps a bounded number of files in
-    flight (an ordered imap whose read-ahead cannot outrun the writer and fill memory)."""
+    """Loads in source order. With workers > 1, a pool keeps a bounded number of runs of
+    sources in flight (2 per worker: an ordered read-ahead that cannot outrun the writer and
+    fill memory)."""
     if workers <= 1:
         for s in sources:
             yield _load(s, reader)
         return
     with Pool(workers, initializer=_init_worker, initargs=reader) as pool:
         pending: deque = deque()
-        it = iter(sources)
-        for s in it:
-            pending.append(pool.apply_async(_load, (s,)))
-            if len(pending) >= 4 * workers:
+        batches = _batches(sources)
+        for batch in batches:
+            pending.append(pool.apply_async(_load_batch, (batch,)))
+            if len(pending) >= 2 * workers:
                 break
         while pending:
-            result = pending.popleft().get()
-            nxt = next(it, None)
+            results = pending.popleft().get()
+            nxt = next(batches, None)
             if nxt is not None:
-                pending.append(pool.apply_async(_load, (nxt,)))
-            yield result
+                pending.append(pool.apply_async(_load_batch, (nxt,)))
+            for status, payload in results:
+                if status == "raise":
+                    raise payload
+                yield status, payload
 
 
 # ---------------------------------------------------------------- writing one split
@@ -279,18 +339,19 @@ def prepare(
             head = read_header(path)
             console.print(f"{split:>5}: reusing {path.name}")
         else:
-            head = _write_split(
-                split,
-                sources[split],
-                path,
-                reader=reader,
-                kind=kind,
-                cfg=cfg,
-                dtype=dtype,
-                attrs=attrs,
-                console=console,
-                progress=progress,
-            )
+            with single_threaded():
+                head = _write_split(
+                    split,
+                    sources[split],
+                    path,
+                    reader=reader,
+                    kind=kind,
+                    cfg=cfg,
+                    dtype=dtype,
+                    attrs=attrs,
+                    console=console,
+                    progress=progress,
+                )
         if split == "train":  # its dtype and stats apply to every split
             dtype = np.dtype(head["dtype"])
             attrs.update(mean=head["mean"], std=head["std"])
