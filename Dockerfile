@@ -9,7 +9,8 @@ FROM ${BASE}
 SHELL ["/bin/bash", "-o", "pipefail", "-c"]
 
 # W&B: offline by default (no account needed; `wandb sync runs/<name>/wandb/offline-run-*`
-# uploads later). Override at run time: -e WANDB_MODE=online -e WANDB_API_KEY=...
+# uploads later). Online: logger.wandb.mode=online (the config key decides the run's mode) with
+# -e WANDB_MODE=online -e WANDB_API_KEY; see docs/docker.md.
 ENV PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1 \
@@ -34,7 +35,7 @@ RUN python -c "import torch; print('base torch', torch.__version__)" \
  && python -m pip install --no-cache-dir --constraint /tmp/base-torch.txt . \
  && python -m pip list --format=freeze \
     | grep -ixF --file=/tmp/base-torch.txt | diff /tmp/base-torch.txt - \
- && python -c "import torch, torchaudio, lightning, vrnn_lightning; print('torch', torch.__version__, 'lightning', lightning.__version__)" \
+ && python -c "import torch, torchaudio, lightning, vrnn_lightning; print('torch', torch.__version__)" \
  && rm -rf /tmp/base-torch.txt build ./*.egg-info
 
 # Configs and sweeps (whatever .dockerignore lets in: it is an allowlist), then the folders a
