@@ -29,6 +29,9 @@ from torch.distributions import (
 from .networks import scale_head
 
 _SCALAR = torch.Size()  # a single sample
+# No argument validation in the training path: it costs a check per tensor per step, and a
+# NaN must reach the loss (where the training loop skips the step) instead of raising here.
+FAST = {"validate_args": False}
 
 
 def _std(raw: torch.Tensor, min_std: float) -> torch.Tensor:
@@ -48,7 +51,7 @@ class GaussianHead(nn.Module):
         return self.mu(hidden).float(), _std(self.std(hidden), self.min_std)
 
     def forward(self, hidden: torch.Tensor) -> Independent:
-        return Independent(Normal(*self.params(hidden)), 1)
+        return Independent(Normal(*self.params(hidden), **FAST), 1, **FAST)
 
 
 class GMMHead(nn.Module):
@@ -67,8 +70,9 @@ class GMMHead(nn.Module):
         shape = (*hidden.shape[:-1], self.x_dim, self.k)
         mu = self.mu(hidden).float().view(shape).transpose(-1, -2)
         std = _std(self.std(hidden), self.min_std).view(shape).transpose(-1, -2)
-        components = Independent(Normal(mu, std), 1)
-        return MixtureSameFamily(Categorical(logits=self.logits(hidden).float()), components)
+        components = Independent(Normal(mu, std, **FAST), 1, **FAST)
+        weights = Categorical(logits=self.logits(hidden).float(), **FAST)
+        return MixtureSameFamily(weights, components, **FAST)
 
 
 class BivariateNormal(Distribution):
@@ -186,10 +190,12 @@ class PenHead(nn.Module):
         else:
             logits = self.logits(hidden).float()
         offsets = MixtureSameFamily(
-            Categorical(logits=logits),
-            BivariateNormal(mu, std, self.corr(hidden).float()),
+            Categorical(logits=logits, **FAST),
+            BivariateNormal(mu, std, self.corr(hidden).float(), **FAST),
+            **FAST,
         )
-        return PenDistribution(offsets, Bernoulli(logits=self.pen(hidden).float().squeeze(-1)))
+        pen = Bernoulli(logits=self.pen(hidden).float().squeeze(-1), **FAST)
+        return PenDistribution(offsets, pen, **FAST)
 
 
 def output_head(

@@ -24,7 +24,7 @@ from torch import nn
 from torch.distributions import Normal, kl_divergence
 
 from .config import OBSERVATIONS, VARIANTS
-from .distributions import GaussianHead, output_head
+from .distributions import FAST, GaussianHead, output_head
 from .networks import PAPER_MAX_NORM, RecurrentWeightGrad, apply_max_norm, mlp, paper_init_
 
 State = tuple[torch.Tensor, torch.Tensor]  # the LSTM's (h, c), each (B, h_dim)
@@ -198,7 +198,7 @@ class VRNN(nn.Module):
         h_prev = torch.stack(h_prevs, dim=1)
         z = torch.stack(zs, dim=1)
         fz = torch.stack(fzs, dim=1)
-        q = Normal(torch.stack(q_mus, dim=1), torch.stack(q_stds, dim=1))
+        q = Normal(torch.stack(q_mus, dim=1), torch.stack(q_stds, dim=1), **FAST)
         p = self._prior(h_prev)
         log_px = self.output(self.decoder(torch.cat([fz, h_prev], dim=-1))).log_prob(x.float())
         kl_per_dim = kl_divergence(q, p)
@@ -214,9 +214,9 @@ class VRNN(nn.Module):
     def _prior(self, h_prev: torch.Tensor) -> Normal:
         """p(z_t | h_{t-1}) per dimension: learned, or N(0, I) for the vrnn_i_* variants."""
         if self.learned_prior:
-            return Normal(*self.prior.params(self.prior_net(h_prev)))
+            return Normal(*self.prior.params(self.prior_net(h_prev)), **FAST)
         zeros = h_prev.new_zeros(*h_prev.shape[:-1], self.z_dim, dtype=torch.float32)
-        return Normal(zeros, torch.ones_like(zeros))
+        return Normal(zeros, torch.ones_like(zeros), **FAST)
 
     # ----------------------------------------------------------------------------------
     # Generation

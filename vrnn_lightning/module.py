@@ -10,7 +10,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 from torchmetrics import MeanMetric
 
-from .model import VRNN, build_model
+from .model import VRNN, StepTerms, build_model
 
 
 class NonFiniteLossError(RuntimeError):
@@ -46,16 +46,21 @@ class VRNNModule(L.LightningModule):
         steps = self.cfg.optim.kl_anneal_steps
         return 1.0 if steps <= 0 else min(1.0, (self.global_step + 1) / steps)
 
-    def training_step(self, batch, batch_idx):
-        x, mask = batch["x"], batch["mask"]
-        terms = self.model(x, mask, generator=self._noise(x.device))
+    def loss(self, terms: StepTerms, mask: torch.Tensor) -> torch.Tensor:
+        """Minus the ELBO (KL annealed and floored by free bits when those options are on),
+        summed over each sequence's frames, averaged over sequences."""
         kl = terms.kl
         if self.cfg.optim.free_bits > 0 and terms.kl_per_dim is not None:
             # free bits: KL below the floor (per z dim and step) is not penalised
             floor = torch.full_like(terms.kl_per_dim, self.cfg.optim.free_bits)
             kl = torch.where(mask, torch.maximum(terms.kl_per_dim, floor).sum(-1), 0.0)
+        return -(terms.log_px - self.kl_weight() * kl).sum(1).mean()
+
+    def training_step(self, batch, batch_idx):
+        x, mask = batch["x"], batch["mask"]
+        terms = self.model(x, mask, generator=self._noise(x.device))
+        loss = self.loss(terms, mask)
         elbo = (terms.log_px - terms.kl).sum(1)  # the true bound, logged
-        loss = -(terms.log_px - self.kl_weight() * kl).sum(1).mean()
 
         if not torch.isfinite(loss):
             return self._skip_nonfinite()

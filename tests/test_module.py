@@ -1,0 +1,98 @@
+"""VRNNModule: the objective's options and what happens on a non-finite loss."""
+
+import lightning as L
+import pytest
+import torch
+from torch.utils.data import DataLoader
+
+from vrnn_lightning.config import load_config
+from vrnn_lightning.module import NonFiniteLossError, VRNNModule
+
+TINY = [
+    "model.variant=vrnn_gauss",
+    "model.h_dim=8",
+    "model.z_dim=2",
+    "model.phi_x_dim=4",
+    "model.phi_z_dim=4",
+    "model.enc_dim=4",
+    "model.prior_dim=4",
+    "model.dec_dim=4",
+    "model.mlp_layers=1",
+    "data.frame_size=5",
+    "data.batch_size=2",
+]
+
+
+def module(*overrides: str) -> VRNNModule:
+    cfg = load_config(overrides=[*TINY, *overrides])
+    return VRNNModule(dict(cfg), data_kind="audio")
+
+
+def batches(n: int, poison_from: int | None = None):
+    out = []
+    for i in range(n):
+        x = torch.randn(2, 6, 5)
+        if poison_from is not None and i >= poison_from:
+            x[0, 2, 1] = float("inf")
+        out.append({"x": x, "mask": torch.ones(2, 6, dtype=torch.bool)})
+    return out
+
+
+def trainer(**kw) -> L.Trainer:
+    return L.Trainer(
+        accelerator="cpu", logger=False, enable_checkpointing=False,
+        enable_progress_bar=False, enable_model_summary=False, **kw,
+    )  # fmt: skip
+
+
+def test_non_finite_steps_are_skipped_then_training_stops_with_a_message():
+    data = batches(6, poison_from=2)
+    torch.manual_seed(0)
+    good = module("optim.max_nonfinite_steps=3")
+    trainer(max_epochs=1).fit(good, DataLoader(data[:2], batch_size=None))
+    torch.manual_seed(0)
+    mod = module("optim.max_nonfinite_steps=3")
+    with pytest.raises(NonFiniteLossError, match="3 consecutive training steps"):
+        trainer(max_epochs=1).fit(mod, DataLoader(data, batch_size=None))
+    assert mod.nonfinite_total == 3
+    # the two good steps were taken; the bad ones changed no weight
+    for (name, p), q in zip(mod.named_parameters(), good.parameters(), strict=True):
+        torch.testing.assert_close(p, q, msg=name)
+
+
+def test_a_few_non_finite_steps_are_survived_and_counted():
+    mod = module("optim.max_nonfinite_steps=3")
+    data = batches(6)
+    data[3]["x"][1, 0, 0] = float("nan")
+    trainer(max_epochs=1).fit(mod, DataLoader(data, batch_size=None))
+    assert mod.nonfinite_total == 1
+    assert all(torch.isfinite(p).all() for p in mod.parameters())
+
+
+def test_the_loss_is_minus_the_elbo_per_sequence_with_annealing_and_free_bits():
+    x = torch.randn(3, 6, 5)
+    mask = torch.ones(3, 6, dtype=torch.bool)
+    mask[0, 4:] = False
+    plain = module()
+    terms = plain.model(x, mask)
+    elbo = (terms.log_px - terms.kl).sum(1)
+    torch.testing.assert_close(plain.loss(terms, mask), -elbo.mean())
+    # before any step, annealing over 4 steps weighs the KL by 1/4
+    annealed = module("optim.kl_anneal_steps=4")
+    annealed.model.load_state_dict(plain.model.state_dict())
+    expected = -(terms.log_px - terms.kl / 4).sum(1).mean()
+    torch.testing.assert_close(annealed.loss(terms, mask), expected)
+    # a floor far above the KL: every valid (step, dim) pays exactly the floor
+    floored = module("optim.free_bits=100")
+    n_valid = mask.sum(1).float()
+    expected = (-terms.log_px.sum(1) + 100 * 2 * n_valid).mean()  # z_dim = 2
+    torch.testing.assert_close(floored.loss(terms, mask), expected)
+
+
+def test_max_norm_holds_after_every_step():
+    mod = module("optim.max_norm=0.05", "optim.lr=0.5")
+    trainer(max_steps=3, limit_val_batches=0).fit(mod, DataLoader(batches(3), batch_size=None))
+    for sub in mod.model.modules():
+        if isinstance(sub, torch.nn.Linear):
+            for block in sub.weight.split(list(getattr(sub, "in_blocks", (sub.in_features,))), 1):
+                assert block.norm(dim=1).max() <= 0.05 + 1e-6
