@@ -117,7 +117,8 @@ def bench_reuse(tmp: Path, runs: int, n_files: int = 50, per_file: int = 4000):
         listings, fps, reuses = [], [], []
         for _ in range(runs):
             t0 = time.perf_counter()
-            find_sources(cfg)
+            with prepare_mod._gc_paused():  # as locate() lists
+                find_sources(cfg)
             listings.append(time.perf_counter() - t0)
             t0 = time.perf_counter()
             store_mod.fingerprint(cfg, sources, 2)

@@ -10,6 +10,7 @@ report.txt beside the store; an interrupted run leaves no store that looks finis
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import os
 import signal
@@ -286,14 +287,30 @@ def _write_split(
 def locate(cfg: DataConfig) -> tuple[ModuleType, dict[str, list[Source]], str, Path]:
     """The corpus module, its sources per split, their fingerprint and the store folder."""
     corpus = get_corpus(cfg.dataset)
-    sources = corpus.find_sources(cfg)
+    with _gc_paused():  # Blizzard's listing is millions of Sources: no collections while built
+        sources = corpus.find_sources(cfg)
     unknown = set(sources) - set(SPLITS)
     if unknown:
         raise CorpusError(f"{cfg.dataset}: unknown split(s) {sorted(unknown)}; valid: {SPLITS}")
     if not sources.get("train"):
         raise CorpusError(f"{cfg.dataset}: the corpus has no train sources")
-    fp = fingerprint(cfg, sources, getattr(corpus, "VERSION", None))
+    with _gc_paused():
+        fp = fingerprint(cfg, sources, getattr(corpus, "VERSION", None))
     return corpus, sources, fp, store_dir(cfg, fp)
+
+
+@contextmanager
+def _gc_paused():
+    """Python's cyclic garbage collector off for a while (reference counting still frees
+    everything): building a list of 200,000 Sources spent 2/3 of its time in collections
+    that find nothing to collect."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
 
 
 def prepare(
