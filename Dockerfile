@@ -8,14 +8,14 @@ FROM ${BASE}
 
 SHELL ["/bin/bash", "-o", "pipefail", "-c"]
 
-# W&B: offline by default (no account needed; `wandb sync runs/<name>/wandb/offline-run-*`
-# uploads later). Online: logger.wandb.mode=online (the config key decides the run's mode) with
-# -e WANDB_MODE=online -e WANDB_API_KEY; see docs/docker.md.
+# W&B settings come from the environment at run time (docs/docker.md). The mode is not set
+# here: vrnn-fit takes logger.wandb.mode, else $WANDB_MODE, else online under a W&B sweep agent,
+# else offline (no account needed; `wandb sync runs/<name>/wandb/offline-run-*` uploads later).
+# An ENV WANDB_MODE=offline would turn a sweep agent's runs offline too.
 ENV PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1 \
-    PIP_ROOT_USER_ACTION=ignore \
-    WANDB_MODE=offline
+    PIP_ROOT_USER_ACTION=ignore
 
 # A non-root user; --build-arg UID=... if the base already has a user with uid 1000.
 ARG UID=1000
