@@ -90,7 +90,7 @@ class WandbConfig:
     # offline | online | disabled; unset: $WANDB_MODE if set, online under a W&B sweep agent
     # (it sets $WANDB_SWEEP_ID), else offline (no account needed; `wandb sync` uploads later)
     mode: str | None = None
-    project: str = "vrnn-lightning"
+    project: str | None = None  # unset: $WANDB_PROJECT, else vrnn-lightning
     entity: str | None = None
     group: str | None = None
     tags: list[str] = field(default_factory=list)

@@ -11,6 +11,7 @@ disabled, the offline W&B run (``wandb sync`` uploads it later).
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
@@ -85,7 +86,7 @@ def make_loggers(cfg: DictConfig, out_dir: Path, resuming: bool) -> list:
         id_file = out_dir / WANDB_ID_FILE
         run_id = id_file.read_text().strip() if resuming and id_file.is_file() else None
         logger = WandbLogger(
-            project=wb.project,
+            project=wb.project or os.environ.get("WANDB_PROJECT", "vrnn-lightning"),
             entity=wb.entity,
             group=wb.group,
             tags=list(wb.tags),
@@ -119,7 +120,10 @@ def make_callbacks(cfg: DictConfig, out_dir: Path) -> list:
     ]
     if cfg.trainer.early_stopping_patience:
         callbacks.append(
-            EarlyStopping("val/elbo", mode="max", patience=cfg.trainer.early_stopping_patience)
+            # strict=False: a run that ends before its first validation has nothing to stop on
+            EarlyStopping(
+                "val/elbo", mode="max", patience=cfg.trainer.early_stopping_patience, strict=False
+            )
         )
     if cfg.trainer.enable_progress_bar:
         callbacks.append(RichProgressBar())
