@@ -4,8 +4,10 @@ For each size it times, side by side in one process and interleaved (this machin
 and noisy), one training step (forward, backward, Adam) of:
 
 - ``naive fp32``: bench/naive_vrnn.py, every network inside the per-step loop;
-- ``ours fp32``: vrnn_lightning.model.VRNN as the training loop runs it;
-- ``ours bf16``: the same under torch.autocast(bfloat16), as trainer.precision=bf16-mixed.
+- ``ours32``: vrnn_lightning.model.VRNN as the training loop runs it;
+- ``ours32+c``: the same with model.compile=true (torch.compile of the decoder and output
+  density; its one-off compile happens in the warm-up, outside the timing);
+- ``ours_bf16``: VRNN under torch.autocast(bfloat16), as trainer.precision=bf16-mixed.
 
 FLOPs are counted with torch.utils.flop_counter on one step; the machine's matmul peak is a
 large fp32 (and bf16) matmul measured in the same process. Medians over --repeats.
@@ -61,8 +63,8 @@ def _time(fn) -> float:
 
 
 def make_step(kind: str, model: VRNN, x: torch.Tensor):
-    """One training step of ``kind`` (naive32, ours32, ours_bf16) as a closure."""
-    opt = torch.optim.Adam(model.parameters(), lr=1e-4)
+    """One training step of ``kind`` (naive32, ours32, ours32+c, ours_bf16) as a closure."""
+    opt = torch.optim.Adam(model.parameters(), lr=1e-4, fused=True)  # as VRNNModule
     autocast = torch.autocast("cpu", dtype=torch.bfloat16) if kind == "ours_bf16" else nullcontext()
 
     def step():
@@ -90,9 +92,11 @@ def bench_size(name: str, variant: str, repeats: int) -> list[dict]:
     spec = SIZES[name]
     torch.manual_seed(0)
     model = VRNN(variant, x_dim=200, **spec["model"])
+    compiled = VRNN(variant, x_dim=200, compile=True, **spec["model"])
+    compiled.load_state_dict(model.state_dict())
     x = torch.randn(spec["batch"], spec["steps"], 200)
-    kinds = ("naive32", "ours32", "ours_bf16")
-    steps = {k: make_step(k, model, x) for k in kinds}
+    kinds = ("naive32", "ours32", "ours32+c", "ours_bf16")
+    steps = {k: make_step(k, compiled if k == "ours32+c" else model, x) for k in kinds}
     flops = count_flops(steps["ours32"])
     for k in kinds:  # warm up (allocator, oneDNN kernels)
         steps[k]()

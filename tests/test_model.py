@@ -190,3 +190,17 @@ def test_bad_arguments_name_the_key():
         VRNN("rnn_gauss", init="xavier", **SMALL)
     with pytest.raises(ValueError, match="mlp_layers"):
         VRNN("rnn_gauss", **{**SMALL, "mlp_layers": 0})
+
+
+def test_compiled_decoder_gives_the_same_terms_and_gradients():
+    """model.compile=true (torch.compile of the decoder and output density) changes no number."""
+    x = data("audio")
+    noise = torch.randn(4, 6, SMALL["z_dim"])
+    results = []
+    for compile in (False, True):
+        model = make("vrnn_gmm", "audio", compile=compile)
+        terms = model(x, noise=noise)
+        (-(terms.log_px - terms.kl).sum()).backward()
+        results.append((terms.log_px.detach(), model.output.mu.weight.grad))
+    torch.testing.assert_close(results[1][0], results[0][0], atol=1e-4, rtol=1e-5)
+    torch.testing.assert_close(results[1][1], results[0][1], atol=1e-5, rtol=1e-4)

@@ -70,6 +70,7 @@ class VRNN(nn.Module):
         min_std: float = 1e-4,
         init: str = "paper",
         std_bias_init: float = 0.6,
+        compile: bool = False,
     ):
         super().__init__()
         if variant not in VARIANTS:
@@ -102,6 +103,8 @@ class VRNN(nn.Module):
         self.rnn.in_blocks = rnn_inputs  # per-input max-norm, as the original's one W per parent
         if init == "paper":
             paper_init_(self, std_bias_init)
+        self.compile = compile
+        self._compiled_log_px = None  # made on first use: a compiled function does not pickle
 
     # ----------------------------------------------------------------------------------
     # Scoring a batch of sequences
@@ -148,7 +151,7 @@ class VRNN(nn.Module):
         h, (h_last, c_last) = self.rnn(fx, state)
         h0 = torch.zeros_like(h[:, :1]) if state is None else state[0].transpose(0, 1)
         h_prev = torch.cat([h0, h[:, :-1]], dim=1)  # x_t is predicted from h_{t-1}
-        log_px = self.output(self.decoder(h_prev)).log_prob(x.float())
+        log_px = self._log_px(h_prev, x)
         zero = torch.zeros_like(log_px)
         return StepTerms(log_px, zero, zero, zero, None, (h_last[0], c_last[0]))
 
@@ -157,36 +160,36 @@ class VRNN(nn.Module):
         fx = self.phi_x(x)
         enc_in, phi_x_dim = self.encoder[0], fx.shape[-1]
         w_ih, w_hh = self.rnn.weight_ih_l0, self.rnn.weight_hh_l0
-        # Everything that depends on x only, for all steps at once.
-        enc_x = F.linear(fx, enc_in.weight[:, :phi_x_dim], enc_in.bias)
-        gates_x = F.linear(fx, w_ih[:, :phi_x_dim], self.rnn.bias_ih_l0 + self.rnn.bias_hh_l0)
-        w_ih_z = w_ih[:, phi_x_dim:]
-        # One matmul of h_{t-1} serves both the LSTM recurrence and the encoder.
-        w_h = torch.cat([w_hh, enc_in.weight[:, phi_x_dim:]], dim=0)
         n_gates = w_hh.shape[0]
+        # One matmul of h_{t-1} serves both the LSTM recurrence and the encoder: its rows are
+        # [LSTM gates | encoder's first layer], and so are those of the x-only part.
+        w_h = torch.cat([w_hh, enc_in.weight[:, phi_x_dim:]], dim=0)
+        w_x = torch.cat([w_ih[:, :phi_x_dim], enc_in.weight[:, :phi_x_dim]], dim=0)
+        b_x = torch.cat([self.rnn.bias_ih_l0 + self.rnn.bias_hh_l0, enc_in.bias])
+        w_ih_z = w_ih[:, phi_x_dim:]
         h, c = state if state is not None else (x.new_zeros(batch, self.h_dim),) * 2
         c = c.float()
 
         # The loop's two recurrent products use detached weights (cast once to the autocast
-        # dtype); their weight gradients come after the loop, over all steps at once.
+        # dtype); their weight gradients come after the loop, over all steps at once, through
+        # the zeros ``probes`` that receive d loss / d(h_{t-1} W^T).
         dtype = _compute_dtype(x)
         w_h_t, w_ih_z_t = w_h.detach().t().to(dtype), w_ih_z.detach().t().to(dtype)
         h_prevs, q_mus, q_stds, zs, fzs = [], [], [], [], []
         probes = RecurrentWeightGrad.apply(
             w_h, w_ih_z, h_prevs, fzs, (steps, batch, w_h.shape[0]), dtype
         )
-        per_step = zip(
-            enc_x.unbind(1), gates_x.unbind(1), noise.unbind(1), probes.unbind(0), strict=True
-        )
-        for enc_x_t, gates_x_t, noise_t, probe_t in per_step:
-            h_proj = h @ w_h_t + probe_t
-            hidden = F.relu(enc_x_t + h_proj[:, n_gates:])
+        # Everything that depends on x only, for all steps at once, time-major.
+        x_part = F.linear(fx, w_x, b_x).transpose(0, 1) + probes
+        for x_t, noise_t in zip(x_part.unbind(0), noise.unbind(1), strict=True):
+            h_proj = torch.addmm(x_t, h, w_h_t)
+            hidden = F.relu(h_proj[:, n_gates:])
             mu_q, std_q = self.posterior.params(self.encoder[2:](hidden))
-            z = mu_q + std_q * noise_t
+            z = torch.addcmul(mu_q, std_q, noise_t)
             fz = self.phi_z(z)
-            gates = (gates_x_t + h_proj[:, :n_gates] + fz @ w_ih_z_t).float()
+            gates = torch.addmm(h_proj[:, :n_gates], fz, w_ih_z_t).float()
             i, f, g, o = gates.chunk(4, dim=-1)  # torch's LSTM gate order
-            c = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(g)
+            c = torch.addcmul(torch.sigmoid(i) * torch.tanh(g), torch.sigmoid(f), c)
             h_prevs.append(h)
             h = torch.sigmoid(o) * torch.tanh(c)
             q_mus.append(mu_q)
@@ -200,7 +203,7 @@ class VRNN(nn.Module):
         fz = torch.stack(fzs, dim=1)
         q = Normal(torch.stack(q_mus, dim=1), torch.stack(q_stds, dim=1), **FAST)
         p = self._prior(h_prev)
-        log_px = self.output(self.decoder(torch.cat([fz, h_prev], dim=-1))).log_prob(x.float())
+        log_px = self._log_px(torch.cat([fz, h_prev], dim=-1), x)
         kl_per_dim = kl_divergence(q, p)
         return StepTerms(
             log_px=log_px,
@@ -210,6 +213,16 @@ class VRNN(nn.Module):
             kl_per_dim=kl_per_dim,
             final_state=(h, c),
         )
+
+    def _log_px(self, decoder_in: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        """log p(x_t | ...) of every step: the decoder and the output density, the largest
+        per-frame work after the loop; torch.compile fuses its elementwise passes when
+        ``compile`` is on."""
+        if not self.compile:
+            return _decode_log_prob(self.decoder, self.output, decoder_in, x)
+        if self._compiled_log_px is None:
+            self._compiled_log_px = torch.compile(_decode_log_prob)
+        return self._compiled_log_px(self.decoder, self.output, decoder_in, x)
 
     def _prior(self, h_prev: torch.Tensor) -> Normal:
         """p(z_t | h_{t-1}) per dimension: learned, or N(0, I) for the vrnn_i_* variants."""
@@ -271,6 +284,10 @@ class VRNN(nn.Module):
     def apply_max_norm(self, max_norm: float = PAPER_MAX_NORM) -> None:
         """The paper's per-column max-norm on all non-recurrent weights (after each step)."""
         apply_max_norm(self, max_norm)
+
+
+def _decode_log_prob(decoder: nn.Module, output: nn.Module, decoder_in, x) -> torch.Tensor:
+    return output(decoder(decoder_in)).log_prob(x.float())
 
 
 def _compute_dtype(x: torch.Tensor) -> torch.dtype:
