@@ -51,7 +51,8 @@ def load_checkpoint(ckpt: str | Path, overrides: list[str]) -> tuple[VRNNModule,
         raise ConfigError(f"--ckpt: cannot load {ckpt} as a vrnn-fit checkpoint: {err}") from err
     saved = merge_checked(OmegaConf.structured(Config), module.cfg, f"the config saved in {ckpt}")
     cfg = apply_overrides(saved, overrides)
-    changed = [k for k in cfg.model if saved.model[k] != cfg.model[k]]
+    # model.compile changes how, not what, the model computes
+    changed = [k for k in cfg.model if saved.model[k] != cfg.model[k] and k != "compile"]
     if changed:
         raise ConfigError(
             f"model.{changed[0]}: the model comes from the checkpoint and cannot be overridden"
@@ -108,6 +109,7 @@ def evaluate(module: VRNNModule, cfg: DictConfig, console: Console | None = None
         raise ConfigError(f"eval.split: {err.args[0]}") from None
     dev = device()
     model = module.model.to(dev).eval()
+    model.compile = cfg.model.compile  # e.g. model.compile=true: a faster IWAE at large K
     torch.manual_seed(cfg.seed)  # the same z draws on every run
 
     totals = dict.fromkeys(ESTIMATES, 0.0)

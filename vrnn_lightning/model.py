@@ -132,16 +132,16 @@ class VRNN(nn.Module):
             # padded steps never reach a network, whatever the padding holds
             x = torch.where(mask.unsqueeze(-1), x, torch.zeros((), dtype=x.dtype, device=x.device))
         if n_samples > 1:
-            x = x.repeat(n_samples, 1, 1)
             mask = mask.repeat(n_samples, 1)
             if state is not None:
                 state = (state[0].repeat(n_samples, 1), state[1].repeat(n_samples, 1))
         if self.latent:
             if noise is None:
-                noise = torch.randn(*x.shape[:2], self.z_dim, device=x.device, generator=generator)
-            terms = self._vrnn_terms(x, noise, state)
-        else:
-            terms = self._rnn_terms(x, state)
+                shape = (n_samples * batch, steps, self.z_dim)
+                noise = torch.randn(shape, device=x.device, generator=generator)
+            terms = self._vrnn_terms(x, noise, state, n_samples)
+        else:  # no latent variable: the K samples are the same; score them all the same
+            terms = self._rnn_terms(_repeat(x, n_samples), state)
         return _masked(terms, mask)
 
     def _rnn_terms(self, x: torch.Tensor, state: State | None) -> StepTerms:
@@ -155,9 +155,8 @@ class VRNN(nn.Module):
         zero = torch.zeros_like(log_px)
         return StepTerms(log_px, zero, zero, zero, None, (h_last[0], c_last[0]))
 
-    def _vrnn_terms(self, x: torch.Tensor, noise: torch.Tensor, state: State | None):
-        batch, steps, _ = x.shape
-        fx = self.phi_x(x)
+    def _vrnn_terms(self, x: torch.Tensor, noise: torch.Tensor, state: State | None, n_samples):
+        fx = self.phi_x(x)  # once per sequence, whatever the number of samples
         enc_in, phi_x_dim = self.encoder[0], fx.shape[-1]
         w_ih, w_hh = self.rnn.weight_ih_l0, self.rnn.weight_hh_l0
         n_gates = w_hh.shape[0]
@@ -167,6 +166,8 @@ class VRNN(nn.Module):
         w_x = torch.cat([w_ih[:, :phi_x_dim], enc_in.weight[:, :phi_x_dim]], dim=0)
         b_x = torch.cat([self.rnn.bias_ih_l0 + self.rnn.bias_hh_l0, enc_in.bias])
         w_ih_z = w_ih[:, phi_x_dim:]
+        x = _repeat(x, n_samples)  # K samples of each sequence: rows k * B + b
+        batch, steps, _ = x.shape
         h, c = state if state is not None else (x.new_zeros(batch, self.h_dim),) * 2
         c = c.float()
 
@@ -180,7 +181,7 @@ class VRNN(nn.Module):
             w_h, w_ih_z, h_prevs, fzs, (steps, batch, w_h.shape[0]), dtype
         )
         # Everything that depends on x only, for all steps at once, time-major.
-        x_part = F.linear(fx, w_x, b_x).transpose(0, 1) + probes
+        x_part = _repeat(F.linear(fx, w_x, b_x), n_samples).transpose(0, 1) + probes
         for x_t, noise_t in zip(x_part.unbind(0), noise.unbind(1), strict=True):
             h_proj = torch.addmm(x_t, h, w_h_t)
             hidden = F.relu(h_proj[:, n_gates:])
@@ -288,6 +289,11 @@ class VRNN(nn.Module):
 
 def _decode_log_prob(decoder: nn.Module, output: nn.Module, decoder_in, x) -> torch.Tensor:
     return output(decoder(decoder_in)).log_prob(x.float())
+
+
+def _repeat(t: torch.Tensor, n: int) -> torch.Tensor:
+    """n copies of a batch along dim 0 (rows k * B + b); the batch itself when n is 1."""
+    return t if n == 1 else t.repeat(n, *([1] * (t.dim() - 1)))
 
 
 def _compute_dtype(x: torch.Tensor) -> torch.dtype:
