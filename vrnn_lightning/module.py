@@ -151,4 +151,3 @@ class VRNNModule(L.LightningModule):
 
     def on_validation_epoch_start(self):
         self._reseed(self.cfg.seed * 100_003 + 1 + 1_000_000 * self.global_rank)
-
