@@ -22,7 +22,6 @@ from __future__ import annotations
 import argparse
 import csv
 import json
-import math
 import os
 import shutil
 import subprocess
@@ -91,13 +90,15 @@ def run(cmd: list[str], log: Path, threads: int) -> float:
     return time.perf_counter() - start
 
 
-def best_val_elbo(run_dir: Path) -> float:
-    """The best val/elbo the run logged (nan if none)."""
-    values = []
+def validations(run_dir: Path) -> dict[int, float]:
+    """step -> val/elbo of every validation the run logged (steps counted from 1)."""
+    found = {}
     for path in run_dir.glob("csv/version_*/metrics.csv"):
         with open(path) as f:
-            values += [float(r["val/elbo"]) for r in csv.DictReader(f) if r.get("val/elbo")]
-    return max(values, default=math.nan)
+            for r in csv.DictReader(f):
+                if r.get("val/elbo"):
+                    found[int(r["step"]) + 1] = float(r["val/elbo"])
+    return found
 
 
 def train_and_eval(args: argparse.Namespace, variant: str) -> dict:
@@ -120,6 +121,10 @@ def train_and_eval(args: argparse.Namespace, variant: str) -> dict:
     fit_s = run(fit_cmd, run_dir / "fit.log", args.threads)
     if f"`max_steps={args.steps}` reached" not in (run_dir / "fit.log").read_text():
         sys.exit(f"{variant}: training stopped before {args.steps} steps; see {run_dir}/fit.log")
+    val = validations(run_dir)
+    if sorted(val) != list(range(args.val_every, args.steps + 1, args.val_every)):
+        # limit_train_batches cannot make an epoch longer than the training set
+        sys.exit(f"{variant}: validated at steps {sorted(val)}; is --val-every above the epoch?")
     # Lightning writes last.ckpt only with a new best, so the model after exactly --steps is
     # not kept: score the best val/elbo checkpoint of the budget (the paper's early stopping)
     (best,) = run_dir.glob("checkpoints/best-*.ckpt")
@@ -134,7 +139,7 @@ def train_and_eval(args: argparse.Namespace, variant: str) -> dict:
         "variant": variant,
         "eval": json.loads(eval_json.read_text()),
         "best_step": best_step,
-        "best_val_elbo": best_val_elbo(run_dir),
+        "best_val_elbo": max(val.values()),
         "fit_seconds": fit_s,
         "eval_seconds": eval_s,
         "params": sum(p.numel() for p in VRNN(variant, x_dim=200, **SIZES[args.size]).parameters()),
@@ -158,7 +163,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--steps", type=int, default=960, help="optimiser steps per variant")
     parser.add_argument(
-        "--val-every", type=int, default=120, help="batches per epoch; must divide --steps"
+        "--val-every",
+        type=int,
+        default=40,
+        help="batches per epoch: must divide --steps and not exceed FSDD's 47",
     )
     parser.add_argument("--size", choices=list(SIZES), default="small")
     parser.add_argument("--seed", type=int, default=1234)
