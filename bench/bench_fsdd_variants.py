@@ -11,7 +11,7 @@ with the paper's per-step estimate beside it. The paper's expectation: RNN-Gauss
 RNN-GMM, the VRNNs above RNN-GMM.
 
     python bench/bench_fsdd_variants.py                       # 6 variants x 960 steps
-    python bench/bench_fsdd_variants.py --steps 300 --size conf --variants rnn_gmm vrnn_gmm
+    python bench/bench_fsdd_variants.py --steps 320 --size conf --variants rnn_gmm vrnn_gmm
 
 Run from anywhere; the runs go to --out (default bench/out/fsdd_variants, git-ignored) and a
 rerun reuses a variant's finished run and evaluation when its settings are unchanged.
