@@ -161,3 +161,15 @@ def test_bf16_mixed_on_cpu_trains(tmp_path):
     col = header.index("val/elbo")
     elbos = [float(r.split(",")[col]) for r in rows[1:] if r.split(",")[col]]
     assert len(elbos) == 2 and all(torch.isfinite(torch.tensor(elbos)))
+
+
+def test_last_checkpoint_is_the_latest_even_without_improvement(tmp_path):
+    """ckpt_path=last resumes from the last validation, not from the last improvement."""
+    out = tmp_path / "flat"
+    # lr 0: the weights never change, so val/elbo never improves after the first validation
+    args = tiny(tmp_path, f"out_dir={out}", "optim.lr=0", "trainer.max_epochs=3")
+    assert fit_main([*args, "trainer.early_stopping_patience=null"]) == 0
+    last = torch.load(out / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)
+    assert last["epoch"] == 2
+    best = list((out / "checkpoints").glob("best-*.ckpt"))
+    assert len(best) == 1 and best[0].name.startswith("best-epoch=0-")

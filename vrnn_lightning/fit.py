@@ -106,14 +106,20 @@ def make_loggers(cfg: DictConfig, out_dir: Path, resuming: bool) -> list:
 def make_callbacks(cfg: DictConfig, out_dir: Path) -> list:
     from .callbacks import SampleCallback  # samples (and W&B media) at validation
 
+    checkpoints = str(out_dir / "checkpoints")
     callbacks = [
+        # the best on val/elbo, for evaluation
         ModelCheckpoint(
-            dirpath=str(out_dir / "checkpoints"),
+            dirpath=checkpoints,
             filename="best-{epoch}-{step}",
             monitor="val/elbo",
             mode="max",
-            save_last=True,
             save_top_k=1,
+        ),
+        # the latest, after every validation, for resuming: not ModelCheckpoint(save_last=True),
+        # which rewrites last.ckpt only when a best checkpoint is saved
+        ModelCheckpoint(
+            dirpath=checkpoints, filename="last", save_top_k=1, enable_version_counter=False
         ),
         LearningRateMonitor(logging_interval="step"),
         SampleCallback.from_config(cfg, out_dir),

@@ -111,9 +111,11 @@ class VRNNModule(L.LightningModule):
     # ---- optimisation ------------------------------------------------------------------
     def configure_optimizers(self):
         opt = self.cfg.optim
-        # fused: one kernel over all parameters (on a CPU ten times the per-tensor loop's speed)
+        # fused: one kernel over all parameters (on a CPU ten times the per-tensor loop's
+        # speed); not under 16-bit AMP, whose GradScaler must unscale before clipping
+        fused = not str(self.trainer.precision).startswith("16")
         return torch.optim.Adam(
-            self.parameters(), lr=opt.lr, betas=tuple(opt.betas), eps=opt.eps, fused=True
+            self.parameters(), lr=opt.lr, betas=tuple(opt.betas), eps=opt.eps, fused=fused
         )
 
     def configure_gradient_clipping(
@@ -121,9 +123,11 @@ class VRNNModule(L.LightningModule):
     ):
         opt = self.cfg.optim
         if opt.grad_clip and opt.grad_clip > 0:
-            # the original code divides gradients by the batch size, then clips at grad_clip
+            # the original code divides gradients by the batch size, then clips at grad_clip.
+            # Clipped here directly: Lightning's own clip_gradients refuses fused optimisers;
+            # under 16-bit AMP the gradients are already unscaled at this point.
             scale = self.cfg.data.batch_size if opt.grad_clip_per_sequence else 1
-            self.clip_gradients(optimizer, opt.grad_clip * scale, "norm")
+            torch.nn.utils.clip_grad_norm_(self.parameters(), opt.grad_clip * scale)
 
     def optimizer_step(self, *args, **kwargs):
         super().optimizer_step(*args, **kwargs)
