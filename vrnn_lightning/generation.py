@@ -13,10 +13,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-import soundfile as sf
 import torch
 
 from .config import ConfigError
+from .data.audio import write_wav
 from .model import VRNN
 from .plots import plot_kl_over_strokes, plot_kl_over_waveform, plot_strokes, plot_waveforms
 
@@ -58,12 +58,6 @@ def kl_per_step(model: VRNN, x: torch.Tensor) -> np.ndarray:
     device = next(model.parameters()).device
     terms = model(x.unsqueeze(0).to(device).float())
     return terms.kl[0].cpu().numpy()
-
-
-def _write_wav(path: Path, wave: np.ndarray, sample_rate: int) -> Path:
-    # 16-bit PCM plays everywhere; clip first so an overshooting sample saturates, not wraps
-    sf.write(str(path), np.clip(wave, -1.0, 1.0), sample_rate, subtype="PCM_16")
-    return path
 
 
 @torch.no_grad()
@@ -125,9 +119,9 @@ def generate_and_save(
         waves_mean = means.reshape(n, -1)  # frames back to one waveform per sample
         waves_sampled = samples.reshape(n, -1)
         for i in range(n):
-            path = _write_wav(folder / f"sample_{i:02d}.wav", waves_mean[i], rate)
+            path = write_wav(folder / f"sample_{i:02d}.wav", waves_mean[i], rate)
             out.audio.append((path, f"sample {i} (decoder mean)"))
-            path = _write_wav(folder / f"sample_{i:02d}_sampled.wav", waves_sampled[i], rate)
+            path = write_wav(folder / f"sample_{i:02d}_sampled.wav", waves_sampled[i], rate)
             out.audio.append((path, f"sample {i} (sampled frames)"))
         path = folder / "waveforms.png"
         primer_note = "; dashed: end of primer" if primer_steps else ""
