@@ -17,11 +17,9 @@ from vrnn_lightning.data.audio import read_source
 from vrnn_lightning.data.corpora import Source
 from vrnn_lightning.data.corpora.splits import (
     AUDIO_EXTENSIONS,
+    corpus_files,
     cut_sequences,
     file_sources,
-    list_files,
-    nothing_usable,
-    require_root,
     sequence_samples,
     split_groups,
 )
@@ -33,10 +31,7 @@ EXPECTED = "a folder of recordings named by speaker (english1.mp3, spanish12.mp3
 
 
 def find_sources(cfg: DataConfig) -> dict[str, list[Source]]:
-    root = require_root(cfg, "accent", EXPECTED)
-    files = list_files(root, AUDIO_EXTENSIONS)
-    if not files:
-        raise nothing_usable(root, "accent", EXPECTED)
+    root, files = corpus_files(cfg, "accent", EXPECTED, AUDIO_EXTENSIONS)
     recordings = file_sources(root, files, speaker_of=lambda p: p.stem)
     by_speaker = split_groups(
         recordings, lambda s: s.speaker, cfg.valid_fraction, cfg.test_fraction, cfg.split_seed

@@ -20,10 +20,8 @@ from vrnn_lightning.data.audio import read_source
 from vrnn_lightning.data.corpora import CorpusError, Source
 from vrnn_lightning.data.corpora.splits import (
     AUDIO_EXTENSIONS,
+    corpus_files,
     file_sources,
-    list_files,
-    nothing_usable,
-    require_root,
     split_groups,
     split_shuffled,
 )
@@ -64,10 +62,7 @@ def _speakers(files: list[Path], pattern: str) -> dict[Path, str]:
 
 
 def find_sources(cfg: DataConfig) -> dict[str, list[Source]]:
-    root = require_root(cfg, "audio_folder", EXPECTED)
-    files = list_files(root, AUDIO_EXTENSIONS)
-    if not files:
-        raise nothing_usable(root, "audio_folder", EXPECTED)
+    root, files = corpus_files(cfg, "audio_folder", EXPECTED, AUDIO_EXTENSIONS)
     if cfg.speaker_pattern is None:
         sources = file_sources(root, files)
         return split_shuffled(sources, cfg.valid_fraction, cfg.test_fraction, cfg.split_seed)

@@ -17,11 +17,9 @@ from vrnn_lightning.data.audio import read_source
 from vrnn_lightning.data.corpora import Source
 from vrnn_lightning.data.corpora.splits import (
     AUDIO_EXTENSIONS,
+    corpus_files,
     cut_sequences,
     file_sources,
-    list_files,
-    nothing_usable,
-    require_root,
     sequence_samples,
     split_in_order,
 )
@@ -33,10 +31,7 @@ EXPECTED = "a folder of audio files (WAV, FLAC or MP3, in any subfolder)"
 
 
 def find_sources(cfg: DataConfig) -> dict[str, list[Source]]:
-    root = require_root(cfg, "blizzard", EXPECTED)
-    files = list_files(root, AUDIO_EXTENSIONS)
-    if not files:
-        raise nothing_usable(root, "blizzard", EXPECTED)
+    root, files = corpus_files(cfg, "blizzard", EXPECTED, AUDIO_EXTENSIONS)
     sequences = cut_sequences(file_sources(root, files), cfg)
     return split_in_order(sequences, cfg.valid_fraction, cfg.test_fraction)
 

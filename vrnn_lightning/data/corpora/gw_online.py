@@ -20,10 +20,8 @@ import numpy as np
 from vrnn_lightning.config import DataConfig
 from vrnn_lightning.data.corpora import BadInput, Source
 from vrnn_lightning.data.corpora.splits import (
+    corpus_files,
     file_sources,
-    list_files,
-    nothing_usable,
-    require_root,
     split_groups,
     split_shuffled,
 )
@@ -57,10 +55,7 @@ def read_points(path: Path) -> tuple[str, np.ndarray]:
 
 
 def find_sources(cfg: DataConfig) -> dict[str, list[Source]]:
-    root = require_root(cfg, "gw_online", EXPECTED)
-    files = list_files(root, (".txt",))
-    if not files:
-        raise nothing_usable(root, "gw_online", EXPECTED)
+    root, files = corpus_files(cfg, "gw_online", EXPECTED, (".txt",))
     sources = file_sources(root, files)
     pages = {s.path.parent for s in sources}
     if len(pages) >= 3:

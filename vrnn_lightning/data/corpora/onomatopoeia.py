@@ -16,10 +16,8 @@ from vrnn_lightning.data.audio import read_source
 from vrnn_lightning.data.corpora import Source
 from vrnn_lightning.data.corpora.splits import (
     AUDIO_EXTENSIONS,
+    corpus_files,
     file_sources,
-    list_files,
-    nothing_usable,
-    require_root,
     split_shuffled,
 )
 
@@ -31,10 +29,7 @@ MAX_SAMPLES = 50000  # the paper's truncation of every clip
 
 
 def find_sources(cfg: DataConfig) -> dict[str, list[Source]]:
-    root = require_root(cfg, "onomatopoeia", EXPECTED)
-    files = list_files(root, AUDIO_EXTENSIONS)
-    if not files:
-        raise nothing_usable(root, "onomatopoeia", EXPECTED)
+    root, files = corpus_files(cfg, "onomatopoeia", EXPECTED, AUDIO_EXTENSIONS)
     sources = file_sources(root, files)
     return split_shuffled(sources, cfg.valid_fraction, cfg.test_fraction, cfg.split_seed)
 

@@ -37,6 +37,18 @@ def nothing_usable(root: Path, corpus: str, expected: str) -> CorpusError:
     )
 
 
+def corpus_files(
+    cfg: DataConfig, corpus: str, expected: str, extensions: Sequence[str]
+) -> tuple[Path, list[Path]]:
+    """``data.root`` and its files with one of ``extensions``; CorpusError saying what the
+    corpus expects when the root is missing or holds none."""
+    root = require_root(cfg, corpus, expected)
+    files = list_files(root, extensions)
+    if not files:
+        raise nothing_usable(root, corpus, expected)
+    return root, files
+
+
 def list_files(root: Path, extensions: Sequence[str]) -> list[Path]:
     """Files under ``root`` (recursive, following links) whose suffix is one of ``extensions``
     in any letter case, sorted by relative path; hidden files and folders (e.g. macOS ``._x``
