@@ -93,8 +93,9 @@ class RecurrentWeightGrad(torch.autograd.Function):
     """Zeros for the per-step products of a recurrent loop, carrying their weights' gradients.
 
     Inside the loop the products h_{t-1} W^T and fz_t V^T use detached weights, and this
-    function's zeros (T, B, out) are added to h_{t-1} W^T. Its backward receives
-    d loss / d(h_{t-1} W^T) for every step at once and computes the weight gradients as two
+    function's zeros (T, B, out) are added to the sum that h_{t-1} W^T enters (and that
+    fz_t V^T enters on V's rows). Its backward so receives d loss / d(h_{t-1} W^T) for every
+    step at once and computes the weight gradients as two
     large matmuls over all T * B rows, instead of autograd's one thin (B-row) matmul per step
     and weight, accumulated T times. ``inputs_w`` and ``inputs_v`` are the loop's lists of
     h_{t-1} and fz_t, complete by the time backward runs. V's output rows are the first of W's.
