@@ -10,7 +10,8 @@ and noisy), one training step (forward, backward, Adam) of:
 - ``ours_bf16``: VRNN under torch.autocast(bfloat16), as trainer.precision=bf16-mixed.
 
 FLOPs are counted with torch.utils.flop_counter on one step; the machine's matmul peak is a
-large fp32 (and bf16) matmul measured in the same process. Medians over --repeats.
+large fp32 (and bf16) matmul measured in the same process. Medians over --repeats. On a
+machine with CUDA the same comparison runs on the GPU (timed with synchronisation).
 
     python bench/bench_training.py                 # small (demo) and TIMIT sizes
     python bench/bench_training.py --sizes small --repeats 7
@@ -48,9 +49,14 @@ SIZES = {
 }  # fmt: skip
 
 
+# CUDA when present (the same comparison, where structure removes kernel launches), else CPU
+DEVICE = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
 def matmul_peak(dtype: torch.dtype, n: int = 4096, repeats: int = 5) -> float:
     """GFLOP/s of a large square matmul: the ceiling for this machine and dtype."""
-    a, b = torch.randn(n, n, dtype=dtype), torch.randn(n, n, dtype=dtype)
+    a = torch.randn(n, n, dtype=dtype, device=DEVICE)
+    b = torch.randn(n, n, dtype=dtype, device=DEVICE)
     a @ b
     best = min(_time(lambda: a @ b) for _ in range(repeats))
     return 2 * n**3 / best / 1e9
@@ -59,13 +65,16 @@ def matmul_peak(dtype: torch.dtype, n: int = 4096, repeats: int = 5) -> float:
 def _time(fn) -> float:
     start = time.perf_counter()
     fn()
+    if DEVICE.type == "cuda":
+        torch.cuda.synchronize()  # kernels run asynchronously: wait before reading the clock
     return time.perf_counter() - start
 
 
 def make_step(kind: str, model: VRNN, x: torch.Tensor):
     """One training step of ``kind`` (naive32, ours32, ours32+c, ours_bf16) as a closure."""
     opt = torch.optim.Adam(model.parameters(), lr=1e-4, fused=True)  # as VRNNModule
-    autocast = torch.autocast("cpu", dtype=torch.bfloat16) if kind == "ours_bf16" else nullcontext()
+    bf16 = kind == "ours_bf16"
+    autocast = torch.autocast(DEVICE.type, dtype=torch.bfloat16) if bf16 else nullcontext()
 
     def step():
         with autocast:
@@ -91,10 +100,10 @@ def count_flops(step) -> int:
 def bench_size(name: str, variant: str, repeats: int) -> list[dict]:
     spec = SIZES[name]
     torch.manual_seed(0)
-    model = VRNN(variant, x_dim=200, **spec["model"])
-    compiled = VRNN(variant, x_dim=200, compile=True, **spec["model"])
+    model = VRNN(variant, x_dim=200, **spec["model"]).to(DEVICE)
+    compiled = VRNN(variant, x_dim=200, compile=True, **spec["model"]).to(DEVICE)
     compiled.load_state_dict(model.state_dict())
-    x = torch.randn(spec["batch"], spec["steps"], 200)
+    x = torch.randn(spec["batch"], spec["steps"], 200, device=DEVICE)
     kinds = ("naive32", "ours32", "ours32+c", "ours_bf16")
     steps = {k: make_step(k, compiled if k == "ours32+c" else model, x) for k in kinds}
     flops = count_flops(steps["ours32"])
@@ -123,7 +132,7 @@ def main() -> None:
 
     peak32 = matmul_peak(torch.float32)
     peak16 = matmul_peak(torch.bfloat16)
-    print(f"torch {torch.__version__}, {args.threads} threads, variant {args.variant}")
+    print(f"torch {torch.__version__} on {DEVICE}, {args.threads} threads, variant {args.variant}")
     print(f"matmul peak (4096^3): fp32 {peak32:.1f} GFLOP/s, bf16 {peak16:.1f} GFLOP/s\n")
     header = (
         f"{'size':6} {'kind':10} {'s/step':>8} {'GFLOP/s':>8} {'% fp32 peak':>11} {'vs naive':>9}"
