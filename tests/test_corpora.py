@@ -15,20 +15,12 @@ import torchaudio.functional as AF
 from vrnn_lightning.config import DataConfig
 from vrnn_lightning.data import audio
 from vrnn_lightning.data.audio import read_audio, write_wav
-from vrnn_lightning.data.corpora import BadInput, CorpusError, Source, get_corpus
+from vrnn_lightning.data.corpora import NAMES, BadInput, CorpusError, Source, get_corpus
 from vrnn_lightning.data.corpora.splits import split_counts, split_groups, split_shuffled
 from vrnn_lightning.data.strokes import points_to_steps, split_strokes, steps_to_points
 
 REAL = Path(__file__).resolve().parents[2] / "shared" / "data"
-OUR_CORPORA = (
-    "timit",
-    "blizzard",
-    "onomatopoeia",
-    "accent",
-    "iamondb",
-    "audio_folder",
-    "gw_online",
-)
+OUR_CORPORA = tuple(name for name in NAMES if not name.startswith("synthetic"))
 HAS_MP3 = "MP3" in sf.available_formats()
 needs_mp3 = pytest.mark.skipif(
     not HAS_MP3, reason="this libsndfile cannot write MP3 (needs >= 1.1)"

@@ -27,7 +27,7 @@ from lightning.pytorch.utilities import rank_zero_only
 from omegaconf import DictConfig, OmegaConf
 
 from .config import ConfigError, load_config, to_yaml, wandb_mode
-from .data.corpora import CorpusError, get_corpus
+from .data.corpora import CorpusError
 from .data.datamodule import FramesDataModule
 from .module import VRNNModule
 
@@ -144,9 +144,8 @@ def fit(cfg: DictConfig) -> Path:
     (out_dir / "config.yaml").write_text(to_yaml(cfg))
     L.seed_everything(cfg.seed, workers=True, verbose=False)
 
-    kind = get_corpus(cfg.data.dataset).KIND
     datamodule = FramesDataModule(cfg.data, seed=cfg.seed)
-    module = VRNNModule(OmegaConf.to_container(cfg, resolve=True), data_kind=kind)
+    module = VRNNModule(OmegaConf.to_container(cfg, resolve=True), data_kind=datamodule.kind)
     trainer = L.Trainer(
         **trainer_kwargs(cfg),
         default_root_dir=str(out_dir),
