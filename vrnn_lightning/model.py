@@ -177,8 +177,11 @@ class VRNN(nn.Module):
         dtype = _compute_dtype(x)
         w_h_t, w_ih_z_t = w_h.detach().t().to(dtype), w_ih_z.detach().t().to(dtype)
         h_prevs, q_mus, q_stds, zs, fzs = [], [], [], [], []
+        # the weight-gradient function gets detached aliases of h_{t-1} and fz_t (see its
+        # docstring: tensors with a graph on its ctx would leak every step's activations)
+        h_prevs_data, fzs_data = [], []
         probes = RecurrentWeightGrad.apply(
-            w_h, w_ih_z, h_prevs, fzs, (steps, batch, w_h.shape[0]), dtype
+            w_h, w_ih_z, h_prevs_data, fzs_data, (steps, batch, w_h.shape[0]), dtype
         )
         # Everything that depends on x only, for all steps at once, time-major.
         x_part = _repeat(F.linear(fx, w_x, b_x), n_samples).transpose(0, 1) + probes
@@ -192,11 +195,13 @@ class VRNN(nn.Module):
             i, f, g, o = gates.chunk(4, dim=-1)  # torch's LSTM gate order
             c = torch.addcmul(torch.sigmoid(i) * torch.tanh(g), torch.sigmoid(f), c)
             h_prevs.append(h)
+            h_prevs_data.append(h.detach())
             h = torch.sigmoid(o) * torch.tanh(c)
             q_mus.append(mu_q)
             q_stds.append(std_q)
             zs.append(z)
             fzs.append(fz)
+            fzs_data.append(fz.detach())
 
         # Everything that depends on h_{t-1} and z_t but feeds nothing back, for all steps.
         h_prev = torch.stack(h_prevs, dim=1)

@@ -95,10 +95,15 @@ class RecurrentWeightGrad(torch.autograd.Function):
     Inside the loop the products h_{t-1} W^T and fz_t V^T use detached weights, and this
     function's zeros (T, B, out) are added to the sum that h_{t-1} W^T enters (and that
     fz_t V^T enters on V's rows). Its backward so receives d loss / d(h_{t-1} W^T) for every
-    step at once and computes the weight gradients as two
-    large matmuls over all T * B rows, instead of autograd's one thin (B-row) matmul per step
-    and weight, accumulated T times. ``inputs_w`` and ``inputs_v`` are the loop's lists of
-    h_{t-1} and fz_t, complete by the time backward runs. V's output rows are the first of W's.
+    step at once and computes the weight gradients as two large matmuls over all T * B rows,
+    instead of autograd's one thin (B-row) matmul per step and weight, accumulated T times.
+
+    ``inputs_w`` and ``inputs_v`` are the loop's lists of h_{t-1} and fz_t, filled after this
+    function runs and complete by the time backward runs. They must hold **detached**
+    tensors (``t.detach()``: the same storage, no graph): a tensor with a ``grad_fn`` kept on
+    ``ctx`` closes a reference cycle through the C++ autograd graph (ctx -> h -> its graph ->
+    this node -> ctx) that Python's garbage collector cannot see, and every training step's
+    activations would stay alive forever. V's output rows are the first of W's.
     """
 
     @staticmethod
