@@ -26,7 +26,7 @@ from lightning.pytorch.loggers import CSVLogger, WandbLogger
 from lightning.pytorch.utilities import rank_zero_only
 from omegaconf import DictConfig, OmegaConf
 
-from .config import ConfigError, load_config, to_yaml, wandb_mode
+from .config import ConfigError, check_hardware, load_config, to_yaml, wandb_mode
 from .data.corpora import CorpusError
 from .data.datamodule import FramesDataModule
 from .module import VRNNModule
@@ -139,6 +139,7 @@ def make_callbacks(cfg: DictConfig, out_dir: Path) -> list:
 def fit(cfg: DictConfig) -> Path:
     """Train as ``cfg`` says; returns the run folder."""
     out_dir = Path(cfg.out_dir)
+    check_hardware(cfg)  # before the run folder is made
     ckpt_path = resolve_ckpt_path(cfg)
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "config.yaml").write_text(to_yaml(cfg))
