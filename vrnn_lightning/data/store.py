@@ -29,7 +29,7 @@ import numpy as np
 from omegaconf import DictConfig, OmegaConf
 
 from vrnn_lightning.config import ConfigError, DataConfig
-from vrnn_lightning.data.corpora import Source
+from vrnn_lightning.data.source import Source
 
 FORMAT_VERSION = 1
 SPLITS = ("train", "valid", "test")

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from vrnn_lightning.data.corpora import BadInput
+from vrnn_lightning.data.source import BadInput
 
 
 def points_to_steps(points, flip_y: bool = False, name: str = "trajectory") -> np.ndarray:
