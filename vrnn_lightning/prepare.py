@@ -242,8 +242,9 @@ def _write_split(
                         compression=cfg.compression,
                         attrs=attrs,
                     )
-                writer.append(source.name, frames)
-                stats.update(frames)
+                # statistics of the stored values: a float file in an int16 store (or the
+                # reverse) is converted first, and the reader normalises what is stored
+                stats.update(writer.append(source.name, frames))
                 if kind == "audio":
                     seconds += frames.size / sr
             if bar:
