@@ -121,8 +121,9 @@ def make_callbacks(cfg: DictConfig, out_dir: Path) -> list:
     return callbacks
 
 
-def train(cfg: DictConfig) -> Path:
-    """Train as the run config ``cfg`` says; returns the run folder."""
+def train(cfg: DictConfig, extra_callbacks: list | None = None) -> Path:
+    """Train as the run config ``cfg`` says; returns the run folder. ``extra_callbacks`` (e.g.
+    a benchmark's probe) run beside the run's own."""
     out_dir = Path(cfg.out_dir)
     ckpt_path = resolve_ckpt_path(cfg)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -135,7 +136,7 @@ def train(cfg: DictConfig) -> Path:
         **trainer_kwargs(cfg),
         default_root_dir=str(out_dir),
         logger=make_loggers(cfg, out_dir, resuming=ckpt_path is not None),
-        callbacks=make_callbacks(cfg, out_dir),
+        callbacks=make_callbacks(cfg, out_dir) + list(extra_callbacks or []),
         log_every_n_steps=cfg.logger.log_every_n_steps,
     )
     try:
