@@ -11,9 +11,9 @@ import torch
 from tests.test_fit import tiny
 from vrnn_lightning.config import load_config
 from vrnn_lightning.estimators import elbo, importance_estimates
-from vrnn_lightning.training import train
 from vrnn_lightning.memory import MemoryProbe, live_tensors
 from vrnn_lightning.model import VRNN
+from vrnn_lightning.training import train
 
 SMALL = dict(h_dim=16, z_dim=4, phi_x_dim=8, phi_z_dim=8, enc_dim=8, prior_dim=8, dec_dim=8)
 SMALL.update(mlp_layers=1, n_components=3)
