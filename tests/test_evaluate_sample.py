@@ -18,7 +18,7 @@ import soundfile as sf
 import torch
 import wandb
 
-from vrnn_lightning import evaluate, fit, sample
+from vrnn_lightning import checkpoint, evaluate, fit, sample
 from vrnn_lightning.callbacks import log_to_wandb
 from vrnn_lightning.data.datamodule import FramesDataModule
 from vrnn_lightning.generation import Generated, generate_and_save
@@ -254,8 +254,8 @@ def test_eval_whole_variable_length_sequences(handwriting, tmp_path):
     assert evaluate.main([*args, "data.eval_full_sequences=true", "eval.batch_size=5"]) == 0
     result = json.loads(out.read_text())
     _check_result(result, "train", 40)
-    module, cfg = evaluate.load_checkpoint(_ckpt(handwriting), [])
-    lengths = evaluate.datamodule_for(module, cfg).store("train").lengths
+    module, cfg = checkpoint.load_checkpoint(_ckpt(handwriting), [])
+    lengths = checkpoint.datamodule_for(module, cfg).store("train").lengths
     assert result["n_sequences"] == len(lengths) and result["n_frames"] == int(lengths.sum())
     assert len(set(lengths.tolist())) > 1
     # the same sequences in batches of 1 (no padding at all) give the same exact likelihood
@@ -266,7 +266,7 @@ def test_eval_whole_variable_length_sequences(handwriting, tmp_path):
 
 def test_generate_and_save_vrnn_strokes_with_kl_figure(handwriting, tmp_path):
     # a VRNN on the handwriting data (untrained: the files, not the quality, are under test)
-    _, cfg = evaluate.load_checkpoint(_ckpt(handwriting), [])
+    _, cfg = checkpoint.load_checkpoint(_ckpt(handwriting), [])
     cfg.model.variant = "vrnn_gauss"
     model = build_model(cfg.model, "strokes", cfg.data.frame_size)
     dm = FramesDataModule(cfg.data)

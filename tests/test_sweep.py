@@ -11,19 +11,19 @@ import pytest
 import yaml
 from rich.console import Console
 
-import vrnn_lightning.sweep as sweep_mod
+import vrnn_lightning.local_sweep as sweep_mod
 from vrnn_lightning.config import VARIANTS
-from vrnn_lightning.sweep import (
+from vrnn_lightning.local_sweep import (
     LocalRun,
     LocalSweep,
     SweepError,
     agent_command,
     fit_config,
     load_sweep,
-    main,
     metric_history,
     sweeps,
 )
+from vrnn_lightning.sweep import main
 
 REPO = Path(__file__).resolve().parents[1]
 SWEEPS = sorted((REPO / "sweeps").glob("*.yaml"))

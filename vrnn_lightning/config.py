@@ -8,6 +8,7 @@ errors that name the key.
 
 from __future__ import annotations
 
+import argparse
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -228,3 +229,16 @@ def apply_overrides(cfg: DictConfig, overrides: list[str]) -> DictConfig:
 
 def to_yaml(cfg: DictConfig) -> str:
     return OmegaConf.to_yaml(cfg, resolve=True)
+
+
+def parse_run_args(argv: list[str] | None = None) -> tuple[str | None, list[str]]:
+    """vrnn-fit's command line (``--config FILE`` and ``key=value`` overrides) -> (path,
+    overrides); shared with the sweep, which must read a run's command as vrnn-fit does."""
+    parser = argparse.ArgumentParser(
+        prog="vrnn-fit",
+        description="Train a VRNN variant. Overrides are key=value, e.g. model.variant=vrnn_gmm.",
+    )
+    parser.add_argument("--config", help="YAML config (see conf/)")
+    parser.add_argument("overrides", nargs="*", help="key=value overrides of the config")
+    args = parser.parse_args(argv)
+    return args.config, args.overrides

@@ -62,7 +62,10 @@ class Cell:
 def evaluate_run(run_dir: str | Path, iw_samples: int | None = None) -> dict:
     """vrnn-eval's result for the run's best checkpoint with K = iw_samples (default: the run's
     eval.iw_samples); reused from the run folder when that checkpoint and K were evaluated."""
-    from . import evaluate  # torch and Lightning: only when something is evaluated
+    # torch and Lightning: only when something is evaluated
+    from .config import ConfigError
+    from .data.source import CorpusError
+    from .evaluation import evaluate_checkpoint
 
     run_dir = Path(run_dir)
     best = sorted(run_dir.glob("checkpoints/best-*.ckpt"), key=lambda p: p.stat().st_mtime)
@@ -76,10 +79,11 @@ def evaluate_run(run_dir: str | Path, iw_samples: int | None = None) -> dict:
         cached = json.loads(out.read_text())
         if cached.get("checkpoint") == str(ckpt) and cached.get("iw_samples") == iw_samples:
             return cached
-    code = evaluate.main(["--ckpt", str(ckpt), "--out", str(out), f"eval.iw_samples={iw_samples}"])
-    if code != 0:
-        raise ReportError(f"{run_dir}: vrnn-eval --ckpt {ckpt} failed (exit {code})")
-    return json.loads(out.read_text())
+    try:
+        result, _ = evaluate_checkpoint(ckpt, [f"eval.iw_samples={iw_samples}"], out)
+    except (ConfigError, CorpusError) as err:
+        raise ReportError(f"{run_dir}: cannot evaluate {ckpt}: {err}") from err
+    return result
 
 
 def folder_result(run_dir: str | Path, iw_samples: int | None = None) -> RunResult:

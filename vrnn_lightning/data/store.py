@@ -29,7 +29,7 @@ import numpy as np
 from omegaconf import DictConfig, OmegaConf
 
 from vrnn_lightning.config import ConfigError, DataConfig
-from vrnn_lightning.data.corpora import Source
+from vrnn_lightning.data.source import Source
 
 # 2: statistics of the stored values (a mixed int16/float corpus had them on the wrong scale)
 FORMAT_VERSION = 2
