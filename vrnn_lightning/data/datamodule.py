@@ -30,6 +30,7 @@ from vrnn_lightning.config import DataConfig
 from vrnn_lightning.data.buckets import LengthBucketSampler
 from vrnn_lightning.data.corpora import get_corpus
 from vrnn_lightning.data.norm_stats import load_norm_stats
+from vrnn_lightning.data.pipeline import locate, prepare
 from vrnn_lightning.data.store import SPLITS, FrameStore, as_data_config, is_finished
 from vrnn_lightning.data.streams import StreamDataset, StreamSampler
 
@@ -152,15 +153,11 @@ class FramesDataModule(L.LightningDataModule):
     # ---------------------------------------------------------------- preparation
 
     def prepare_data(self) -> None:
-        from vrnn_lightning.prepare import prepare
-
         prepare(self.cfg)
 
     def setup(self, stage: str | None = None) -> None:
         if self.stores:
             return
-        from vrnn_lightning.prepare import locate, prepare
-
         _, sources, fp, folder = locate(self.cfg)
         paths = {s: folder / f"{s}.h5" for s in SPLITS if s in sources}
         if not all(is_finished(p, fp) for p in paths.values()):
