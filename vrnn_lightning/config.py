@@ -21,6 +21,7 @@ VARIANTS = ("rnn_gauss", "rnn_gmm", "vrnn_gauss", "vrnn_gmm", "vrnn_i_gauss", "v
 # what one step x_t is: a frame of data.frame_size samples, or a pen step (pen, dx, dy);
 # it follows from the corpus kind ("audio" or "strokes")
 OBSERVATIONS = ("audio", "pen")
+OBJECTIVES = ("elbo", "iwae", "fivo")  # optim.objective: the bound training maximises
 
 
 class ConfigError(ValueError):
@@ -87,6 +88,10 @@ class OptimConfig:
     kl_anneal_steps: int = 0  # linear KL weight warm-up from 0 to 1; 0: off (the paper)
     free_bits: float = 0.0  # nats per z dim per step below which KL is not penalised
     max_nonfinite_steps: int = 20  # consecutive non-finite losses before training stops
+    # the bound training maximises: elbo (the paper), iwae (IWAE(K)) or fivo (SMC(K)'s bound,
+    # Maddison et al. 2017), with K = particles samples or particles (ignored by elbo)
+    objective: str = "elbo"
+    particles: int = 4
 
 
 @dataclass
@@ -176,6 +181,18 @@ def _check_choices(cfg: DictConfig) -> None:
     if cfg.model.variant not in VARIANTS:
         raise ConfigError(
             f"model.variant: '{cfg.model.variant}' is not a variant; valid: {', '.join(VARIANTS)}"
+        )
+    optim = cfg.optim
+    if optim.objective not in OBJECTIVES:
+        raise ConfigError(
+            f"optim.objective: '{optim.objective}' is not one of {', '.join(OBJECTIVES)}"
+        )
+    if optim.particles < 1:
+        raise ConfigError(f"optim.particles: {optim.particles}; it must be >= 1")
+    if optim.objective != "elbo" and (optim.kl_anneal_steps > 0 or optim.free_bits > 0):
+        raise ConfigError(
+            f"optim.objective: {optim.objective} has no KL term to anneal or floor; "
+            "optim.kl_anneal_steps and optim.free_bits apply to elbo only"
         )
 
 
