@@ -24,6 +24,7 @@ VARIANTS = ("rnn_gauss", "rnn_gmm", "vrnn_gauss", "vrnn_gmm", "vrnn_i_gauss", "v
 # it follows from the corpus kind ("audio" or "strokes")
 OBSERVATIONS = ("audio", "pen")
 GRAD_CLIP_SCALES = ("batch", "batch_frames", "none")
+OBJECTIVES = ("elbo", "iwae", "fivo")  # optim.objective: the bound training maximises
 
 
 class ConfigError(ValueError):
@@ -105,6 +106,10 @@ class OptimConfig:
     kl_anneal_steps: int = 0  # linear KL weight warm-up from 0 to 1; 0: off (the paper)
     free_bits: float = 0.0  # nats per z dim per step below which KL is not penalised
     max_nonfinite_steps: int = 20  # consecutive non-finite losses before training stops
+    # the bound training maximises: elbo (the paper), iwae (IWAE(K)) or fivo (SMC(K)'s bound,
+    # Maddison et al. 2017), with K = particles samples or particles (ignored by elbo)
+    objective: str = "elbo"
+    particles: int = 4
 
 
 @dataclass
@@ -196,10 +201,21 @@ def _check_choices(cfg: DictConfig) -> None:
             f"model.variant: '{cfg.model.variant}' is not a variant; valid: {', '.join(VARIANTS)}"
         )
     check_values(cfg)
-    if cfg.optim.tbptt_reset_every and not cfg.data.streams:
+    optim = cfg.optim
+    if optim.objective != "elbo" and (optim.kl_anneal_steps > 0 or optim.free_bits > 0):
+        raise ConfigError(
+            f"optim.objective: {optim.objective} has no KL term to anneal or floor; "
+            "optim.kl_anneal_steps and optim.free_bits apply to elbo only"
+        )
+    if optim.tbptt_reset_every and not cfg.data.streams:
         raise ConfigError(
             "optim.tbptt_reset_every: carrying state needs data.streams=true (consecutive "
             "windows of the same streams in consecutive batches)"
+        )
+    if optim.tbptt_reset_every and optim.objective != "elbo":
+        raise ConfigError(
+            f"optim.tbptt_reset_every: the state is carried for optim.objective=elbo only, "
+            f"not {optim.objective}"
         )
     if cfg.data.streams and cfg.data.train_full_sequences:
         raise ConfigError("data.streams and data.train_full_sequences: choose one")
@@ -271,6 +287,8 @@ VALUE_CHECKS = {
     "optim.kl_anneal_steps": _at_least(0),
     "optim.free_bits": _NON_NEGATIVE,
     "optim.max_nonfinite_steps": _at_least(1),
+    "optim.objective": _one_of(OBJECTIVES),
+    "optim.particles": _at_least(1),
     "trainer.accelerator": _one_of(ACCELERATORS),
     "trainer.devices": (_devices_ok, 'auto, a count >= 1 (-1: all), a list of indices or "0,1"'),
     "trainer.num_nodes": _at_least(1),
@@ -285,6 +303,8 @@ VALUE_CHECKS = {
     "eval.split": _one_of(SPLITS),
     "eval.iw_samples": _at_least(1),
     "eval.batch_size": _at_least(1),
+    "eval.resampling": _one_of(("systematic", "multinomial")),  # smc.RESAMPLING (torch-free here)
+    "eval.ess_threshold": (lambda v: 0 <= v <= 1, "a fraction of K in [0, 1]"),
     "sample.n": _at_least(1),
     "sample.steps": _at_least(1),
     "sample.primer_steps": _at_least(0),
