@@ -25,6 +25,7 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 
 from vrnn_lightning.config import DataConfig
 from vrnn_lightning.data.corpora import get_corpus
+from vrnn_lightning.data.pipeline import locate, prepare
 from vrnn_lightning.data.store import SPLITS, FrameStore, as_data_config, is_finished
 
 Key = tuple[int, int, int]  # (sequence index, first frame, number of frames)
@@ -146,15 +147,11 @@ class FramesDataModule(L.LightningDataModule):
     # ---------------------------------------------------------------- preparation
 
     def prepare_data(self) -> None:
-        from vrnn_lightning.prepare import prepare
-
         prepare(self.cfg)
 
     def setup(self, stage: str | None = None) -> None:
         if self.stores:
             return
-        from vrnn_lightning.prepare import locate, prepare
-
         _, sources, fp, folder = locate(self.cfg)
         paths = {s: folder / f"{s}.h5" for s in SPLITS if s in sources}
         if not all(is_finished(p, fp) for p in paths.values()):

@@ -29,9 +29,10 @@ import numpy as np
 from omegaconf import DictConfig, OmegaConf
 
 from vrnn_lightning.config import ConfigError, DataConfig
-from vrnn_lightning.data.corpora import Source
+from vrnn_lightning.data.source import Source
 
-FORMAT_VERSION = 1
+# 2: statistics of the stored values (a mixed int16/float corpus had them on the wrong scale)
+FORMAT_VERSION = 2
 SPLITS = ("train", "valid", "test")
 STROKE_STATS = ("paper", "pooled")
 INT16_SCALE = 32768.0  # int16 sample value of amplitude 1.0
@@ -258,7 +259,9 @@ class StoreWriter:
     def n_frames(self) -> int:
         return self.offsets[-1]
 
-    def append(self, name: str, frames: np.ndarray) -> None:
+    def append(self, name: str, frames: np.ndarray) -> np.ndarray:
+        """Adds one sequence; returns its frames as stored (in the store's dtype), the values
+        a reader will normalise and so the ones the statistics must see."""
         if frames.ndim != 2 or frames.shape[1] != self.dim:
             raise ValueError(f"{name}: frames of shape {frames.shape}, expected (T, {self.dim})")
         frames = convert_dtype(frames, self.dtype)
@@ -268,6 +271,7 @@ class StoreWriter:
         self.names.append(name)
         if self._buffered >= self.chunk * _FLUSH_CHUNKS:
             self._flush()
+        return frames
 
     def _flush(self) -> None:
         if not self._buffer:
