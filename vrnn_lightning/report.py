@@ -153,8 +153,11 @@ def cell_text(variant: str, cell: Cell | None) -> str:
         return "–"
     if variant.startswith("rnn"):  # no latent variable: the ELBO is the exact log-likelihood
         return _number(cell.mean("elbo"), cell.std("elbo"))
+    # every number with its estimator's name: an IWAE or SMC bound in the place of Table 1's
+    # second number must not read as the paper's "≈" (its per-step estimator, in the CSV)
+    k = cell.runs[0].eval["iw_samples"]
     return " / ".join(
-        f"{e.symbol} {_number(cell.mean(e.name), cell.std(e.name))}" for e in IN_TABLE
+        f"{e.label(k)} {_number(cell.mean(e.name), cell.std(e.name))}" for e in IN_TABLE
     )
 
 
