@@ -1,5 +1,7 @@
 """VRNNModule: the objective's options and what happens on a non-finite loss."""
 
+from pathlib import Path
+
 import lightning as L
 import pytest
 import torch
@@ -7,7 +9,7 @@ from torch.utils.data import DataLoader
 
 from vrnn_lightning import estimators
 from vrnn_lightning.config import ConfigError, load_config
-from vrnn_lightning.module import NonFiniteLossError, VRNNModule
+from vrnn_lightning.module import NonFiniteLossError, VRNNModule, clip_threshold
 
 TINY = [
     "model.variant=vrnn_gauss",
@@ -97,6 +99,40 @@ def test_max_norm_holds_after_every_step():
         if isinstance(sub, torch.nn.Linear):
             for block in sub.weight.split(list(getattr(sub, "in_blocks", (sub.in_features,))), 1):
                 assert block.norm(dim=1).max() <= 0.05 + 1e-6
+
+
+# the original's clipping (gradients / batch size, norm 5) on each dataset's own loss scale
+PAPER_CLIP = {
+    "blizzard.yaml": 5 * 128 * 40,  # per-frame mean loss: 25,600 here
+    "accent.yaml": 5 * 128 * 40,
+    "timit.yaml": 5 * 64,  # per-sequence sum: 320
+    "onomatopoeia.yaml": 5 * 64,
+    "iamondb.yaml": 5 * 64,
+}
+
+
+@pytest.mark.parametrize("name", sorted(PAPER_CLIP))
+def test_each_paper_config_clips_where_the_original_did(name):
+    cfg = load_config(Path(__file__).resolve().parents[1] / "conf" / name)
+    assert clip_threshold(cfg.optim, cfg.data) == PAPER_CLIP[name]
+
+
+def test_the_clip_threshold_follows_its_scale_and_is_applied():
+    none = module("optim.grad_clip_scale=none").cfg
+    assert clip_threshold(none.optim, none.data) == 5.0
+    mod = module("optim.grad_clip_scale=batch_frames", "data.seq_len=3", "optim.grad_clip=0.5")
+    assert clip_threshold(mod.cfg.optim, mod.cfg.data) == 0.5 * 2 * 3
+    assert clip_threshold(mod.cfg.optim, mod.cfg.data, world_size=4) == 0.5 * 8 * 3
+    off = module("optim.grad_clip=0").cfg
+    assert clip_threshold(off.optim, off.data) is None
+    for p in mod.parameters():
+        p.grad = torch.full_like(p, 10.0)
+    mod.trainer = trainer()  # one process
+    mod.configure_gradient_clipping(None)
+    norm = torch.nn.utils.get_total_norm([p.grad for p in mod.parameters()])
+    torch.testing.assert_close(norm, torch.tensor(3.0))
+    with pytest.raises(ConfigError, match="optim.grad_clip_scale"):
+        module("optim.grad_clip_scale=frames")
 
 
 @pytest.mark.parametrize("objective", ["iwae", "fivo"])

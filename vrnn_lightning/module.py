@@ -12,6 +12,18 @@ from torchmetrics import MeanMetric
 
 from . import estimators
 from .model import VRNN, StepTerms, build_model
+from .tbptt import CarriedState
+
+
+def clip_threshold(optim, data, world_size: int = 1) -> float | None:
+    """The gradient-norm threshold equivalent to the original's clipping (config.py,
+    optim.grad_clip_scale); its batch is the global one (DDP averages the ranks' gradients).
+    None: no clipping."""
+    if not optim.grad_clip or optim.grad_clip <= 0:
+        return None
+    batch = data.batch_size * world_size
+    scale = {"batch": batch, "batch_frames": batch * data.seq_len}
+    return float(optim.grad_clip * scale.get(optim.grad_clip_scale, 1))
 
 
 class NonFiniteLossError(RuntimeError):
@@ -45,6 +57,7 @@ class VRNNModule(L.LightningModule):
         self.cfg: DictConfig = OmegaConf.create(config)
         self.data_kind = data_kind
         self.model: VRNN = build_model(self.cfg.model, data_kind, self.cfg.data.frame_size)
+        self.carried = CarriedState(self.cfg.optim.tbptt_reset_every)
         self.nonfinite_in_a_row = 0
         self.nonfinite_total = 0
         self._generator: torch.Generator | None = None
@@ -88,12 +101,15 @@ class VRNNModule(L.LightningModule):
         x, mask = batch["x"], batch["mask"]
         if self.objective != "elbo":
             return self._bound_training_step(x, mask)
-        terms = self.model(x, mask, generator=self._noise(x.device))
+        state = self.carried.initial(batch_idx, x.shape[0], x.device)
+        terms = self.model(x, mask, state=state, generator=self._noise(x.device))
         loss = self.loss(terms, mask)
         elbo = (terms.log_px - terms.kl).sum(1)  # the true bound, logged
 
         if not torch.isfinite(loss):
+            self.carried.forget()
             return self._skip_nonfinite()
+        self.carried.keep(terms.final_state, batch_idx)
         self.nonfinite_in_a_row = 0
         n_frames = mask.sum()
         batch_size = x.shape[0]
@@ -168,23 +184,35 @@ class VRNNModule(L.LightningModule):
     def configure_gradient_clipping(
         self, optimizer, gradient_clip_val=None, gradient_clip_algorithm=None
     ):
-        opt = self.cfg.optim
-        if opt.grad_clip and opt.grad_clip > 0:
-            # the original code divides gradients by the batch size, then clips at grad_clip.
-            # Clipped here directly: Lightning's own clip_gradients refuses fused optimisers;
-            # under 16-bit AMP the gradients are already unscaled at this point.
-            scale = self.cfg.data.batch_size if opt.grad_clip_per_sequence else 1
-            torch.nn.utils.clip_grad_norm_(self.parameters(), opt.grad_clip * scale)
+        threshold = clip_threshold(self.cfg.optim, self.cfg.data, self.trainer.world_size)
+        if threshold:
+            # clipped here directly: Lightning's own clip_gradients refuses fused optimisers;
+            # under 16-bit AMP the gradients are already unscaled at this point
+            torch.nn.utils.clip_grad_norm_(self.parameters(), threshold)
 
     def optimizer_step(self, *args, **kwargs):
         super().optimizer_step(*args, **kwargs)
         if self.cfg.optim.max_norm:
             self.model.apply_max_norm(self.cfg.optim.max_norm)
 
+    # ---- truncated BPTT: every rank's carried state in the checkpoint ---------------------
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        if self.carried.enabled:
+            zeros = torch.zeros(self.cfg.data.batch_size, self.cfg.model.h_dim, device=self.device)
+            checkpoint["carried_state"] = self.carried.state_dict(
+                self.all_gather, self.trainer.world_size, zeros
+            )
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        if self.carried.enabled and "carried_state" in checkpoint:
+            world = self.trainer.world_size if self._trainer is not None else 1
+            self.carried.load_state_dict(checkpoint["carried_state"], self.global_rank, world)
+
     # ---- the latent noise ----------------------------------------------------------------
-    # z's noise comes from the module's own generator, reseeded at the start of every epoch
-    # and every validation: a resumed run draws exactly what an uninterrupted one would, and
-    # every validation scores the same noise (val/elbo moves only when the model does).
+    # z's noise comes from the module's own generator, reseeded for every training batch from
+    # its place (epoch, batch, rank) and at the start of every validation: a run resumed even
+    # in mid-epoch draws exactly what an uninterrupted one would, and every validation scores
+    # the same noise (val/elbo moves only when the model does).
     def _noise(self, device: torch.device) -> torch.Generator:
         if self._generator is None or self._generator.device != device:
             self._generator = torch.Generator(device)
@@ -195,10 +223,9 @@ class VRNNModule(L.LightningModule):
         self._epoch_seed = seed
         self._generator = None
 
-    def on_train_epoch_start(self):
-        self._reseed(
-            self.cfg.seed * 100_003 + 2 * self.current_epoch + 1_000_000 * self.global_rank
-        )
+    def on_train_batch_start(self, batch, batch_idx):
+        place = (self.cfg.seed * 100_003 + 2 * self.current_epoch) * 1_000_003 + batch_idx
+        self._reseed((place * 1009 + self.global_rank) % 2**63)
 
     def on_validation_epoch_start(self):
         self._reseed(self.cfg.seed * 100_003 + 1 + 1_000_000 * self.global_rank)
