@@ -17,10 +17,7 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-VARIANTS = ("rnn_gauss", "rnn_gmm", "vrnn_gauss", "vrnn_gmm", "vrnn_i_gauss", "vrnn_i_gmm")
-# what one step x_t is: a frame of data.frame_size samples, or a pen step (pen, dx, dy);
-# it follows from the corpus kind ("audio" or "strokes")
-OBSERVATIONS = ("audio", "pen")
+from .variant import VARIANTS
 
 
 class ConfigError(ValueError):

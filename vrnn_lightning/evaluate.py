@@ -27,10 +27,11 @@ from rich.table import Table
 from .config import ConfigError
 from .data.source import CorpusError
 from .evaluation import evaluate_checkpoint
+from .variant import Variant
 
 
 def table(result: dict) -> Table:
-    exact = result["variant"].startswith("rnn")
+    exact = not Variant.parse(result["variant"]).has_latent
     k = result["iw_samples"]
     unit = "sequence" if result["eval_full_sequences"] else f"{result['seq_len']}-frame window"
     t = Table(

@@ -5,12 +5,16 @@ Nothing here knows about file formats; the batches are ``{"x": (B, T, D), "mask"
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from dataclasses import asdict, is_dataclass
+
 import lightning as L
 import torch
 from omegaconf import DictConfig, OmegaConf
 from torchmetrics import MeanMetric
 
-from .model import VRNN, StepTerms, build_model
+from .config import ConfigError, ModelConfig, OptimConfig, merge_checked
+from .model import VRNN, StepTerms
 
 
 class NonFiniteLossError(RuntimeError):
@@ -20,39 +24,88 @@ class NonFiniteLossError(RuntimeError):
 class VRNNModule(L.LightningModule):
     """Minus the ELBO, summed over each sequence's frames and averaged over sequences.
 
-    ``config`` is the whole resolved run config (a plain dict, so that it is saved in every
-    checkpoint and a checkpoint alone rebuilds the run); ``data_kind`` is the corpus kind
-    ("audio" or "strokes").
+    ``model`` and ``optim`` are the config sections of those names (mappings or the dataclasses;
+    missing keys take the defaults, an unknown key is a ConfigError); ``observation`` and
+    ``x_dim`` say what x_t is and ``batch_size`` is the training batch size (for
+    optim.grad_clip_per_sequence): the DataModule knows all three, and
+    ``VRNNModule.for_data(datamodule, ...)`` reads them from it. ``seed`` seeds the latent
+    noise. All of it is saved in every checkpoint, so a checkpoint alone rebuilds the module;
+    ``run_config`` (the whole run config, for vrnn-eval and vrnn-sample) is saved beside it.
     """
 
-    def __init__(self, config: dict, data_kind: str):
+    def __init__(
+        self,
+        model: Mapping | ModelConfig | None = None,
+        optim: Mapping | OptimConfig | None = None,
+        *,
+        observation: str,
+        x_dim: int,
+        batch_size: int,
+        seed: int = 0,
+        run_config: Mapping | None = None,
+    ):
         super().__init__()
-        self.save_hyperparameters()
-        self.cfg: DictConfig = OmegaConf.create(config)
-        self.data_kind = data_kind
-        self.model: VRNN = build_model(self.cfg.model, data_kind, self.cfg.data.frame_size)
+        self.model_cfg: DictConfig = section(ModelConfig, model, "model")
+        self.optim_cfg: DictConfig = section(OptimConfig, optim, "optim")
+        self.observation, self.x_dim = observation, int(x_dim)
+        self.batch_size, self.seed = int(batch_size), int(seed)
+        self.run_config = None if run_config is None else OmegaConf.create(dict(run_config))
+        # plain containers, so that a checkpoint holds no class of this package
+        self.save_hyperparameters(
+            {
+                "model": OmegaConf.to_container(self.model_cfg),
+                "optim": OmegaConf.to_container(self.optim_cfg),
+                "observation": observation,
+                "x_dim": self.x_dim,
+                "batch_size": self.batch_size,
+                "seed": self.seed,
+                "run_config": None if run_config is None else _plain(run_config),
+            }
+        )
+        self.model: VRNN = VRNN(
+            observation=observation, x_dim=self.x_dim, **OmegaConf.to_container(self.model_cfg)
+        )
         self.nonfinite_in_a_row = 0
         self.nonfinite_total = 0
         self._generator: torch.Generator | None = None
-        self._epoch_seed = self.cfg.seed
+        self._epoch_seed = self.seed
         # validation sums, weighted so that DDP and uneven batches reduce exactly
         self.val_elbo = MeanMetric()
         self.val_elbo_per_frame = MeanMetric()
         self.val_kl = MeanMetric()
         self.val_log_px = MeanMetric()
 
+    @classmethod
+    def for_data(
+        cls,
+        datamodule,
+        model: Mapping | ModelConfig | None = None,
+        optim: Mapping | OptimConfig | None = None,
+        **kwargs,
+    ) -> VRNNModule:
+        """A module for the data of ``datamodule`` (a FramesDataModule): its observation kind,
+        x_dim and batch size."""
+        return cls(
+            model,
+            optim,
+            observation=datamodule.observation,
+            x_dim=datamodule.x_dim,
+            batch_size=datamodule.cfg.batch_size,
+            **kwargs,
+        )
+
     # ---- the objective ------------------------------------------------------------------
     def kl_weight(self) -> float:
-        steps = self.cfg.optim.kl_anneal_steps
+        steps = self.optim_cfg.kl_anneal_steps
         return 1.0 if steps <= 0 else min(1.0, (self.global_step + 1) / steps)
 
     def loss(self, terms: StepTerms, mask: torch.Tensor) -> torch.Tensor:
         """Minus the ELBO (KL annealed and floored by free bits when those options are on),
         summed over each sequence's frames, averaged over sequences."""
         kl = terms.kl
-        if self.cfg.optim.free_bits > 0 and terms.kl_per_dim is not None:
+        if self.optim_cfg.free_bits > 0 and terms.kl_per_dim is not None:
             # free bits: KL below the floor (per z dim and step) is not penalised
-            floor = torch.full_like(terms.kl_per_dim, self.cfg.optim.free_bits)
+            floor = torch.full_like(terms.kl_per_dim, self.optim_cfg.free_bits)
             kl = torch.where(mask, torch.maximum(terms.kl_per_dim, floor).sum(-1), 0.0)
         return -(terms.log_px - self.kl_weight() * kl).sum(1).mean()
 
@@ -80,7 +133,7 @@ class VRNNModule(L.LightningModule):
         self.nonfinite_in_a_row += 1
         self.nonfinite_total += 1
         self.log("train/nonfinite_steps", float(self.nonfinite_total))
-        limit = self.cfg.optim.max_nonfinite_steps
+        limit = self.optim_cfg.max_nonfinite_steps
         if self.nonfinite_in_a_row >= limit:
             raise NonFiniteLossError(
                 f"{self.nonfinite_in_a_row} consecutive training steps had a non-finite loss "
@@ -110,7 +163,7 @@ class VRNNModule(L.LightningModule):
 
     # ---- optimisation ------------------------------------------------------------------
     def configure_optimizers(self):
-        opt = self.cfg.optim
+        opt = self.optim_cfg
         # fused: one kernel over all parameters (on a CPU ten times the per-tensor loop's
         # speed); not under 16-bit AMP, whose GradScaler must unscale before clipping
         fused = not str(self.trainer.precision).startswith("16")
@@ -121,18 +174,18 @@ class VRNNModule(L.LightningModule):
     def configure_gradient_clipping(
         self, optimizer, gradient_clip_val=None, gradient_clip_algorithm=None
     ):
-        opt = self.cfg.optim
+        opt = self.optim_cfg
         if opt.grad_clip and opt.grad_clip > 0:
             # the original code divides gradients by the batch size, then clips at grad_clip.
             # Clipped here directly: Lightning's own clip_gradients refuses fused optimisers;
             # under 16-bit AMP the gradients are already unscaled at this point.
-            scale = self.cfg.data.batch_size if opt.grad_clip_per_sequence else 1
+            scale = self.batch_size if opt.grad_clip_per_sequence else 1
             torch.nn.utils.clip_grad_norm_(self.parameters(), opt.grad_clip * scale)
 
     def optimizer_step(self, *args, **kwargs):
         super().optimizer_step(*args, **kwargs)
-        if self.cfg.optim.max_norm:
-            self.model.apply_max_norm(self.cfg.optim.max_norm)
+        if self.optim_cfg.max_norm:
+            self.model.apply_max_norm(self.optim_cfg.max_norm)
 
     # ---- the latent noise ----------------------------------------------------------------
     # z's noise comes from the module's own generator, reseeded at the start of every epoch
@@ -149,9 +202,24 @@ class VRNNModule(L.LightningModule):
         self._generator = None
 
     def on_train_epoch_start(self):
-        self._reseed(
-            self.cfg.seed * 100_003 + 2 * self.current_epoch + 1_000_000 * self.global_rank
-        )
+        self._reseed(self.seed * 100_003 + 2 * self.current_epoch + 1_000_000 * self.global_rank)
 
     def on_validation_epoch_start(self):
-        self._reseed(self.cfg.seed * 100_003 + 1 + 1_000_000 * self.global_rank)
+        self._reseed(self.seed * 100_003 + 1 + 1_000_000 * self.global_rank)
+
+
+def section(schema: type, values, name: str) -> DictConfig:
+    """A config section (``model``, ``optim``) from a mapping or its dataclass, over the
+    schema's defaults; ConfigError naming ``<name>.<key>`` for an unknown key or a wrong type."""
+    if values is None:
+        values = {}
+    elif is_dataclass(values):
+        values = asdict(values)
+    elif not isinstance(values, Mapping):
+        raise ConfigError(f"{name}: expected a mapping of {name}.* settings, got {values!r}")
+    schema_cfg = OmegaConf.create({name: OmegaConf.structured(schema)})
+    return merge_checked(schema_cfg, {name: _plain(values)}, f"the {name} settings")[name]
+
+
+def _plain(values: Mapping) -> dict:
+    return OmegaConf.to_container(OmegaConf.create(dict(values)), resolve=True)

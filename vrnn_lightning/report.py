@@ -20,7 +20,7 @@ from pathlib import Path
 from omegaconf import OmegaConf
 from rich.table import Table
 
-from .config import VARIANTS
+from .variant import VARIANTS, Variant
 
 ESTIMATES = ("elbo", "iwae", "paper_estimate")
 EVAL_FILE = "sweep_eval.json"
@@ -148,7 +148,7 @@ def _number(mean: float, std: float) -> str:
 def cell_text(variant: str, cell: Cell | None) -> str:
     if cell is None:
         return "–"
-    if variant.startswith("rnn"):  # no latent variable: the ELBO is the exact log-likelihood
+    if not Variant.parse(variant).has_latent:  # the ELBO is the exact log-likelihood
         return _number(cell.mean("elbo"), cell.std("elbo"))
     elbo = _number(cell.mean("elbo"), cell.std("elbo"))
     iwae = _number(cell.mean("iwae"), cell.std("iwae"))
