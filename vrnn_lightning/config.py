@@ -129,8 +129,10 @@ class TrainerConfig:
 @dataclass
 class EvalConfig:
     split: str = "test"
-    iw_samples: int = 40
+    iw_samples: int = 40  # K of IWAE(K), SMC(K) and the paper's per-step estimate
     batch_size: int = 16
+    resampling: str = "systematic"  # SMC's resampling: systematic | multinomial
+    ess_threshold: float = 0.5  # SMC resamples when the ESS < this * K; 0: never (IWAE)
 
 
 @dataclass

@@ -1,10 +1,11 @@
-"""vrnn-eval: the log-likelihood of a split under a trained model, three ways, in nats.
+"""vrnn-eval: the log-likelihood of a split under a trained model, every estimator, in nats.
 
     vrnn-eval --ckpt runs/timit/checkpoints/last.ckpt [--out FILE] [key=value ...]
     vrnn-eval --ckpt ... eval.split=valid eval.iw_samples=40 eval.batch_size=8
 
 - ELBO: the variational lower bound, one z sample per step (the paper's ">=" column).
 - IWAE: the sequence-level importance-weighted bound with K = eval.iw_samples samples.
+- SMC: the particle filter's bound with K particles (eval.resampling, eval.ess_threshold).
 - paper: the paper's per-step estimator with the same K (its "~" column; not a bound).
 
 Each is reported per sequence (the mean over sequences of the sum over their frames, as the
@@ -26,6 +27,7 @@ from rich.table import Table
 
 from .config import ConfigError
 from .data.source import CorpusError
+from .estimators import ESTIMATORS
 from .evaluation import evaluate_checkpoint
 from .variant import Variant
 
@@ -38,30 +40,27 @@ def table(result: dict) -> Table:
         title=f"{result['variant']} on {result['dataset']} ({result['split']}): "
         f"log-likelihood in nats",
         caption=(
-            "rnn_* variant: all three are the exact log-likelihood"
+            "rnn_* variant: all are the exact log-likelihood"
             if exact
-            else f"ELBO and IWAE are lower bounds; the paper's estimate is not a bound. "
+            else f">=: a lower bound (SMC's in expectation; it resampled "
+            f"{result['smc']['resampled_per_sequence']:.1f} times per sequence); ≈: not a bound. "
             f"{result['n_sequences']} sequences, {result['n_frames']} frames"
         ),
     )
     t.add_column("estimate")
     t.add_column(f"per {unit}", justify="right")
     t.add_column("per frame", justify="right")
-    names = {
-        "elbo": "ELBO (>=)",
-        "iwae": f"IWAE, K={k} (>=)",
-        "paper_estimate": f"paper per-step, K={k} (~)",
-    }
-    for key, label in names.items():
-        r = result[key]
-        t.add_row(label, f"{r['per_sequence']:.2f}", f"{r['per_frame']:.4f}")
+    for name, estimator in ESTIMATORS.items():
+        r = result[name]
+        t.add_row(estimator.label(k), f"{r['per_sequence']:.2f}", f"{r['per_frame']:.4f}")
     return t
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="vrnn-eval",
-        description="ELBO, IWAE and the paper's estimate of a split, from a vrnn-fit checkpoint.",
+        description="ELBO, IWAE, SMC and the paper's estimate of a split, from a vrnn-fit "
+        "checkpoint.",
     )
     parser.add_argument("--ckpt", required=True, help="a checkpoint written by vrnn-fit")
     parser.add_argument("--out", help="JSON file (default <run folder>/eval_<split>.json)")

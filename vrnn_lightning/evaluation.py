@@ -1,13 +1,11 @@
-"""Scoring a trained model: the log-likelihood of a split, three ways, in nats.
-
-- ELBO: the variational lower bound, one z sample per step (the paper's ">=" column).
-- IWAE: the sequence-level importance-weighted bound with K = eval.iw_samples samples.
-- paper: the paper's per-step estimator with the same K (its "~" column; not a bound).
+"""Scoring a trained model: the log-likelihood of a split by every registered estimator, in
+nats (vrnn_lightning/estimators.py: ELBO, IWAE(K), SMC(K), the paper's per-step estimate, with
+K = eval.iw_samples; SMC resamples by eval.resampling below eval.ess_threshold * K).
 
 Each is reported per sequence (the mean over sequences of the sum over their frames, as the
-paper's Table 1) and per frame (the total over all frames / the number of frames). For the
-rnn_* variants there is no latent variable and all three are the exact log-likelihood.
-The K samples of a batch run as K * eval.batch_size rows at once.
+paper's Table 1) and per frame (the total over all frames / the number of frames); SMC also
+with how often it resampled. For the rnn_* variants there is no latent variable and all are
+the exact log-likelihood. The K samples of a batch run as K * eval.batch_size rows at once.
 """
 
 from __future__ import annotations
@@ -23,15 +21,14 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from .checkpoint import datamodule_for, device, load_checkpoint, run_dir
 from .config import ConfigError
 from .data.store import SPLITS
-from .estimators import elbo, importance_estimates
+from .estimators import ESTIMATORS, Scoring, estimate_all
 from .module import VRNNModule
-
-ESTIMATES = ("elbo", "iwae", "paper_estimate")
+from .smc import RESAMPLING
 
 
 @torch.no_grad()
 def evaluate(module: VRNNModule, cfg: DictConfig, console: Console | None = None) -> dict:
-    """ELBO, IWAE(K) and the paper's estimate over ``cfg.eval.split``: a dict as in the JSON."""
+    """Every registered estimate over ``cfg.eval.split``: a dict as in the JSON."""
     split, k = cfg.eval.split, cfg.eval.iw_samples
     if split not in SPLITS:
         raise ConfigError(f"eval.split: '{split}' is not a split; valid: {', '.join(SPLITS)}")
@@ -39,6 +36,14 @@ def evaluate(module: VRNNModule, cfg: DictConfig, console: Console | None = None
         raise ConfigError(f"eval.iw_samples: {k}; it must be >= 1")
     if cfg.eval.batch_size < 1:
         raise ConfigError(f"eval.batch_size: {cfg.eval.batch_size}; it must be >= 1")
+    if cfg.eval.resampling not in RESAMPLING:
+        raise ConfigError(
+            f"eval.resampling: '{cfg.eval.resampling}' is not one of {', '.join(RESAMPLING)}"
+        )
+    if not 0 <= cfg.eval.ess_threshold <= 1:
+        raise ConfigError(
+            f"eval.ess_threshold: {cfg.eval.ess_threshold}; a fraction of K in [0, 1]"
+        )
     dm = datamodule_for(module, cfg, cfg.eval.batch_size)
     try:
         loader = dm.eval_dataloader(split)
@@ -49,8 +54,8 @@ def evaluate(module: VRNNModule, cfg: DictConfig, console: Console | None = None
     model.compile = cfg.model.compile  # e.g. model.compile=true: a faster IWAE at large K
     torch.manual_seed(cfg.seed)  # the same z draws on every run
 
-    totals = dict.fromkeys(ESTIMATES, 0.0)
-    n_sequences = n_frames = 0
+    totals = dict.fromkeys(ESTIMATORS, 0.0)
+    n_sequences = n_frames = n_resampled = 0
     progress = Progress(
         TextColumn(f"{split} [progress.description]{{task.description}}"),
         BarColumn(),
@@ -63,17 +68,13 @@ def evaluate(module: VRNNModule, cfg: DictConfig, console: Console | None = None
         task = progress.add_task("batches", total=len(loader))
         for batch in loader:
             x, mask = batch["x"].to(dev), batch["mask"].to(dev)
-            estimates = {"elbo": elbo(model, x, mask)}
-            if model.latent:
-                # K samples of each sequence run as one batch of K * B rows
-                estimates["iwae"], estimates["paper_estimate"] = importance_estimates(
-                    model, x, mask, k
-                )
-            else:
-                # no latent variable: the ELBO is the exact log-likelihood, and so are the rest
-                estimates["iwae"] = estimates["paper_estimate"] = estimates["elbo"]
+            # K samples (particles) of each sequence run as one batch of K * B rows
+            scoring = Scoring(model, x, mask, k, cfg.eval.resampling, cfg.eval.ess_threshold)
+            estimates = estimate_all(scoring)
             for name, est in estimates.items():
                 totals[name] += est.per_sequence.double().sum().item()
+            if estimates["smc"].n_resampled is not None:  # None: rnn_*, nothing to resample
+                n_resampled += int(estimates["smc"].n_resampled.sum())
             n_sequences += x.shape[0]
             n_frames += int(mask.sum())
             progress.advance(task)
@@ -82,8 +83,15 @@ def evaluate(module: VRNNModule, cfg: DictConfig, console: Console | None = None
 
     result = {
         name: {"per_sequence": totals[name] / n_sequences, "per_frame": totals[name] / n_frames}
-        for name in ESTIMATES
+        for name in ESTIMATORS
     }
+    # how often SMC resampled: per sequence, and as a fraction of the frames
+    result["smc"].update(
+        resampled_per_sequence=n_resampled / n_sequences,
+        resampling_rate=n_resampled / n_frames,
+        resampling=cfg.eval.resampling,
+        ess_threshold=cfg.eval.ess_threshold,
+    )
     result.update(
         n_sequences=n_sequences,
         n_frames=n_frames,
