@@ -6,7 +6,8 @@ import torch
 from omegaconf import OmegaConf
 from torch.utils.data import DataLoader
 
-from vrnn_lightning.config import load_config
+from vrnn_lightning import estimators
+from vrnn_lightning.config import ConfigError, load_config
 from vrnn_lightning.module import NonFiniteLossError, VRNNModule
 
 TINY = [
@@ -145,3 +146,67 @@ def test_a_checkpoint_written_before_the_explicit_arguments_still_loads(tmp_path
     assert run.model.variant == "vrnn_gauss" and run.data.frame_size == 5
     for (name, p), q in zip(new.state_dict().items(), loaded.state_dict().values(), strict=True):
         torch.testing.assert_close(p, q, msg=name)
+
+
+@pytest.mark.parametrize("objective", ["iwae", "fivo"])
+def test_iwae_and_fivo_objectives_are_their_bounds_and_train_every_parameter(objective):
+    mod = module(f"optim.objective={objective}", "optim.particles=3")
+    x, mask = torch.randn(2, 6, 5), torch.ones(2, 6, dtype=torch.bool)
+    mask[1, 4:] = False
+    mod._reseed(7)
+    loss = mod.training_step({"x": x, "mask": mask}, 0)
+    # the loss is minus the estimator's bound on the same draws
+    mod._reseed(7)
+    gen = mod._noise(x.device)
+    with torch.no_grad():
+        if objective == "iwae":
+            bound = estimators.iwae(mod.model, x, mask, 3, gen)
+        else:
+            bound = estimators.smc(mod.model, x, mask, 3, generator=gen)
+    torch.testing.assert_close(loss.detach(), -bound.per_sequence.mean())
+    loss.backward()
+    missing = [n for n, p in mod.named_parameters() if p.grad is None or not p.grad.any()]
+    assert not missing, f"no gradient reaches {missing}"
+
+
+def test_fivo_with_one_particle_is_the_single_sample_bound_in_value_and_gradient():
+    """K = 1: nothing to resample; FIVO's loss and gradient are the ELBO's with sampled KL
+    (log p(x|z) + log p(z) - log q(z)) on the same noise."""
+    x = torch.randn(2, 6, 5)
+    mask = torch.ones(2, 6, dtype=torch.bool)
+    fivo, elbo = module("optim.objective=fivo", "optim.particles=1"), module()
+    elbo.model.load_state_dict(fivo.model.state_dict())
+    noise = torch.randn(2, 6, 2)
+    value = estimators.smc(fivo.model, x, mask, 1, noise=noise).per_sequence.mean()
+    (-value).backward()
+    reference = elbo.model(x, mask, noise=noise).log_weight.sum(1).mean()
+    (-reference).backward()
+    torch.testing.assert_close(value, reference)
+    for (name, p), q in zip(fivo.model.named_parameters(), elbo.model.parameters(), strict=True):
+        torch.testing.assert_close(p.grad, q.grad, atol=1e-5, rtol=1e-4, msg=name)
+
+
+def test_validation_reports_the_elbo_and_the_objective():
+    mod = module("optim.objective=fivo", "optim.particles=2")
+    logged = {}
+    mod.log = lambda name, value, **kw: logged.__setitem__(name, float(value))
+    mod.on_validation_epoch_start()
+    for batch in batches(2):
+        with torch.no_grad():
+            mod.validation_step(batch, 0)
+    mod.on_validation_epoch_end()
+    assert {"val/elbo", "val/fivo"} <= set(logged)
+    assert logged["val/fivo"] != logged["val/elbo"]
+
+
+@pytest.mark.parametrize(
+    "override,named",
+    [
+        ("optim.objective=vimco", "optim.objective"),
+        ("optim.particles=0", "optim.particles"),
+        ("optim.kl_anneal_steps=100", "optim.kl_anneal_steps"),
+    ],
+)
+def test_bad_objective_settings_name_the_key(override, named):
+    with pytest.raises(ConfigError, match=named):
+        load_config(overrides=[*TINY, "optim.objective=iwae", override])

@@ -13,7 +13,8 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 from torchmetrics import MeanMetric
 
-from .config import ConfigError, ModelConfig, OptimConfig, merge_checked
+from . import estimators
+from .config import ConfigError, ModelConfig, OptimConfig, check_values, merge_checked
 from .model import VRNN, StepTerms
 
 
@@ -22,7 +23,20 @@ class NonFiniteLossError(RuntimeError):
 
 
 class VRNNModule(L.LightningModule):
-    """Minus the ELBO, summed over each sequence's frames and averaged over sequences.
+    """Minus the ELBO, summed over each sequence's frames and averaged over sequences; or minus
+    another bound of log p(x) (``optim.objective``):
+
+    - ``iwae``: IWAE(K) of each sequence, K = ``optim.particles`` samples in one batch;
+    - ``fivo``: SMC(K)'s bound (Maddison et al. 2017), a particle filter with K particles that
+      resamples (systematic) when the effective sample size falls below K/2. Its gradient
+      drops the resampling's score-function terms, as the FIVO paper does: the ancestor
+      draws are treated as constants, gradients flow through the weights and along the
+      chosen ancestors' states (a biased but low-variance gradient of the bound).
+      It runs ``VRNN.step`` one step at a time (resampling acts between steps), so a
+      training step is slower than the fused ELBO's.
+
+    Validation always reports the ELBO (``val/elbo``) and adds the objective's bound
+    (``val/iwae`` or ``val/fivo``).
 
     ``model`` and ``optim`` are the config sections of those names (mappings or the dataclasses;
     missing keys take the defaults, an unknown key is a ConfigError); ``observation`` and
@@ -74,6 +88,7 @@ class VRNNModule(L.LightningModule):
         self.val_elbo_per_frame = MeanMetric()
         self.val_kl = MeanMetric()
         self.val_log_px = MeanMetric()
+        self.val_objective = MeanMetric()  # the training bound, when it is not the ELBO
 
     @classmethod
     def for_data(
@@ -109,8 +124,23 @@ class VRNNModule(L.LightningModule):
             kl = torch.where(mask, torch.maximum(terms.kl_per_dim, floor).sum(-1), 0.0)
         return -(terms.log_px - self.kl_weight() * kl).sum(1).mean()
 
+    @property
+    def objective(self) -> str:
+        # a checkpoint from before optim.objective existed gets the default: the ELBO
+        return self.optim_cfg.objective
+
+    def bound(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """The training objective's bound of each sequence (B,) for iwae and fivo."""
+        objective, k = self.objective, self.optim_cfg.particles
+        generator = self._noise(x.device)
+        if objective == "iwae":
+            return estimators.iwae(self.model, x, mask, k, generator).per_sequence
+        return estimators.smc(self.model, x, mask, k, generator=generator).per_sequence
+
     def training_step(self, batch, batch_idx):
         x, mask = batch["x"], batch["mask"]
+        if self.objective != "elbo":
+            return self._bound_training_step(x, mask)
         terms = self.model(x, mask, generator=self._noise(x.device))
         loss = self.loss(terms, mask)
         elbo = (terms.log_px - terms.kl).sum(1)  # the true bound, logged
@@ -126,6 +156,18 @@ class VRNNModule(L.LightningModule):
         self.log("train/kl", terms.kl.sum(1).mean(), batch_size=batch_size)
         self.log("train/log_px", terms.log_px.sum(1).mean(), batch_size=batch_size)
         self.log("train/kl_weight", self.kl_weight(), batch_size=batch_size)
+        return loss
+
+    def _bound_training_step(self, x: torch.Tensor, mask: torch.Tensor):
+        bound = self.bound(x, mask)
+        loss = -bound.mean()
+        if not torch.isfinite(loss):
+            return self._skip_nonfinite()
+        self.nonfinite_in_a_row = 0
+        objective, batch_size = self.objective, x.shape[0]
+        self.log("train/loss", loss, prog_bar=True, batch_size=batch_size)
+        self.log(f"train/{objective}", bound.mean(), batch_size=batch_size)
+        self.log(f"train/{objective}_per_frame", bound.sum() / mask.sum(), batch_size=batch_size)
         return loss
 
     def _skip_nonfinite(self):
@@ -152,14 +194,19 @@ class VRNNModule(L.LightningModule):
         self.val_elbo_per_frame.update(elbo / n_frames, weight=n_frames)
         self.val_kl.update(terms.kl.sum(1))
         self.val_log_px.update(terms.log_px.sum(1))
+        if self.objective != "elbo":
+            self.val_objective.update(self.bound(x, mask))
 
     def on_validation_epoch_end(self):
         self.log("val/elbo", self.val_elbo.compute(), prog_bar=True)
         self.log("val/elbo_per_frame", self.val_elbo_per_frame.compute())
         self.log("val/kl", self.val_kl.compute())
         self.log("val/log_px", self.val_log_px.compute())
+        if self.objective != "elbo":
+            self.log(f"val/{self.objective}", self.val_objective.compute())
         for metric in (self.val_elbo, self.val_elbo_per_frame, self.val_kl, self.val_log_px):
             metric.reset()
+        self.val_objective.reset()
 
     # ---- optimisation ------------------------------------------------------------------
     def configure_optimizers(self):
@@ -218,7 +265,9 @@ def section(schema: type, values, name: str) -> DictConfig:
     elif not isinstance(values, Mapping):
         raise ConfigError(f"{name}: expected a mapping of {name}.* settings, got {values!r}")
     schema_cfg = OmegaConf.create({name: OmegaConf.structured(schema)})
-    return merge_checked(schema_cfg, {name: _plain(values)}, f"the {name} settings")[name]
+    cfg = merge_checked(schema_cfg, {name: _plain(values)}, f"the {name} settings")
+    check_values(cfg)
+    return cfg[name]
 
 
 def _plain(values: Mapping) -> dict:

@@ -23,7 +23,7 @@ from lightning.pytorch.loggers import CSVLogger, WandbLogger
 from lightning.pytorch.utilities import rank_zero_only
 from omegaconf import DictConfig, OmegaConf
 
-from .config import ConfigError, to_yaml, wandb_mode
+from .config import ConfigError, check_hardware, to_yaml, wandb_mode
 from .data.datamodule import FramesDataModule
 from .module import VRNNModule
 
@@ -125,6 +125,7 @@ def train(cfg: DictConfig, extra_callbacks: list | None = None) -> Path:
     """Train as the run config ``cfg`` says; returns the run folder. ``extra_callbacks`` (e.g.
     a benchmark's probe) run beside the run's own."""
     out_dir = Path(cfg.out_dir)
+    check_hardware(cfg)  # before the run folder is made
     ckpt_path = resolve_ckpt_path(cfg)
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "config.yaml").write_text(to_yaml(cfg))
