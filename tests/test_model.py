@@ -222,3 +222,19 @@ def test_compiled_decoder_gives_the_same_terms_and_gradients():
         results.append((terms.log_px.detach(), model.output.mu.weight.grad))
     torch.testing.assert_close(results[1][0], results[0][0], atol=1e-4, rtol=1e-5)
     torch.testing.assert_close(results[1][1], results[0][1], atol=1e-5, rtol=1e-4)
+
+
+@pytest.mark.parametrize("variant", ["rnn_gmm", "vrnn_gmm"])
+def test_scoring_in_slices_equals_one_pass(variant, monkeypatch):
+    # without gradients, many rows (IWAE's K x B) are decoded in cache-sized slices
+    import vrnn_lightning.model as model_module
+
+    model = make(variant, "audio")
+    x = data("audio", batch=5, steps=6)
+    noise = torch.randn(3 * 5, 6, SMALL["z_dim"])
+    with torch.no_grad():
+        whole = model(x, n_samples=3, noise=noise)
+        monkeypatch.setattr(model_module, "_SCORING_ROWS", 13)  # slices of 2 sequences
+        sliced = model(x, n_samples=3, noise=noise)
+    torch.testing.assert_close(sliced.log_px, whole.log_px)
+    torch.testing.assert_close(sliced.log_weight, whole.log_weight)

@@ -190,7 +190,9 @@ class VRNN(nn.Module):
             w_h, w_ih_z, h_prevs_data, fzs_data, (steps, batch, w_h.shape[0]), dtype
         )
         # Everything that depends on x only, for all steps at once, time-major.
-        x_part = _repeat(F.linear(fx, w_x, b_x), n_samples).transpose(0, 1) + probes
+        x_part = _repeat(F.linear(fx, w_x, b_x), n_samples).transpose(0, 1)
+        if torch.is_grad_enabled():  # scoring needs no probes: skip a pass over x_part
+            x_part = x_part + probes
         for x_t, noise_t in zip(x_part.unbind(0), noise.unbind(1), strict=True):
             h_proj = torch.addmm(x_t, h, w_h_t)
             hidden = F.relu(h_proj[:, n_gates:])
@@ -228,11 +230,24 @@ class VRNN(nn.Module):
         """log p(x_t | ...) of every step: the decoder and the output density, the largest
         per-frame work after the loop; torch.compile fuses its elementwise passes when
         ``compile`` is on."""
-        if not self.compile:
-            return _decode_log_prob(self.decoder, self.output, decoder_in, x)
-        if self._compiled_log_px is None:
-            self._compiled_log_px = torch.compile(_decode_log_prob)
-        return self._compiled_log_px(self.decoder, self.output, decoder_in, x)
+        if self.compile:
+            if self._compiled_log_px is None:
+                self._compiled_log_px = torch.compile(_decode_log_prob)
+            decode = self._compiled_log_px
+        else:
+            decode = _decode_log_prob
+        rows = x.shape[0] * x.shape[1]
+        if torch.is_grad_enabled() or rows <= _SCORING_ROWS:
+            return decode(self.decoder, self.output, decoder_in, x)
+        # scoring many rows (IWAE's K x B): in slices whose per-component tensors stay in
+        # cache, as one ELBO batch's do, instead of one pass over K times the memory
+        chunk = max(1, _SCORING_ROWS // x.shape[1])
+        return torch.cat(
+            [
+                decode(self.decoder, self.output, d, xc)
+                for d, xc in zip(decoder_in.split(chunk), x.split(chunk), strict=True)
+            ]
+        )
 
     # ----------------------------------------------------------------------------------
     # One step at a time, as the paper writes it (section 3)
@@ -391,6 +406,11 @@ def lstm_cell(gates: torch.Tensor, c: torch.Tensor) -> State:
     i, f, g, o = gates.chunk(4, dim=-1)
     c = torch.addcmul(torch.sigmoid(i) * torch.tanh(g), torch.sigmoid(f), c)
     return torch.sigmoid(o) * torch.tanh(c), c
+
+
+# rows (batch x steps) per slice of the decoder and output density when scoring without
+# gradients: a slice's (rows, x_dim, K) tensors stay in cache
+_SCORING_ROWS = 2048
 
 
 def _decode_log_prob(decoder: nn.Module, output: nn.Module, decoder_in, x) -> torch.Tensor:
