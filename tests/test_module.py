@@ -1,5 +1,7 @@
 """VRNNModule: the objective's options and what happens on a non-finite loss."""
 
+from pathlib import Path
+
 import lightning as L
 import pytest
 import torch
@@ -8,7 +10,7 @@ from torch.utils.data import DataLoader
 
 from vrnn_lightning import estimators
 from vrnn_lightning.config import ConfigError, load_config
-from vrnn_lightning.module import NonFiniteLossError, VRNNModule
+from vrnn_lightning.module import NonFiniteLossError, VRNNModule, clip_threshold
 
 TINY = [
     "model.variant=vrnn_gauss",
@@ -27,8 +29,14 @@ TINY = [
 
 def module(*overrides: str) -> VRNNModule:
     cfg = load_config(overrides=[*TINY, *overrides])
+    data = cfg.data
     return VRNNModule(
-        cfg.model, cfg.optim, observation="audio", x_dim=5, batch_size=cfg.data.batch_size
+        cfg.model,
+        cfg.optim,
+        observation="audio",
+        x_dim=5,
+        batch_size=data.batch_size,
+        seq_len=data.seq_len,
     )
 
 
@@ -146,6 +154,40 @@ def test_a_checkpoint_written_before_the_explicit_arguments_still_loads(tmp_path
     assert run.model.variant == "vrnn_gauss" and run.data.frame_size == 5
     for (name, p), q in zip(new.state_dict().items(), loaded.state_dict().values(), strict=True):
         torch.testing.assert_close(p, q, msg=name)
+
+
+# the original's clipping (gradients / batch size, norm 5) on each dataset's own loss scale
+PAPER_CLIP = {
+    "blizzard.yaml": 5 * 128 * 40,  # per-frame mean loss: 25,600 here
+    "accent.yaml": 5 * 128 * 40,
+    "timit.yaml": 5 * 64,  # per-sequence sum: 320
+    "onomatopoeia.yaml": 5 * 64,
+    "iamondb.yaml": 5 * 64,
+}
+
+
+@pytest.mark.parametrize("name", sorted(PAPER_CLIP))
+def test_each_paper_config_clips_where_the_original_did(name):
+    cfg = load_config(Path(__file__).resolve().parents[1] / "conf" / name)
+    assert clip_threshold(cfg.optim, cfg.data) == PAPER_CLIP[name]
+
+
+def test_the_clip_threshold_follows_its_scale_and_is_applied():
+    none = load_config(overrides=[*TINY, "optim.grad_clip_scale=none"])
+    assert clip_threshold(none.optim, none.data) == 5.0
+    mod = module("optim.grad_clip_scale=batch_frames", "data.seq_len=3", "optim.grad_clip=0.5")
+    assert clip_threshold(mod.optim_cfg, mod) == 0.5 * 2 * 3
+    assert clip_threshold(mod.optim_cfg, mod, world_size=4) == 0.5 * 8 * 3
+    off = load_config(overrides=[*TINY, "optim.grad_clip=0"])
+    assert clip_threshold(off.optim, off.data) is None
+    for p in mod.parameters():
+        p.grad = torch.full_like(p, 10.0)
+    mod.trainer = trainer()  # one process
+    mod.configure_gradient_clipping(None)
+    norm = torch.nn.utils.get_total_norm([p.grad for p in mod.parameters()])
+    torch.testing.assert_close(norm, torch.tensor(3.0))
+    with pytest.raises(ConfigError, match="optim.grad_clip_scale"):
+        module("optim.grad_clip_scale=frames")
 
 
 @pytest.mark.parametrize("objective", ["iwae", "fivo"])

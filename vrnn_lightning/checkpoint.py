@@ -59,6 +59,7 @@ def module_arguments(hparams: dict) -> dict:
         "observation": observation,
         "x_dim": x_dim,
         "batch_size": config["data"]["batch_size"],
+        "seq_len": config["data"]["seq_len"],
         "seed": config["seed"],
         "run_config": config,
     }

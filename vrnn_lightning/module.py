@@ -16,6 +16,19 @@ from torchmetrics import MeanMetric
 from . import estimators
 from .config import ConfigError, ModelConfig, OptimConfig, check_values, merge_checked
 from .model import VRNN, StepTerms
+from .tbptt import CarriedState
+
+
+def clip_threshold(optim, data, world_size: int = 1) -> float | None:
+    """The gradient-norm threshold equivalent to the original's clipping (config.py,
+    optim.grad_clip_scale); its batch is the global one (DDP averages the ranks' gradients).
+    None: no clipping."""
+    if not optim.grad_clip or optim.grad_clip <= 0:
+        return None
+    batch = data.batch_size * world_size
+    if optim.grad_clip_scale == "batch_frames":
+        return float(optim.grad_clip * batch * data.seq_len)
+    return float(optim.grad_clip * (batch if optim.grad_clip_scale == "batch" else 1))
 
 
 class NonFiniteLossError(RuntimeError):
@@ -40,8 +53,9 @@ class VRNNModule(L.LightningModule):
 
     ``model`` and ``optim`` are the config sections of those names (mappings or the dataclasses;
     missing keys take the defaults, an unknown key is a ConfigError); ``observation`` and
-    ``x_dim`` say what x_t is and ``batch_size`` is the training batch size (for
-    optim.grad_clip_per_sequence): the DataModule knows all three, and
+    ``x_dim`` say what x_t is; ``batch_size`` and ``seq_len`` are the training batch size
+    and window length (optim.grad_clip_scale sets the clip threshold from them, and carried
+    TBPTT state is one row per stream): the DataModule knows them all, and
     ``VRNNModule.for_data(datamodule, ...)`` reads them from it. ``seed`` seeds the latent
     noise. All of it is saved in every checkpoint, so a checkpoint alone rebuilds the module;
     ``run_config`` (the whole run config, for vrnn-eval and vrnn-sample) is saved beside it.
@@ -55,6 +69,7 @@ class VRNNModule(L.LightningModule):
         observation: str,
         x_dim: int,
         batch_size: int,
+        seq_len: int | None = None,
         seed: int = 0,
         run_config: Mapping | None = None,
     ):
@@ -63,6 +78,9 @@ class VRNNModule(L.LightningModule):
         self.optim_cfg: DictConfig = section(OptimConfig, optim, "optim")
         self.observation, self.x_dim = observation, int(x_dim)
         self.batch_size, self.seed = int(batch_size), int(seed)
+        self.seq_len = None if seq_len is None else int(seq_len)
+        if self.seq_len is None and self.optim_cfg.grad_clip_scale == "batch_frames":
+            raise ConfigError("optim.grad_clip_scale: batch_frames needs the module's seq_len")
         self.run_config = None if run_config is None else OmegaConf.create(dict(run_config))
         # plain containers, so that a checkpoint holds no class of this package
         self.save_hyperparameters(
@@ -72,6 +90,7 @@ class VRNNModule(L.LightningModule):
                 "observation": observation,
                 "x_dim": self.x_dim,
                 "batch_size": self.batch_size,
+                "seq_len": self.seq_len,
                 "seed": self.seed,
                 "run_config": None if run_config is None else _plain(run_config),
             }
@@ -79,6 +98,7 @@ class VRNNModule(L.LightningModule):
         self.model: VRNN = VRNN(
             observation=observation, x_dim=self.x_dim, **OmegaConf.to_container(self.model_cfg)
         )
+        self.carried = CarriedState(self.optim_cfg.tbptt_reset_every)
         self.nonfinite_in_a_row = 0
         self.nonfinite_total = 0
         self._generator: torch.Generator | None = None
@@ -106,6 +126,7 @@ class VRNNModule(L.LightningModule):
             observation=datamodule.observation,
             x_dim=datamodule.x_dim,
             batch_size=datamodule.cfg.batch_size,
+            seq_len=datamodule.cfg.seq_len,
             **kwargs,
         )
 
@@ -141,12 +162,15 @@ class VRNNModule(L.LightningModule):
         x, mask = batch["x"], batch["mask"]
         if self.objective != "elbo":
             return self._bound_training_step(x, mask)
-        terms = self.model(x, mask, generator=self._noise(x.device))
+        state = self.carried.initial(batch_idx, x.shape[0], x.device)
+        terms = self.model(x, mask, state=state, generator=self._noise(x.device))
         loss = self.loss(terms, mask)
         elbo = (terms.log_px - terms.kl).sum(1)  # the true bound, logged
 
         if not torch.isfinite(loss):
+            self.carried.forget()
             return self._skip_nonfinite()
+        self.carried.keep(terms.final_state, batch_idx)
         self.nonfinite_in_a_row = 0
         n_frames = mask.sum()
         batch_size = x.shape[0]
@@ -221,23 +245,35 @@ class VRNNModule(L.LightningModule):
     def configure_gradient_clipping(
         self, optimizer, gradient_clip_val=None, gradient_clip_algorithm=None
     ):
-        opt = self.optim_cfg
-        if opt.grad_clip and opt.grad_clip > 0:
-            # the original code divides gradients by the batch size, then clips at grad_clip.
-            # Clipped here directly: Lightning's own clip_gradients refuses fused optimisers;
-            # under 16-bit AMP the gradients are already unscaled at this point.
-            scale = self.batch_size if opt.grad_clip_per_sequence else 1
-            torch.nn.utils.clip_grad_norm_(self.parameters(), opt.grad_clip * scale)
+        threshold = clip_threshold(self.optim_cfg, self, self.trainer.world_size)
+        if threshold:
+            # clipped here directly: Lightning's own clip_gradients refuses fused optimisers;
+            # under 16-bit AMP the gradients are already unscaled at this point
+            torch.nn.utils.clip_grad_norm_(self.parameters(), threshold)
 
     def optimizer_step(self, *args, **kwargs):
         super().optimizer_step(*args, **kwargs)
         if self.optim_cfg.max_norm:
             self.model.apply_max_norm(self.optim_cfg.max_norm)
 
+    # ---- truncated BPTT: every rank's carried state in the checkpoint ---------------------
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        if self.carried.enabled:
+            zeros = torch.zeros(self.batch_size, self.model_cfg.h_dim, device=self.device)
+            checkpoint["carried_state"] = self.carried.state_dict(
+                self.all_gather, self.trainer.world_size, zeros
+            )
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        if self.carried.enabled and "carried_state" in checkpoint:
+            world = self.trainer.world_size if self._trainer is not None else 1
+            self.carried.load_state_dict(checkpoint["carried_state"], self.global_rank, world)
+
     # ---- the latent noise ----------------------------------------------------------------
-    # z's noise comes from the module's own generator, reseeded at the start of every epoch
-    # and every validation: a resumed run draws exactly what an uninterrupted one would, and
-    # every validation scores the same noise (val/elbo moves only when the model does).
+    # z's noise comes from the module's own generator, reseeded for every training batch from
+    # its place (epoch, batch, rank) and at the start of every validation: a run resumed even
+    # in mid-epoch draws exactly what an uninterrupted one would, and every validation scores
+    # the same noise (val/elbo moves only when the model does).
     def _noise(self, device: torch.device) -> torch.Generator:
         if self._generator is None or self._generator.device != device:
             self._generator = torch.Generator(device)
@@ -248,8 +284,9 @@ class VRNNModule(L.LightningModule):
         self._epoch_seed = seed
         self._generator = None
 
-    def on_train_epoch_start(self):
-        self._reseed(self.seed * 100_003 + 2 * self.current_epoch + 1_000_000 * self.global_rank)
+    def on_train_batch_start(self, batch, batch_idx):
+        place = (self.seed * 100_003 + 2 * self.current_epoch) * 1_000_003 + batch_idx
+        self._reseed((place * 1009 + self.global_rank) % 2**63)
 
     def on_validation_epoch_start(self):
         self._reseed(self.seed * 100_003 + 1 + 1_000_000 * self.global_rank)

@@ -43,6 +43,9 @@ LOADER_KEYS = frozenset(
         "cache_dir",
         "seq_len",
         "eval_full_sequences",
+        "train_full_sequences",
+        "streams",
+        "norm_stats",  # applied when reading
         "batch_size",
         "eval_batch_size",
         "num_workers",
@@ -396,6 +399,14 @@ class FrameStore:
         stop = n if stop is None else min(stop, n)
         base = int(self.offsets[i])
         return self._frames()[base + start : base + stop]
+
+    def span(self, start: int, stop: int) -> np.ndarray:
+        """Frames [start, stop) of the split's sequences laid end to end, as stored."""
+        if not 0 <= start <= stop <= self.n_frames:
+            raise IndexError(
+                f"frames [{start}, {stop}) out of range: {self.path} has {self.n_frames}"
+            )
+        return self._frames()[start:stop]
 
     def normalise(self, frames: np.ndarray) -> np.ndarray:
         x = frames.astype(np.float32)
