@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from vrnn_lightning import prepare as prepare_mod
+from vrnn_lightning.data import pipeline
 from vrnn_lightning.data.corpora import get_corpus
 from vrnn_lightning.data.store import FrameStore, as_data_config
 
@@ -66,7 +66,7 @@ def test_statistics_see_the_values_the_reader_normalises(tmp_path, float_first):
     if float_first:  # the first train file decides the store's type
         assert sorted(train_names)[0] == names["float"]
 
-    folder = prepare_mod.prepare(cfg, progress=False)
+    folder = pipeline.prepare(cfg, progress=False)
     train = FrameStore(folder / "train.h5")
     assert train.dtype == (np.float32 if float_first else np.int16)
     x = np.concatenate([train.sequence(i).ravel() for i in range(len(train))]).astype(np.float64)
@@ -100,7 +100,7 @@ def test_float_audio_far_beyond_full_scale_and_absurd_rates_are_skipped(tmp_path
     sf.write(root / "a_over.wav", over, RATE, subtype="FLOAT")
     sf.write(root / "a_1hz.wav", _wave(3), 1, subtype="PCM_16")  # a corrupt header's rate
     cfg = _cfg(tmp_path)
-    folder = prepare_mod.prepare(cfg, progress=False)
+    folder = pipeline.prepare(cfg, progress=False)
     skipped = _skipped(folder)
     assert set(skipped) == {"a_loud.wav", "a_1hz.wav"}
     assert "beyond full scale" in skipped["a_loud.wav"] and "1e+30" in skipped["a_loud.wav"]
@@ -123,7 +123,7 @@ def test_absurd_pen_offset_is_skipped(tmp_path):
     cfg = as_data_config(
         dataset="gw_online", root=str(root), cache_dir=str(tmp_path / "cache"), split_seed=0
     )
-    folder = prepare_mod.prepare(cfg, progress=False)
+    folder = pipeline.prepare(cfg, progress=False)
     skipped = _skipped(folder)
     assert list(skipped) == ["p0/w1.txt"]
     assert "pen offset of 1e+30" in skipped["p0/w1.txt"]

@@ -15,8 +15,9 @@ import torchaudio.functional as AF
 from vrnn_lightning.config import DataConfig
 from vrnn_lightning.data import audio
 from vrnn_lightning.data.audio import read_audio, write_wav
-from vrnn_lightning.data.corpora import NAMES, BadInput, CorpusError, Source, get_corpus
+from vrnn_lightning.data.corpora import NAMES, get_corpus
 from vrnn_lightning.data.corpora.splits import split_counts, split_groups, split_shuffled
+from vrnn_lightning.data.source import BadInput, CorpusError, Source
 from vrnn_lightning.data.strokes import points_to_steps, split_strokes, steps_to_points
 
 REAL = Path(__file__).resolve().parents[2] / "shared" / "data"
@@ -456,7 +457,7 @@ def test_iamondb_split_files_parsing_and_bad_xml(tmp_path):
     corpus = get_corpus("iamondb")
     cfg = config(tmp_path, dataset="iamondb")
     splits = corpus.find_sources(cfg)
-    assert corpus.KIND == "strokes"
+    assert corpus.OBSERVATION == "strokes"
     assert [len(splits[k]) for k in ("train", "valid", "test")] == [4, 3, 0]
     assert splits["valid"][0].name == "lineStrokes/c03/c03-000/c03-000x-01.xml"
     steps = corpus.read(splits["train"][0], cfg)

@@ -11,9 +11,9 @@ import torch
 from tests.test_fit import tiny
 from vrnn_lightning.config import load_config
 from vrnn_lightning.estimators import elbo, importance_estimates
-from vrnn_lightning.fit import fit
 from vrnn_lightning.memory import MemoryProbe, live_tensors
 from vrnn_lightning.model import VRNN
+from vrnn_lightning.training import train
 
 SMALL = dict(h_dim=16, z_dim=4, phi_x_dim=8, phi_z_dim=8, enc_dim=8, prior_dim=8, dec_dim=8)
 SMALL.update(mlp_layers=1, n_components=3)
@@ -31,15 +31,15 @@ def _train_steps(model, optimiser, x, mask, n):
 @pytest.mark.parametrize(
     "variant, observation",
     [(v, "audio") for v in ("rnn_gauss", "rnn_gmm", "vrnn_gauss", "vrnn_gmm", "vrnn_i_gauss")]
-    + [("vrnn_i_gmm", "audio"), ("vrnn_gmm", "pen"), ("rnn_gmm", "pen")],
+    + [("vrnn_i_gmm", "audio"), ("vrnn_gmm", "strokes"), ("rnn_gmm", "strokes")],
 )
 def test_training_steps_leave_no_tensor_behind(variant, observation):
     torch.manual_seed(0)
-    x_dim = 3 if observation == "pen" else 10
+    x_dim = 3 if observation == "strokes" else 10
     model = VRNN(variant, x_dim=x_dim, observation=observation, **SMALL)
     optimiser = torch.optim.Adam(model.parameters(), lr=1e-3)
     x = torch.randn(4, 12, x_dim)
-    if observation == "pen":
+    if observation == "strokes":
         x[..., 0] = (x[..., 0] > 0).float()
     mask = torch.ones(4, 12, dtype=torch.bool)
     mask[1, 9:] = False
@@ -101,6 +101,6 @@ def test_a_whole_fit_holds_the_same_tensors_at_step_100_and_step_400(tmp_path):
         )
     )
     probe = MemoryProbe(every=50, count_tensors_at=(100, 400))
-    fit(cfg, extra_callbacks=[probe])
+    train(cfg, extra_callbacks=[probe])
     assert set(probe.tensors) == {100, 400}
     assert probe.tensors[400] - probe.tensors[100] <= 0, probe.tensors

@@ -10,164 +10,18 @@ disabled, the offline W&B run (``wandb sync`` uploads it later).
 
 from __future__ import annotations
 
-import argparse
-import os
 import sys
-from pathlib import Path
 
-import lightning as L
-from lightning.pytorch.callbacks import (
-    EarlyStopping,
-    LearningRateMonitor,
-    ModelCheckpoint,
-    RichProgressBar,
-)
-from lightning.pytorch.loggers import CSVLogger, WandbLogger
-from lightning.pytorch.utilities import rank_zero_only
-from omegaconf import DictConfig, OmegaConf
-
-from .config import ConfigError, load_config, to_yaml, wandb_mode
-from .data.corpora import CorpusError
-from .data.datamodule import FramesDataModule
-from .module import VRNNModule
-
-# TrainerConfig keys that fit.py interprets itself instead of passing to lightning.Trainer
-_NOT_TRAINER_ARGS = ("early_stopping_patience",)
-WANDB_ID_FILE = "wandb_run_id.txt"
-
-
-def parse_args(argv: list[str] | None = None) -> tuple[str | None, list[str]]:
-    parser = argparse.ArgumentParser(
-        prog="vrnn-fit",
-        description="Train a VRNN variant. Overrides are key=value, e.g. model.variant=vrnn_gmm.",
-    )
-    parser.add_argument("--config", help="YAML config (see conf/)")
-    parser.add_argument("overrides", nargs="*", help="key=value overrides of the config")
-    args = parser.parse_args(argv)
-    return args.config, args.overrides
-
-
-def trainer_kwargs(cfg: DictConfig) -> dict:
-    kwargs = OmegaConf.to_container(cfg.trainer, resolve=True)
-    for key in _NOT_TRAINER_ARGS:
-        kwargs.pop(key)
-    return {k: v for k, v in kwargs.items() if v is not None}
-
-
-def resolve_ckpt_path(cfg: DictConfig) -> str | None:
-    """``ckpt_path=last`` is the run folder's last checkpoint, if the run got that far."""
-    checkpoints = Path(cfg.out_dir) / "checkpoints"
-    if cfg.ckpt_path in (None, ""):
-        if checkpoints.is_dir() and any(checkpoints.glob("*.ckpt")):
-            # never overwrite another run's checkpoints silently
-            raise ConfigError(
-                f"out_dir: {cfg.out_dir} already holds a run's checkpoints; resume it with "
-                "ckpt_path=last, or start a new run with another name=... or out_dir=..."
-            )
-        return None
-    if cfg.ckpt_path == "last":
-        last = checkpoints / "last.ckpt"
-        if not last.is_file():
-            print(f"vrnn-fit: no {last} yet; starting from scratch", file=sys.stderr)
-            return None
-        return str(last)
-    if not Path(cfg.ckpt_path).is_file():
-        raise ConfigError(f"ckpt_path: checkpoint {cfg.ckpt_path} does not exist")
-    return cfg.ckpt_path
-
-
-def make_loggers(cfg: DictConfig, out_dir: Path, resuming: bool) -> list:
-    # csv/version_N/metrics.csv: a resumed run adds a version instead of replacing the file
-    loggers = [CSVLogger(save_dir=str(out_dir), name="csv")]
-    wb = cfg.logger.wandb
-    mode = wandb_mode(cfg)
-    if wb.enabled and mode != "disabled":
-        # one W&B run per run folder: a resumed run continues the same W&B run
-        id_file = out_dir / WANDB_ID_FILE
-        run_id = id_file.read_text().strip() if resuming and id_file.is_file() else None
-        logger = WandbLogger(
-            project=wb.project or os.environ.get("WANDB_PROJECT", "vrnn-lightning"),
-            entity=wb.entity,
-            group=wb.group,
-            tags=list(wb.tags),
-            name=cfg.name,
-            save_dir=str(out_dir),
-            mode=mode,
-            id=run_id,
-            resume="allow" if run_id else None,
-            config=OmegaConf.to_container(cfg, resolve=True),
-        )
-        if rank_zero_only.rank == 0:  # other DDP ranks hold no W&B run
-            id_file.write_text(logger.experiment.id)
-        loggers.append(logger)
-    return loggers
-
-
-def make_callbacks(cfg: DictConfig, out_dir: Path) -> list:
-    from .callbacks import SampleCallback  # samples (and W&B media) at validation
-
-    checkpoints = str(out_dir / "checkpoints")
-    callbacks = [
-        # the best on val/elbo, for evaluation
-        ModelCheckpoint(
-            dirpath=checkpoints,
-            filename="best-{epoch}-{step}",
-            monitor="val/elbo",
-            mode="max",
-            save_top_k=1,
-        ),
-        # the latest, after every validation, for resuming: not ModelCheckpoint(save_last=True),
-        # which rewrites last.ckpt only when a best checkpoint is saved
-        ModelCheckpoint(
-            dirpath=checkpoints, filename="last", save_top_k=1, enable_version_counter=False
-        ),
-        LearningRateMonitor(logging_interval="step"),
-        SampleCallback.from_config(cfg, out_dir),
-    ]
-    if cfg.trainer.early_stopping_patience:
-        callbacks.append(
-            # strict=False: a run that ends before its first validation has nothing to stop on
-            EarlyStopping(
-                "val/elbo", mode="max", patience=cfg.trainer.early_stopping_patience, strict=False
-            )
-        )
-    if cfg.trainer.enable_progress_bar:
-        callbacks.append(RichProgressBar())
-    return callbacks
-
-
-def fit(cfg: DictConfig, extra_callbacks: list | None = None) -> Path:
-    """Train as ``cfg`` says; returns the run folder. ``extra_callbacks`` (e.g. a benchmark's
-    probe) run beside the run's own."""
-    out_dir = Path(cfg.out_dir)
-    ckpt_path = resolve_ckpt_path(cfg)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    (out_dir / "config.yaml").write_text(to_yaml(cfg))
-    L.seed_everything(cfg.seed, workers=True, verbose=False)
-
-    datamodule = FramesDataModule(cfg.data, seed=cfg.seed)
-    module = VRNNModule(OmegaConf.to_container(cfg, resolve=True), data_kind=datamodule.kind)
-    trainer = L.Trainer(
-        **trainer_kwargs(cfg),
-        default_root_dir=str(out_dir),
-        logger=make_loggers(cfg, out_dir, resuming=ckpt_path is not None),
-        callbacks=make_callbacks(cfg, out_dir) + list(extra_callbacks or []),
-        log_every_n_steps=cfg.logger.log_every_n_steps,
-    )
-    try:
-        trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path)
-    finally:
-        for logger in trainer.loggers:
-            if isinstance(logger, WandbLogger) and rank_zero_only.rank == 0:
-                logger.experiment.finish()  # close the W&B run (and its offline files)
-    return out_dir
+from .config import ConfigError, load_config, parse_run_args
+from .data.source import CorpusError
+from .training import train
 
 
 def main(argv: list[str] | None = None) -> int:
-    config_path, overrides = parse_args(argv)
+    config_path, overrides = parse_run_args(argv)
     try:
         cfg = load_config(config_path, overrides)
-        out_dir = fit(cfg)
+        out_dir = train(cfg)
     except (ConfigError, CorpusError) as err:
         print(f"vrnn-fit: {err}", file=sys.stderr)
         return 2

@@ -109,6 +109,23 @@ class LGSSM:
             P = P - gain @ self.C @ P
         return total
 
+    def bootstrap_step(self, x: torch.Tensor, n_particles: int, generator: torch.Generator):
+        """The bootstrap particle filter's step for x (B, T, d) with K = ``n_particles``:
+        z_t drawn from its transition (z_1 from N(0, P_1)), weighted by p(x_t | z_t). For
+        ``smc.particle_filter`` with the state (z,), rows k * B + b; float64."""
+        x = x.double().repeat(n_particles, 1, 1)
+        observation = MultivariateNormal(torch.zeros(self.x_dim, dtype=torch.float64), self.R)
+        chol_p1, chol_q = torch.linalg.cholesky(self.P1), torch.linalg.cholesky(self.Q)
+
+        def step(t, state):
+            (z,) = state
+            eps = torch.randn(z.shape, generator=generator, dtype=torch.float64)
+            z = eps @ chol_p1.T if t == 0 else z @ self.A.T + eps @ chol_q.T
+            return observation.log_prob(x[:, t] - z @ self.C.T), (z,)
+
+        initial = (torch.zeros(x.shape[0], self.A.shape[0], dtype=torch.float64),)
+        return step, initial
+
 
 def make_lgssm(latent: int = 4, x_dim: int = 6, seed: int = 0, obs_std: float = 0.3) -> LGSSM:
     """Rotation blocks of 0.15 and 0.35 rad per step, decay 0.95; C random with unit-norm

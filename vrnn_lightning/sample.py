@@ -18,9 +18,9 @@ import sys
 
 from rich.console import Console
 
+from .checkpoint import datamodule_for, device, load_checkpoint
 from .config import ConfigError
-from .data.corpora import CorpusError
-from .evaluate import datamodule_for, device, load_checkpoint
+from .data.source import CorpusError
 from .generation import generate_and_save
 
 

@@ -33,7 +33,7 @@ import soundfile as sf
 import torch
 import torchaudio
 
-from vrnn_lightning.data.corpora import BadInput, Source
+from vrnn_lightning.data.source import BadInput, Source
 
 # torchaudio.functional.resample's defaults, which the window arithmetic below relies on
 _LOWPASS_WIDTH = 6

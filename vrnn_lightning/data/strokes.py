@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from vrnn_lightning.data.corpora import BadInput
+from vrnn_lightning.data.source import BadInput
 
 # Pen offsets beyond this many units between two points are corrupt data (tablets and
 # whiteboards report at most tens of thousands of units across; GW online: <= 1,200,

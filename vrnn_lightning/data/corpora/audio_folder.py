@@ -17,7 +17,6 @@ import numpy as np
 
 from vrnn_lightning.config import DataConfig
 from vrnn_lightning.data.audio import read_source
-from vrnn_lightning.data.corpora import CorpusError, Source
 from vrnn_lightning.data.corpora.splits import (
     AUDIO_EXTENSIONS,
     corpus_files,
@@ -25,8 +24,9 @@ from vrnn_lightning.data.corpora.splits import (
     split_groups,
     split_shuffled,
 )
+from vrnn_lightning.data.source import CorpusError, Source
 
-KIND = "audio"
+OBSERVATION = "audio"
 # bump when what read() returns changes: prepared stores are fingerprinted with it
 VERSION = 2  # 2: 16-bit sources stay int16 when resampled or downmixed
 EXPECTED = "a folder of audio files (WAV, FLAC, MP3, ... in any subfolder)"

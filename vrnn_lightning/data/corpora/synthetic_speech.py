@@ -26,10 +26,10 @@ import numpy as np
 import torch
 import torchaudio.functional as AF
 
-from vrnn_lightning.data.corpora import CorpusError, Source
 from vrnn_lightning.data.corpora.splits import split_shuffled
+from vrnn_lightning.data.source import CorpusError, Source
 
-KIND = "audio"
+OBSERVATION = "audio"
 NAME = "synthetic_speech"
 _SALT = 0x5BEEC4  # keeps this corpus's random streams apart from other generated corpora
 
