@@ -13,7 +13,6 @@ import yaml
 from rich.console import Console
 
 import vrnn_lightning.local_sweep as sweep_mod
-from vrnn_lightning.config import VARIANTS
 from vrnn_lightning.local_sweep import (
     LocalRun,
     LocalSweep,
@@ -25,6 +24,7 @@ from vrnn_lightning.local_sweep import (
     sweeps,
 )
 from vrnn_lightning.sweep import main
+from vrnn_lightning.variant import VARIANTS
 
 REPO = Path(__file__).resolve().parents[1]
 SWEEPS = sorted((REPO / "sweeps").glob("*.yaml"))

@@ -29,10 +29,11 @@ from .config import ConfigError
 from .data.source import CorpusError
 from .estimators import ESTIMATORS
 from .evaluation import evaluate_checkpoint
+from .variant import Variant
 
 
 def table(result: dict) -> Table:
-    exact = result["variant"].startswith("rnn")
+    exact = not Variant.parse(result["variant"]).has_latent
     k = result["iw_samples"]
     unit = "sequence" if result["eval_full_sequences"] else f"{result['seq_len']}-frame window"
     t = Table(
