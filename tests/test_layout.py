@@ -63,3 +63,18 @@ def test_readers_do_not_import_the_corpora():
     for reader in ("audio.py", "strokes.py", "source.py", "store.py"):
         imports = imported_modules(PACKAGE / "data" / reader)
         assert not any(m.startswith("vrnn_lightning.data.corpora") for m in imports), reader
+
+
+def test_no_test_imports_the_benchmarks():
+    """Tests check the package; bench/ may import the package, never the other way round."""
+    tests = Path(__file__).resolve().parent
+    offenders = []
+    for path in sorted(tests.glob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            names = []
+            if isinstance(node, ast.Import):
+                names = [a.name for a in node.names]
+            elif isinstance(node, ast.ImportFrom) and not node.level:
+                names = [node.module or ""]
+            offenders += [f"{path.name} imports {n}" for n in names if n.split(".")[0] == "bench"]
+    assert not offenders, offenders

@@ -5,15 +5,14 @@ import itertools
 import pytest
 import torch
 
-from vrnn_lightning.config import VARIANTS
-from vrnn_lightning.model import VRNN
+from vrnn_lightning.model import VARIANTS, VRNN
 from vrnn_lightning.networks import PAPER_MAX_NORM
 
 SMALL = dict(
     h_dim=24, z_dim=4, phi_x_dim=12, phi_z_dim=10, enc_dim=9, prior_dim=8, dec_dim=11,
     mlp_layers=2, n_components=3,
 )  # fmt: skip
-KINDS = {"audio": 10, "pen": 3}
+KINDS = {"audio": 10, "strokes": 3}
 CASES = list(itertools.product(VARIANTS, KINDS))
 
 
@@ -25,7 +24,7 @@ def make(variant, observation, **kw):
 def data(observation, batch=4, steps=6, seed=1):
     g = torch.Generator().manual_seed(seed)
     x = torch.randn(batch, steps, KINDS[observation], generator=g)
-    if observation == "pen":
+    if observation == "strokes":
         x[..., 0] = (torch.rand(batch, steps, generator=g) < 0.3).float()
     return x
 
@@ -165,7 +164,7 @@ def test_generation_shape_finite_and_primer_prefix(variant, observation):
     assert samples.shape == (2, 9, KINDS[observation])
     assert torch.equal(samples[:, :4], primer.expand(2, -1, -1))
     assert torch.equal(means[:, :4], primer.expand(2, -1, -1))
-    if observation == "pen":
+    if observation == "strokes":
         assert set(samples[:, 4:, 0].unique().tolist()) <= {0.0, 1.0}
 
 
@@ -223,3 +222,19 @@ def test_compiled_decoder_gives_the_same_terms_and_gradients():
         results.append((terms.log_px.detach(), model.output.mu.weight.grad))
     torch.testing.assert_close(results[1][0], results[0][0], atol=1e-4, rtol=1e-5)
     torch.testing.assert_close(results[1][1], results[0][1], atol=1e-5, rtol=1e-4)
+
+
+@pytest.mark.parametrize("variant", ["rnn_gmm", "vrnn_gmm"])
+def test_scoring_in_slices_equals_one_pass(variant, monkeypatch):
+    # without gradients, many rows (IWAE's K x B) are decoded in cache-sized slices
+    import vrnn_lightning.model as model_module
+
+    model = make(variant, "audio")
+    x = data("audio", batch=5, steps=6)
+    noise = torch.randn(3 * 5, 6, SMALL["z_dim"])
+    with torch.no_grad():
+        whole = model(x, n_samples=3, noise=noise)
+        monkeypatch.setattr(model_module, "_SCORING_ROWS", 13)  # slices of 2 sequences
+        sliced = model(x, n_samples=3, noise=noise)
+    torch.testing.assert_close(sliced.log_px, whole.log_px)
+    torch.testing.assert_close(sliced.log_weight, whole.log_weight)

@@ -19,10 +19,10 @@ import yaml
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-VARIANTS = ("rnn_gauss", "rnn_gmm", "vrnn_gauss", "vrnn_gmm", "vrnn_i_gauss", "vrnn_i_gmm")
-# what one step x_t is: a frame of data.frame_size samples, or a pen step (pen, dx, dy);
-# it follows from the corpus kind ("audio" or "strokes")
-OBSERVATIONS = ("audio", "pen")
+from .variant import VARIANTS
+
+GRAD_CLIP_SCALES = ("batch", "batch_frames", "none")
+OBJECTIVES = ("elbo", "iwae", "fivo")  # optim.objective: the bound training maximises
 
 
 class ConfigError(ValueError):
@@ -59,6 +59,15 @@ class DataConfig:
     frame_size: int = 200  # samples per frame (audio)
     seq_len: int = 40  # frames per training window
     eval_full_sequences: bool = False  # evaluate whole variable-length sequences with a mask
+    # train on whole sequences in length-bucketed batches (IAM-OnDB, Onomatopoeia) instead of
+    # seq_len windows from a random offset
+    train_full_sequences: bool = False
+    # train on batch_size contiguous streams (per rank) of consecutive seq_len windows, in
+    # order, for truncated BPTT with carried state (Blizzard, Accent; optim.tbptt_reset_every)
+    streams: bool = False
+    # a .npz (X_mean, X_std) or .json (mean, std) of given normalisation statistics, used
+    # instead of the train split's (e.g. the original release's; see data/norm_stats.py)
+    norm_stats: str | None = None
     batch_size: int = 64
     eval_batch_size: int = 64
     num_workers: int = 0
@@ -81,14 +90,24 @@ class OptimConfig:
     lr: float = 1e-3
     betas: tuple[float, float] = (0.9, 0.999)
     eps: float = 1e-8
-    grad_clip: float = 5.0  # global L2 norm
-    # the original code divides gradients by the batch size before clipping at 5:
-    # with a per-sequence mean loss that is a threshold of grad_clip * batch_size
-    grad_clip_per_sequence: bool = True
+    grad_clip: float = 5.0  # global L2 norm, on the original's gradient scale (see below)
+    # The original divides its gradients by the batch size and clips at 5 (section 4), on a
+    # per-sequence sum for TIMIT, Onomatopoeia and IAM-OnDB and a per-frame mean for Blizzard
+    # and Accent. Here the loss is a per-sequence sum averaged over sequences, so the same
+    # clipping is a threshold of grad_clip x batch_size ("batch") or grad_clip x batch_size x
+    # seq_len ("batch_frames"); "none": grad_clip itself (module.clip_threshold)
+    grad_clip_scale: str = "batch"
+    # truncated BPTT with data.streams: carry each stream's LSTM (h, c) from one update to the
+    # next (no gradient across updates), from zero at every n-th batch of an epoch; 0: off
+    tbptt_reset_every: int = 0
     max_norm: float | None = 1.9365  # per-column max-norm of non-recurrent weights; None: off
     kl_anneal_steps: int = 0  # linear KL weight warm-up from 0 to 1; 0: off (the paper)
     free_bits: float = 0.0  # nats per z dim per step below which KL is not penalised
     max_nonfinite_steps: int = 20  # consecutive non-finite losses before training stops
+    # the bound training maximises: elbo (the paper), iwae (IWAE(K)) or fivo (SMC(K)'s bound,
+    # Maddison et al. 2017), with K = particles samples or particles (ignored by elbo)
+    objective: str = "elbo"
+    particles: int = 4
 
 
 @dataclass
@@ -180,6 +199,24 @@ def _check_choices(cfg: DictConfig) -> None:
             f"model.variant: '{cfg.model.variant}' is not a variant; valid: {', '.join(VARIANTS)}"
         )
     check_values(cfg)
+    optim = cfg.optim
+    if optim.objective != "elbo" and (optim.kl_anneal_steps > 0 or optim.free_bits > 0):
+        raise ConfigError(
+            f"optim.objective: {optim.objective} has no KL term to anneal or floor; "
+            "optim.kl_anneal_steps and optim.free_bits apply to elbo only"
+        )
+    if optim.tbptt_reset_every and not cfg.data.streams:
+        raise ConfigError(
+            "optim.tbptt_reset_every: carrying state needs data.streams=true (consecutive "
+            "windows of the same streams in consecutive batches)"
+        )
+    if optim.tbptt_reset_every and optim.objective != "elbo":
+        raise ConfigError(
+            f"optim.tbptt_reset_every: the state is carried for optim.objective=elbo only, "
+            f"not {optim.objective}"
+        )
+    if cfg.data.streams and cfg.data.train_full_sequences:
+        raise ConfigError("data.streams and data.train_full_sequences: choose one")
 
 
 # Values each key must have, checked before any work (no run folder is made for a config that
@@ -242,10 +279,14 @@ VALUE_CHECKS = {
     "optim.eps": _NON_NEGATIVE,
     "optim.betas": (lambda v: len(v) == 2 and all(0 <= b < 1 for b in v), "two numbers in [0, 1)"),
     "optim.grad_clip": _NON_NEGATIVE,
+    "optim.grad_clip_scale": _one_of(GRAD_CLIP_SCALES),
+    "optim.tbptt_reset_every": _at_least(0),
     "optim.max_norm": (lambda v: v is None or v > 0, "null or a number > 0"),
     "optim.kl_anneal_steps": _at_least(0),
     "optim.free_bits": _NON_NEGATIVE,
     "optim.max_nonfinite_steps": _at_least(1),
+    "optim.objective": _one_of(OBJECTIVES),
+    "optim.particles": _at_least(1),
     "trainer.accelerator": _one_of(ACCELERATORS),
     "trainer.devices": (_devices_ok, 'auto, a count >= 1 (-1: all), a list of indices or "0,1"'),
     "trainer.num_nodes": _at_least(1),
@@ -260,6 +301,8 @@ VALUE_CHECKS = {
     "eval.split": _one_of(SPLITS),
     "eval.iw_samples": _at_least(1),
     "eval.batch_size": _at_least(1),
+    "eval.resampling": _one_of(("systematic", "multinomial")),  # smc.RESAMPLING (torch-free here)
+    "eval.ess_threshold": (lambda v: 0 <= v <= 1, "a fraction of K in [0, 1]"),
     "sample.n": _at_least(1),
     "sample.steps": _at_least(1),
     "sample.primer_steps": _at_least(0),

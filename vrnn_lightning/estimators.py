@@ -7,7 +7,7 @@
 - ``smc``: the particle filter's estimate with K particles (vrnn_lightning/smc.py), resampling
   when the effective sample size falls below a fraction of K: a lower bound in expectation,
   typically tighter than IWAE(K) on long sequences.
-- ``paper_estimate``: what the paper's "~" column computed (its section 6 and the original
+- ``paper_estimate``: what the paper's "≈" column computed (its section 6 and the original
   test script): a log-mean-exp of the weights at each step, summed over time, with no
   resampling. It is not a bound and not a consistent estimator; it is here to compare like
   with like.
@@ -54,11 +54,16 @@ def elbo(model: VRNN, x: torch.Tensor, mask: torch.Tensor | None = None) -> Esti
 
 
 def importance_estimates(
-    model: VRNN, x: torch.Tensor, mask: torch.Tensor | None = None, k: int = 40
+    model: VRNN,
+    x: torch.Tensor,
+    mask: torch.Tensor | None = None,
+    k: int = 40,
+    generator: torch.Generator | None = None,
 ) -> tuple[Estimate, Estimate]:
     """(IWAE(K), the paper's per-step estimate) from one shared pass of K samples."""
     mask, n_frames = _frames(x, mask)
-    log_w = model(x, mask, n_samples=k).log_weight.view(k, *x.shape[:2])  # (K, B, T)
+    log_w = model(x, mask, n_samples=k, generator=generator).log_weight  # (K * B, T)
+    log_w = log_w.view(k, *x.shape[:2])  # (K, B, T)
     # sequence level: one weight per whole sequence
     seq = torch.logsumexp(log_w.sum(-1), dim=0) - math.log(k)
     # per step, no resampling, as the paper's test script
@@ -67,8 +72,14 @@ def importance_estimates(
     return Estimate(seq, n_frames), Estimate(paper, n_frames)
 
 
-def iwae(model: VRNN, x: torch.Tensor, mask: torch.Tensor | None = None, k: int = 40) -> Estimate:
-    return importance_estimates(model, x, mask, k)[0]
+def iwae(
+    model: VRNN,
+    x: torch.Tensor,
+    mask: torch.Tensor | None = None,
+    k: int = 40,
+    generator: torch.Generator | None = None,
+) -> Estimate:
+    return importance_estimates(model, x, mask, k, generator)[0]
 
 
 def paper_per_step_estimate(
@@ -125,7 +136,7 @@ class Scoring:
 
     @cached_property
     def importance(self) -> tuple[Estimate, Estimate]:
-        return importance_estimates(self.model, self.x, self.mask, self.k)
+        return importance_estimates(self.model, self.x, self.mask, self.k, self.generator)
 
 
 @dataclass(frozen=True)

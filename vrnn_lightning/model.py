@@ -29,9 +29,9 @@ import torch.nn.functional as F
 from torch import nn
 from torch.distributions import Distribution, Normal, kl_divergence
 
-from .config import OBSERVATIONS, VARIANTS
-from .distributions import FAST, GaussianHead, output_head
+from .distributions import FAST, OBSERVATIONS, GaussianHead, output_head
 from .networks import PAPER_MAX_NORM, RecurrentWeightGrad, apply_max_norm, mlp, paper_init_
+from .variant import VARIANTS, Variant  # noqa: F401  (VARIANTS: the model's names)
 
 State = tuple[torch.Tensor, torch.Tensor]  # the LSTM's (h, c), each (B, h_dim)
 
@@ -80,17 +80,16 @@ class VRNN(nn.Module):
         compile: bool = False,
     ):
         super().__init__()
-        if variant not in VARIANTS:
-            raise ValueError(f"model.variant: '{variant}' is not one of {', '.join(VARIANTS)}")
+        parsed = Variant.parse(variant)
         if observation not in OBSERVATIONS:
-            raise ValueError(f"model.observation: '{observation}' is not one of {OBSERVATIONS}")
+            raise ValueError(f"observation: '{observation}' is not one of {OBSERVATIONS}")
         if init not in ("paper", "torch"):
             raise ValueError(f"model.init: '{init}' is not 'paper' or 'torch'")
         self.variant, self.observation = variant, observation
         self.x_dim, self.h_dim, self.z_dim = x_dim, h_dim, z_dim
-        self.latent = variant.startswith("vrnn")
-        self.learned_prior = variant in ("vrnn_gauss", "vrnn_gmm")
-        k = n_components if variant.endswith("gmm") else 1
+        self.latent = parsed.has_latent
+        self.learned_prior = parsed.learned_prior
+        k = n_components if parsed.mixture else 1
 
         self.phi_x = mlp(x_dim, phi_x_dim, mlp_layers)
         if self.latent:
@@ -191,7 +190,9 @@ class VRNN(nn.Module):
             w_h, w_ih_z, h_prevs_data, fzs_data, (steps, batch, w_h.shape[0]), dtype
         )
         # Everything that depends on x only, for all steps at once, time-major.
-        x_part = _repeat(F.linear(fx, w_x, b_x), n_samples).transpose(0, 1) + probes
+        x_part = _repeat(F.linear(fx, w_x, b_x), n_samples).transpose(0, 1)
+        if torch.is_grad_enabled():  # scoring needs no probes: skip a pass over x_part
+            x_part = x_part + probes
         for x_t, noise_t in zip(x_part.unbind(0), noise.unbind(1), strict=True):
             h_proj = torch.addmm(x_t, h, w_h_t)
             hidden = F.relu(h_proj[:, n_gates:])
@@ -229,11 +230,24 @@ class VRNN(nn.Module):
         """log p(x_t | ...) of every step: the decoder and the output density, the largest
         per-frame work after the loop; torch.compile fuses its elementwise passes when
         ``compile`` is on."""
-        if not self.compile:
-            return _decode_log_prob(self.decoder, self.output, decoder_in, x)
-        if self._compiled_log_px is None:
-            self._compiled_log_px = torch.compile(_decode_log_prob)
-        return self._compiled_log_px(self.decoder, self.output, decoder_in, x)
+        if self.compile:
+            if self._compiled_log_px is None:
+                self._compiled_log_px = torch.compile(_decode_log_prob)
+            decode = self._compiled_log_px
+        else:
+            decode = _decode_log_prob
+        rows = x.shape[0] * x.shape[1]
+        if torch.is_grad_enabled() or rows <= _SCORING_ROWS:
+            return decode(self.decoder, self.output, decoder_in, x)
+        # scoring many rows (IWAE's K x B): in slices whose per-component tensors stay in
+        # cache, as one ELBO batch's do, instead of one pass over K times the memory
+        chunk = max(1, _SCORING_ROWS // x.shape[1])
+        return torch.cat(
+            [
+                decode(self.decoder, self.output, d, xc)
+                for d, xc in zip(decoder_in.split(chunk), x.split(chunk), strict=True)
+            ]
+        )
 
     # ----------------------------------------------------------------------------------
     # One step at a time, as the paper writes it (section 3)
@@ -394,6 +408,11 @@ def lstm_cell(gates: torch.Tensor, c: torch.Tensor) -> State:
     return torch.sigmoid(o) * torch.tanh(c), c
 
 
+# rows (batch x steps) per slice of the decoder and output density when scoring without
+# gradients: a slice's (rows, x_dim, K) tensors stay in cache
+_SCORING_ROWS = 2048
+
+
 def _decode_log_prob(decoder: nn.Module, output: nn.Module, decoder_in, x) -> torch.Tensor:
     return output(decoder(decoder_in)).log_prob(x.float())
 
@@ -428,11 +447,3 @@ def _masked(terms: StepTerms, mask: torch.Tensor) -> StepTerms:
         else torch.where(mask.unsqueeze(-1), terms.kl_per_dim, zero),
         final_state=terms.final_state,
     )
-
-
-def build_model(model_cfg, data_kind: str, frame_size: int) -> VRNN:
-    """A VRNN from the ``model`` config section (its keys are the constructor's keywords)
-    for a corpus of ``data_kind`` "audio" (x is a frame) or "strokes" (x is a pen step)."""
-    if data_kind == "strokes":
-        return VRNN(x_dim=3, observation="pen", **dict(model_cfg))
-    return VRNN(x_dim=frame_size, observation="audio", **dict(model_cfg))

@@ -55,7 +55,13 @@ def main(argv: list[str] | None = None) -> int:
         parser.add_argument("sweep", help="a W&B sweep YAML, e.g. sweeps/demo_variants.yaml")
         parser.add_argument("--local", action="store_true", help="run it on this machine")
         parser.add_argument("--count", type=_positive, help="runs in the sweep (default run_cap)")
-        parser.add_argument("--jobs", type=_positive, default=1, help="runs at once (default 1)")
+        parser.add_argument(
+            "--jobs",
+            type=_positive,
+            default=1,
+            help="runs at once (default 1), each on cores // jobs threads unless "
+            "OMP_NUM_THREADS is set",
+        )
         parser.add_argument("--out", help="state and report folder (default sweeps_local/NAME)")
         parser.add_argument("--poll", type=float, default=5.0, help="seconds between checks")
     parser.add_argument("--iw-samples", type=_positive, help="K for IWAE (default eval.iw_samples)")

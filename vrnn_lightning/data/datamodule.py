@@ -3,11 +3,14 @@
 A batch is ``{"x": float32 (B, T, D), "mask": bool (B, T), "index": long (B,)}`` where
 ``index`` is the sequence index in the split.
 
-Training draws fixed windows of ``data.seq_len`` frames: each sequence of L frames gives
-max(1, L // seq_len) consecutive windows from a random offset, so an epoch covers the training
-frames about once and a different tail is left out each epoch. Sequences shorter than seq_len
-give one window padded with a mask. Evaluation uses the same windows from offset 0, or whole
-sequences (padded to the longest in the batch) when ``data.eval_full_sequences`` is true.
+Training draws one of three ways. By default, fixed windows of ``data.seq_len`` frames:
+each sequence of L frames gives max(1, L // seq_len) consecutive windows from a random offset,
+so an epoch covers the training frames about once and a different tail is left out each
+epoch; sequences shorter than seq_len give one window padded with a mask.
+``data.train_full_sequences``: whole sequences in length-bucketed batches (data/buckets.py).
+``data.streams``: consecutive windows of parallel streams, for truncated BPTT with carried
+state (data/streams.py). Evaluation uses the same windows from offset 0, or whole sequences
+(padded to the longest in the batch) when ``data.eval_full_sequences`` is true.
 
 Randomness comes from a torch Generator seeded with (seed, epoch) in the sampler, which runs in
 the main process; Lightning calls its ``set_epoch`` and, under DDP, shards it with its
@@ -24,9 +27,12 @@ import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from vrnn_lightning.config import DataConfig
+from vrnn_lightning.data.buckets import LengthBucketSampler
 from vrnn_lightning.data.corpora import get_corpus
+from vrnn_lightning.data.norm_stats import load_norm_stats
 from vrnn_lightning.data.pipeline import locate, prepare
-from vrnn_lightning.data.store import SPLITS, FrameStore, as_data_config, is_finished
+from vrnn_lightning.data.store import SPLITS, FrameStore, as_data_config, is_finished, what_x_is
+from vrnn_lightning.data.streams import StreamDataset, StreamSampler
 
 Key = tuple[int, int, int]  # (sequence index, first frame, number of frames)
 
@@ -142,7 +148,6 @@ class FramesDataModule(L.LightningDataModule):
         self.seed = seed
         self.stores: dict[str, FrameStore] = {}
         self.folder = None
-        self._kind: str | None = None
 
     # ---------------------------------------------------------------- preparation
 
@@ -162,7 +167,12 @@ class FramesDataModule(L.LightningDataModule):
                 )
             prepare(self.cfg)
         self.folder = folder
-        self.stores = {s: FrameStore(p) for s, p in paths.items()}
+        stores = {s: FrameStore(p) for s, p in paths.items()}
+        if self.cfg.norm_stats:
+            given = load_norm_stats(self.cfg.norm_stats, stores["train"].amplitude_scale)
+            for store in stores.values():  # applied when reading: every split, every worker
+                store.mean, store.std = given["mean"], given["std"]
+        self.stores = stores
         if self.seed is None:
             self.seed = torch.initial_seed() % 2**63
 
@@ -176,10 +186,10 @@ class FramesDataModule(L.LightningDataModule):
 
     # ---------------------------------------------------------------- loaders
 
-    def _loader(self, split: str, sampler: Sampler, batch_size: int, pad_to: int | None):
+    def _loader(self, split, sampler: Sampler, batch_size: int, pad_to: int | None, dataset=None):
         workers = self.cfg.num_workers
         return DataLoader(
-            FramesDataset(self.store(split)),
+            dataset or FramesDataset(self.store(split)),
             batch_size=batch_size,
             sampler=sampler,
             collate_fn=PadCollate(pad_to),
@@ -190,8 +200,26 @@ class FramesDataModule(L.LightningDataModule):
 
     def train_dataloader(self) -> DataLoader:
         store = self.store("train")
+        world = self.trainer.world_size if self.trainer is not None else 1
+        if self.cfg.streams:
+            sampler = StreamSampler(store.n_frames, self.cfg.seq_len, self.cfg.batch_size, world)
+            sampler.start_at(self._resumed_batch())
+            dataset = StreamDataset(store)
+            return self._loader("train", sampler, self.cfg.batch_size, None, dataset)
+        if self.cfg.train_full_sequences:
+            sampler = LengthBucketSampler(
+                store.lengths, self.cfg.batch_size, world_size=world, seed=self.seed
+            )
+            return self._loader("train", sampler, self.cfg.batch_size, None)
         sampler = WindowSampler(store.lengths, self.cfg.seq_len, shuffle=True, seed=self.seed)
         return self._loader("train", sampler, self.cfg.batch_size, self.cfg.seq_len)
+
+    def _resumed_batch(self) -> int:
+        """The batch of its epoch at which a resumed run carries on (0 when not resuming)."""
+        loop = self.trainer.fit_loop if self.trainer is not None else None
+        if loop is None or not loop.restarting:
+            return 0
+        return loop.epoch_loop.batch_progress.current.completed
 
     def eval_dataloader(self, split: str) -> DataLoader:
         store = self.store(split)
@@ -215,27 +243,34 @@ class FramesDataModule(L.LightningDataModule):
     # ---------------------------------------------------------------- what the model needs
 
     @property
-    def kind(self) -> str:
-        """ "audio" or "strokes"; known from the corpus, without preparing it."""
-        if self._kind is None:
-            self._kind = get_corpus(self.cfg.dataset).KIND
-        return self._kind
+    def observation(self) -> str:
+        """What x_t is: "audio" (a frame of samples) or "strokes" (a pen step)."""
+        return self._what_x_is()[0]
 
     @property
     def x_dim(self) -> int:
-        return self.cfg.frame_size if self.kind == "audio" else 3
+        return self._what_x_is()[1]
+
+    def _what_x_is(self) -> tuple[str, int]:
+        # the train store's header once prepared; before that the header it will have,
+        # from the corpus and the config (no preparation needed to build a model)
+        if self.stores:
+            return what_x_is(self.stores["train"].attrs)
+        corpus = get_corpus(self.cfg.dataset)
+        return what_x_is({"kind": corpus.OBSERVATION, "frame_size": self.cfg.frame_size})
 
     @property
     def frame_size(self) -> int:
-        return self.cfg.frame_size if self.kind == "audio" else 1
+        return self.cfg.frame_size if self.observation == "audio" else 1
 
     @property
     def sample_rate(self) -> int | None:
-        return self.cfg.sample_rate if self.kind == "audio" else None
+        return self.cfg.sample_rate if self.observation == "audio" else None
 
     @property
     def stats(self) -> dict:
-        """The train split's normalisation: {"mean", "std", "amplitude_scale"}."""
+        """The normalisation in use, the train split's or data.norm_stats':
+        {"mean", "std", "amplitude_scale"}."""
         s = self.store("train")
         return {"mean": s.mean, "std": s.std, "amplitude_scale": s.amplitude_scale}
 
