@@ -7,11 +7,15 @@ after every validation, the sample callback) on conf/demo.yaml with one variant 
 callback samples resident memory (and CUDA memory on a GPU) every few steps and counts live
 tensors after a full garbage collection at the end of warm-up and at the end. The evaluation
 case scores batches with IWAE K=40 (`estimators.importance_estimates`, as vrnn-eval does)
-over and over. Growth is the least-squares slope of resident memory against the step after
-warm-up (the first quarter of the steps), in MB per 1,000 steps; the target is under 1 MB
-(allocator noise). W&B is off (its offline writer runs in its own process anyway).
+over and over. The loop cases are the leak report's plain forward/backward/zero_grad loop
+at h 128 for every variant, with and without gc.collect() after each step. Growth is the
+least-squares slope of resident memory against the step after warm-up (the first quarter of
+the steps), in MB per 1,000 steps; the target is under 1 MB (allocator noise). W&B is off
+(its offline writer runs in its own process anyway). For the loop cases "end-start" is the
+leak report's measure: resident MB after 100 steps minus after 20 warm-up steps (target < 2).
 
     python bench/bench_soak.py                       # 2,000 demo steps, 300 large, eval 300
+    python bench/bench_soak.py --only loop           # the leak report's plain loop, h 128
     python bench/bench_soak.py --steps 400 --large-steps 60 --eval-batches 60   # quick look
 """
 
@@ -114,6 +118,38 @@ def eval_case(batches: int) -> dict:
     return {"samples": samples, "tensors": tensors, "seconds": time.perf_counter() - start}
 
 
+def loop_case(variant: str, collect: bool, steps: int) -> dict:
+    """Runs in the child: the plain loop of the leak report (forward, backward, zero_grad) at
+    h 128, batch 32 x 40 frames of 200, with or without gc.collect() after every step."""
+    import gc
+
+    import torch
+
+    from vrnn_lightning.memory import live_tensors, resident_mb
+    from vrnn_lightning.model import VRNN
+
+    torch.manual_seed(0)
+    model = VRNN(
+        variant, x_dim=200, h_dim=128, z_dim=16, phi_x_dim=64, phi_z_dim=64, enc_dim=64,
+        prior_dim=64, dec_dim=64, mlp_layers=2, n_components=5,
+    )  # fmt: skip
+    x = torch.randn(32, 40, 200)
+    samples, tensors = [], {}
+    warm, steps = 20, steps + 20  # growth over ``steps`` steps after 20 warm-up steps
+    start = time.perf_counter()
+    for i in range(1, steps + 1):
+        terms = model(x)
+        (-(terms.log_px - terms.kl).sum()).backward()
+        model.zero_grad()
+        del terms
+        if collect:
+            gc.collect()
+        samples.append((i, resident_mb(), 0.0))
+        if i in (warm, steps):
+            tensors[i] = live_tensors()
+    return {"samples": samples, "tensors": tensors, "seconds": time.perf_counter() - start}
+
+
 def run_child(args: list[str], threads: int) -> dict:
     env = dict(os.environ, OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
     with tempfile.TemporaryDirectory() as tmp:
@@ -134,8 +170,12 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--precisions", nargs="+", default=["32-true", "bf16-mixed"])
     parser.add_argument(
-        "--only", nargs="+", choices=["demo", "large", "eval"], default=["demo", "large", "eval"]
+        "--only",
+        nargs="+",
+        choices=["loop", "demo", "large", "eval"],
+        default=["loop", "demo", "large", "eval"],
     )
+    parser.add_argument("--loop-steps", type=int, default=100, help="after 20 warm-up steps")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     parser.add_argument("--json", help=argparse.SUPPRESS)
     parser.add_argument("--workdir", help=argparse.SUPPRESS)
@@ -143,11 +183,20 @@ def main() -> None:
 
     if args.child:  # one case, in this fresh process
         kind, *rest = json.loads(args.child)
-        result = eval_case(*rest) if kind == "eval" else train_case(*rest, args.workdir)
+        if kind == "train":
+            result = train_case(*rest, args.workdir)
+        else:
+            result = eval_case(*rest) if kind == "eval" else loop_case(*rest)
         Path(args.json).write_text(json.dumps(result))
         return
 
     cases = []
+    for variant in ("rnn_gauss", "rnn_gmm", "vrnn_gauss", "vrnn_gmm", "vrnn_i_gauss", "vrnn_i_gmm"):
+        for collect in (False, True):
+            name = f"loop {variant}{' gc' if collect else ''}"
+            cases.append(
+                (name, "32-true", args.loop_steps, ["loop", variant, collect, args.loop_steps])
+            )
     for precision in args.precisions:
         for family, variant in FAMILIES.items():
             cases.append(
@@ -181,6 +230,9 @@ def main() -> None:
         result = run_child(child_args, args.threads)
         data = np.array(result["samples"], dtype=float)
         slope, delta = growth(data[:, 0], data[:, 1])
+        if name.startswith("loop"):  # the leak report's measure: MB over the measured steps
+            data = data[data[:, 0] >= 20]
+            delta = data[-1, 1] - data[0, 1]
         worst = max(worst, slope)
         counts = sorted(result["tensors"].items(), key=lambda kv: int(kv[0]))
         tensors = counts[-1][1] - counts[0][1] if len(counts) == 2 else float("nan")
