@@ -96,7 +96,14 @@ def _module(reset_every: int) -> VRNNModule:
             "model.init=torch",
         ]
     )
-    return VRNNModule(dict(cfg), data_kind="audio")
+    return VRNNModule(
+        cfg.model,
+        cfg.optim,
+        observation="audio",
+        x_dim=50,
+        batch_size=cfg.data.batch_size,
+        seq_len=cfg.data.seq_len,
+    )
 
 
 def test_carried_loss_over_k_windows_equals_one_pass_over_their_concatenation(streams_dm):

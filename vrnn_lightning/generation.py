@@ -112,7 +112,7 @@ def generate_and_save(
     what = f"continuing valid #{primer_index}" if primer_steps > 0 else "unconditional"
     heading = f"{title}: {n} samples, {what}" if title else f"{n} samples, {what}"
 
-    if datamodule.kind == "audio":
+    if datamodule.observation == "audio":
         rate = datamodule.sample_rate
         out.sample_rate = rate
         primer_seconds = primer_steps * datamodule.frame_size / rate if primer_steps else None

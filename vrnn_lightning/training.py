@@ -132,7 +132,13 @@ def train(cfg: DictConfig, extra_callbacks: list | None = None) -> Path:
     L.seed_everything(cfg.seed, workers=True, verbose=False)
 
     datamodule = FramesDataModule(cfg.data, seed=cfg.seed)
-    module = VRNNModule(OmegaConf.to_container(cfg, resolve=True), data_kind=datamodule.kind)
+    module = VRNNModule.for_data(
+        datamodule,
+        cfg.model,
+        cfg.optim,
+        seed=cfg.seed,
+        run_config=OmegaConf.to_container(cfg, resolve=True),
+    )
     trainer = L.Trainer(
         **trainer_kwargs(cfg),
         default_root_dir=str(out_dir),

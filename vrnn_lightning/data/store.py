@@ -56,6 +56,18 @@ _CHUNK_BYTES = 1 << 20  # ~1 MB chunks: a few thousand 200-sample int16 frames
 _FLUSH_CHUNKS = 8  # frames are buffered and written this many chunks at a time
 
 
+def what_x_is(header: Mapping) -> tuple[str, int]:
+    """(observation, x_dim) of a store from its header (or the header a preparation will
+    write): "audio", x_t a frame of ``frame_size`` samples; or "strokes", x_t a pen step
+    (pen, dx, dy). The one place this rule is written."""
+    observation = header["kind"]
+    if observation == "audio":
+        return observation, int(header["frame_size"])
+    if observation == "strokes":
+        return observation, 3
+    raise ValueError(f"observation kind '{observation}' is not 'audio' or 'strokes'")
+
+
 def as_data_config(cfg: DataConfig | DictConfig | Mapping | None = None, **overrides) -> DataConfig:
     """A typed ``DataConfig`` from a dataclass, a (Dict)Config or a mapping, plus overrides.
 
@@ -336,7 +348,7 @@ class FrameStore:
             self.dim = int(f["frames"].shape[1])
             self.dtype = f["frames"].dtype
         self.lengths = np.diff(self.offsets)
-        self.kind: str = self.attrs["kind"]
+        self.observation, self.x_dim = what_x_is(self.attrs)
         self.mean = float(self.attrs["mean"])
         self.std = float(self.attrs["std"])
         self._file: h5py.File | None = None
@@ -398,7 +410,7 @@ class FrameStore:
 
     def normalise(self, frames: np.ndarray) -> np.ndarray:
         x = frames.astype(np.float32)
-        if self.kind == "strokes":
+        if self.observation == "strokes":
             x[:, 1:3] = (x[:, 1:3] - self.mean) / self.std
             return x
         return (x - np.float32(self.mean)) / np.float32(self.std)
@@ -415,7 +427,7 @@ class FrameStore:
         """Back to data units: audio amplitude (1.0 = full scale), or (pen, dx, dy) offsets.
         Accepts a numpy array or a torch tensor of shape (..., D)."""
         scale = self.amplitude_scale
-        if self.kind == "strokes":
+        if self.observation == "strokes":
             out = x * 1.0  # a copy of the same type
             out[..., 1:3] = x[..., 1:3] * self.std + self.mean
             return out
