@@ -129,3 +129,45 @@ def test_absurd_pen_offset_is_skipped(tmp_path):
     assert "pen offset of 1e+30" in skipped["p0/w1.txt"]
     train = FrameStore(folder / "train.h5")
     assert train.std < 100
+
+
+def test_an_empty_validation_split_stops_training_naming_the_split(tmp_path, capsys):
+    from vrnn_lightning.fit import main as fit_main
+
+    root = tmp_path / "corpus"
+    root.mkdir()
+    for spk in "abcde0":
+        for i in range(2):
+            path = root / f"{spk}_{i}.wav"
+            if spk == "e":  # split_seed 0 makes e the valid speaker: all of its files are bad
+                path.write_bytes(b"RIFF....WAVEfmt nonsense")
+            else:
+                sf.write(path, _wave(ord(spk) + i), RATE, subtype="PCM_16")
+    code = fit_main(
+        [
+            "data.dataset=audio_folder",
+            f"data.root={root}",
+            f"data.cache_dir={tmp_path / 'cache'}",
+            f"data.sample_rate={RATE}",
+            "data.frame_size=50",
+            "data.seq_len=8",
+            "data.speaker_pattern=^(\\w+?)_",
+            "data.split_seed=0",
+            "data.valid_fraction=0.2",
+            "data.test_fraction=0.2",
+            "model.h_dim=8",
+            "model.z_dim=2",
+            "model.mlp_layers=1",
+            "model.n_components=2",
+            "logger.wandb.mode=disabled",
+            "trainer.enable_progress_bar=false",
+            "trainer.max_epochs=1",
+            "sample.every_n_validations=0",
+            f"out_dir={tmp_path / 'run'}",
+        ]
+    )
+    err = capsys.readouterr().err
+    assert code == 2
+    assert "the valid split has no usable sequence (every one of its 2 files was skipped" in err
+    assert "trainer.limit_val_batches=0" in err
+    assert not list((tmp_path / "run").glob("checkpoints/*.ckpt"))
