@@ -232,7 +232,7 @@ def test_an_interrupted_sweep_leaves_its_runs_preempted_and_a_rerun_resumes_them
     sweep = LocalSweep(tmp_path / "sweep", config, runs)
     runner = sweep_mod.Runner(sweep, cap=1, jobs=1, poll=0, console=Console(quiet=True))
     fake = FakeProcess()
-    fake.wait = lambda: fake.signals.append("WAIT")
+    fake.wait = lambda timeout=None: fake.signals.append("WAIT")
 
     def launch(run):
         runner.procs[run.id] = fake

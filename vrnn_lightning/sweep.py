@@ -19,6 +19,7 @@ from rich.console import Console
 from .local_sweep import (
     STATE_FILE,
     LocalSweep,
+    Stopped,
     SweepError,
     check,
     report,
@@ -83,9 +84,14 @@ def main(argv: list[str] | None = None) -> int:
     except (SweepError, ReportError) as err:
         print(f"vrnn-sweep: {err}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print("vrnn-sweep: interrupted; run the same command again to continue", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as err:
+        why = f" by {err}" if isinstance(err, Stopped) else ""
+        print(
+            f"vrnn-sweep: interrupted{why}; its runs are stopped and marked preempted; "
+            "run the same command again to continue",
+            file=sys.stderr,
+        )
+        return 128 + err.signum if isinstance(err, Stopped) else 130
     return 0
 
 
