@@ -98,31 +98,37 @@ class StepProbe(L.Callback):
             self._last_end = None  # the next gap is not a data fetch
 
 
-def _median_time(fn, repeats: int) -> float:
-    fn()  # warm up
-    times = []
-    for _ in range(repeats):
+def _median_time(fn, repeats: int, device: torch.device) -> float:
+    def timed():
         start = time.perf_counter()
         fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
+        if device.type == "cuda":
+            torch.cuda.synchronize()  # kernels run asynchronously: wait before reading
+        return time.perf_counter() - start
+
+    timed()  # warm up
+    return statistics.median(timed() for _ in range(repeats))
 
 
 def bare_step_seconds(model, cfg, repeats: int) -> float:
-    """bench_training's step (forward, backward, fused Adam) of a copy of the run's model."""
+    """bench_training's step (forward, backward, fused Adam) of a copy of the run's model, on
+    the device the run trained on."""
+    device = next(model.parameters()).device
     torch.manual_seed(0)
-    x = torch.randn(cfg.data.batch_size, cfg.data.seq_len, model.x_dim)
-    return _median_time(make_step("ours32", copy.deepcopy(model), x), repeats)
+    x = torch.randn(cfg.data.batch_size, cfg.data.seq_len, model.x_dim, device=device)
+    return _median_time(make_step("ours32", copy.deepcopy(model), x), repeats, device)
 
 
 def constraint_seconds(model, cfg, repeats: int) -> tuple[float, float]:
     """Clipping (clip_grad_norm_ over all gradients) and max-norm, each alone, per step."""
     model = copy.deepcopy(model)
-    terms = model(torch.randn(cfg.data.batch_size, cfg.data.seq_len, model.x_dim))
+    device = next(model.parameters()).device
+    x = torch.randn(cfg.data.batch_size, cfg.data.seq_len, model.x_dim, device=device)
+    terms = model(x)
     (terms.log_px - terms.kl).sum().backward()
     params = list(model.parameters())
-    clip = _median_time(lambda: torch.nn.utils.clip_grad_norm_(params, 1e9), repeats)
-    max_norm = _median_time(lambda: model.apply_max_norm(PAPER_MAX_NORM), repeats)
+    clip = _median_time(lambda: torch.nn.utils.clip_grad_norm_(params, 1e9), repeats, device)
+    max_norm = _median_time(lambda: model.apply_max_norm(PAPER_MAX_NORM), repeats, device)
     return clip, max_norm
 
 
