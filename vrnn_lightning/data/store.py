@@ -213,8 +213,9 @@ class RunningStats:
 
     audio:   scalar mean/std over all samples.
     strokes: one scalar (mean, std) pair for (dx, dy); the pen bit is not normalised.
-             rule "paper" reproduces the original code's quirk (spec 5.5): sums over both
-             coordinates divided by the number of steps; rule "pooled" divides by 2 * steps.
+             rule "paper" reproduces the original code's quirk (docs/paper.md,
+             Normalisation): sums over both coordinates divided by the number of steps;
+             rule "pooled" divides by 2 * steps.
     """
 
     def __init__(self, kind: str):
@@ -406,7 +407,7 @@ class FrameStore:
             self.dim = int(f["frames"].shape[1])
             self.dtype = f["frames"].dtype
         self.lengths = np.diff(self.offsets)
-        self.observation, self.x_dim = what_x_is(self.attrs)
+        self.observation: str = self.attrs["kind"]  # what x_t is: what_x_is(self.attrs)
         self.mean = float(self.attrs["mean"])
         self.std = float(self.attrs["std"])
         self._file: h5py.File | None = None
