@@ -23,6 +23,7 @@ from lightning.pytorch.loggers import CSVLogger, WandbLogger
 from lightning.pytorch.utilities import rank_zero_only
 from omegaconf import DictConfig, OmegaConf
 
+from .checkpoint_io import AtomicCheckpointIO
 from .config import ConfigError, check_hardware, to_yaml, wandb_mode
 from .data.datamodule import FramesDataModule
 from .module import VRNNModule
@@ -145,6 +146,7 @@ def train(cfg: DictConfig, extra_callbacks: list | None = None) -> Path:
         logger=make_loggers(cfg, out_dir, resuming=ckpt_path is not None),
         callbacks=make_callbacks(cfg, out_dir) + list(extra_callbacks or []),
         log_every_n_steps=cfg.logger.log_every_n_steps,
+        plugins=[AtomicCheckpointIO()],  # a checkpoint is complete or absent, never truncated
     )
     try:
         trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path)
