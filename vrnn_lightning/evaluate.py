@@ -52,8 +52,15 @@ def table(result: dict) -> Table:
     t.add_column("per frame", justify="right")
     for name, estimator in ESTIMATORS.items():
         r = result[name]
-        t.add_row(estimator.label(k), f"{r['per_sequence']:.2f}", f"{r['per_frame']:.4f}")
+        label = estimator.label(k)
+        if r.get("nonfinite_sequences"):
+            label += f" ({r['nonfinite_sequences']} non-finite sequences left out)"
+        t.add_row(label, _number(r["per_sequence"], 2), _number(r["per_frame"], 4))
     return t
+
+
+def _number(value: float | None, digits: int) -> str:
+    return "non-finite" if value is None else f"{value:.{digits}f}"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -67,12 +74,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("overrides", nargs="*", help="key=value overrides, e.g. eval.split=valid")
     args = parser.parse_args(argv)
     console = Console()
+
+    def show(result: dict) -> None:  # before the write: a failed one loses no evaluation
+        console.print(table(result))
+
     try:
-        result, out = evaluate_checkpoint(args.ckpt, args.overrides, args.out, console)
+        _, out = evaluate_checkpoint(args.ckpt, args.overrides, args.out, console, show)
     except (ConfigError, CorpusError) as err:
         print(f"vrnn-eval: {err}", file=sys.stderr)
         return 2
-    console.print(table(result))
     console.print(f"written {out}")
     return 0
 

@@ -11,6 +11,8 @@ the exact log-likelihood. The K samples of a batch run as K * eval.batch_size ro
 from __future__ import annotations
 
 import json
+import tempfile
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -55,6 +57,10 @@ def evaluate(module: VRNNModule, cfg: DictConfig, console: Console | None = None
     torch.manual_seed(cfg.seed)  # the same z draws on every run
 
     totals = dict.fromkeys(ESTIMATORS, 0.0)
+    # sequences whose estimate is not finite are counted and left out of the mean (one NaN
+    # would make the whole figure NaN, and JSON has no NaN)
+    nonfinite = dict.fromkeys(ESTIMATORS, 0)
+    finite_frames = dict.fromkeys(ESTIMATORS, 0)
     n_sequences = n_frames = n_resampled = 0
     progress = Progress(
         TextColumn(f"{split} [progress.description]{{task.description}}"),
@@ -71,8 +77,13 @@ def evaluate(module: VRNNModule, cfg: DictConfig, console: Console | None = None
             # K samples (particles) of each sequence run as one batch of K * B rows
             scoring = Scoring(model, x, mask, k, cfg.eval.resampling, cfg.eval.ess_threshold)
             estimates = estimate_all(scoring)
+            frames = mask.sum(1)
             for name, est in estimates.items():
-                totals[name] += est.per_sequence.double().sum().item()
+                values = est.per_sequence.double()
+                ok = torch.isfinite(values)
+                totals[name] += values[ok].sum().item()
+                nonfinite[name] += int((~ok).sum())
+                finite_frames[name] += int(frames[ok].sum())
             if estimates["smc"].n_resampled is not None:  # None: rnn_*, nothing to resample
                 n_resampled += int(estimates["smc"].n_resampled.sum())
             n_sequences += x.shape[0]
@@ -82,7 +93,11 @@ def evaluate(module: VRNNModule, cfg: DictConfig, console: Console | None = None
         raise ConfigError(f"eval.split: the {split} split of {cfg.data.dataset} is empty")
 
     result = {
-        name: {"per_sequence": totals[name] / n_sequences, "per_frame": totals[name] / n_frames}
+        name: {
+            "per_sequence": _mean(totals[name], n_sequences - nonfinite[name]),
+            "per_frame": _mean(totals[name], finite_frames[name]),
+            "nonfinite_sequences": nonfinite[name],
+        }
         for name in ESTIMATORS
     }
     # how often SMC resampled: per sequence, and as a fraction of the frames
@@ -106,19 +121,43 @@ def evaluate(module: VRNNModule, cfg: DictConfig, console: Console | None = None
     return result
 
 
+def _mean(total: float, n: int) -> float | None:
+    return total / n if n else None  # None (JSON null): every sequence was non-finite
+
+
 def evaluate_checkpoint(
     ckpt: str | Path,
     overrides: list[str] | None = None,
     out: str | Path | None = None,
     console: Console | None = None,
+    show: Callable[[dict], None] | None = None,
 ) -> tuple[dict, Path]:
     """Evaluate a vrnn-fit checkpoint with ``overrides`` applied to its run config and write the
     result as JSON to ``out`` (default <run folder>/eval_<split>.json); returns (result, out).
+    ``out`` is checked before the evaluation, and ``show`` is given the result before it is
+    written, so a failed write never loses a finished evaluation.
     ConfigError or CorpusError when the checkpoint, the settings or the data are unusable."""
     module, cfg = load_checkpoint(ckpt, list(overrides or []))
+    out = Path(out) if out else run_dir(ckpt, cfg) / f"eval_{cfg.eval.split}.json"
+    check_writable(out)
     result = evaluate(module, cfg, console)
     result["checkpoint"] = str(ckpt)
-    out = Path(out) if out else run_dir(ckpt, cfg) / f"eval_{cfg.eval.split}.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=2) + "\n")
+    if show is not None:
+        show(result)
+    try:
+        out.write_text(json.dumps(result, indent=2, allow_nan=False) + "\n")
+    except OSError as err:
+        raise ConfigError(f"--out: cannot write {out} ({err.strerror})") from None
     return result, out
+
+
+def check_writable(out: Path) -> None:
+    """ConfigError unless a file can be written at ``out`` (its folder is made if need be)."""
+    if out.is_dir():
+        raise ConfigError(f"--out: {out} is a folder; give a file name, e.g. {out}/eval.json")
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=out.parent, prefix=f".{out.name}.", delete=True):
+            pass
+    except OSError as err:
+        raise ConfigError(f"--out: cannot write {out} ({err.strerror or err})") from None
