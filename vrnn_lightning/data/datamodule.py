@@ -25,7 +25,13 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 
 from vrnn_lightning.config import DataConfig
 from vrnn_lightning.data.corpora import get_corpus
-from vrnn_lightning.data.store import SPLITS, FrameStore, as_data_config, is_finished
+from vrnn_lightning.data.store import (
+    SPLITS,
+    FrameStore,
+    Normalisation,
+    as_data_config,
+    is_finished,
+)
 
 Key = tuple[int, int, int]  # (sequence index, first frame, number of frames)
 
@@ -126,6 +132,7 @@ class FramesDataModule(L.LightningDataModule):
     """
 
     DATASET: str | None = None  # preset by the named subclasses (TIMIT, ...)
+    DEFAULTS: dict = {}  # data keys a named subclass presets (a keyword still overrides them)
 
     def __init__(
         self,
@@ -137,6 +144,9 @@ class FramesDataModule(L.LightningDataModule):
         super().__init__()
         if self.DATASET is not None:
             overrides["dataset"] = self.DATASET
+        if self.DEFAULTS:
+            given = dict(data or {}) if isinstance(data, Mapping) else {}
+            overrides = {**{k: v for k, v in self.DEFAULTS.items() if k not in given}, **overrides}
         self.cfg: DataConfig = as_data_config(data, **overrides)
         self.seed = seed
         self.stores: dict[str, FrameStore] = {}
@@ -241,6 +251,12 @@ class FramesDataModule(L.LightningDataModule):
         """The train split's normalisation: {"mean", "std", "amplitude_scale"}."""
         s = self.store("train")
         return {"mean": s.mean, "std": s.std, "amplitude_scale": s.amplitude_scale}
+
+    def use_normalisation(self, norm: Normalisation) -> None:
+        """Normalise every split with ``norm`` (a trained model's statistics) instead of the
+        train split's: a model is always fed data as it was trained."""
+        for store in self.stores.values():
+            store.use_normalisation(norm)
 
     def denormalise(self, x):
         """Normalised frames (numpy or torch, (..., D)) -> audio amplitude (1.0 = full

@@ -1,0 +1,258 @@
+"""A trained model on its own: what a checkpoint or an export folder carries, read safely.
+
+A vrnn-fit checkpoint holds, beside Lightning's own entries, ``checkpoint["vrnn_lightning"]``
+(written by callbacks.DescribeCheckpoint at every save): the run config, what x_t is (kind,
+x_dim, frame size, sample rate), the normalisation the model was trained with, the corpus
+name and the fingerprint of its store, and the metrics at save time. That is enough to score
+and to generate without the training data.
+
+Loading never executes code from the file: checkpoints are read with
+``torch.load(weights_only=True)`` (tensors and plain values only), export folders with
+safetensors. A file that needs more than that is refused, not trusted.
+"""
+
+from __future__ import annotations
+
+import json
+import pickle
+import re
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from omegaconf import DictConfig, OmegaConf
+
+from .config import Config, ConfigError, apply_overrides, merge_checked
+from .data.store import Normalisation
+from .model import VRNN, build_model
+
+DESCRIPTION_KEY = "vrnn_lightning"  # the checkpoint entry that describes the model
+FORMAT_VERSION = 1
+EXPORT_WEIGHTS = "model.safetensors"
+EXPORT_CONFIG = "config.json"
+EXPORT_CARD = "README.md"
+
+
+@dataclass
+class DataDescription:
+    """What x_t is and how the training data was normalised."""
+
+    dataset: str
+    kind: str  # "audio" or "strokes"
+    x_dim: int
+    frame_size: int  # samples per frame (audio); 1 for pen steps
+    sample_rate: int | None  # audio only
+    normalisation: Normalisation | None  # None: a checkpoint older than this record
+    fingerprint: str | None = None  # of the training store (data/store.py: fingerprint)
+
+    def as_dict(self) -> dict:
+        out = dict(self.__dict__)
+        out["normalisation"] = self.normalisation.as_dict() if self.normalisation else None
+        return out
+
+    @classmethod
+    def from_dict(cls, d: dict) -> DataDescription:
+        d = dict(d)
+        norm = d.pop("normalisation", None)
+        return cls(**d, normalisation=Normalisation(**norm) if norm else None)
+
+    # what generation needs of a DataModule
+    def denormalise(self, x):
+        return self.normalisation.denormalise(x)
+
+
+@dataclass
+class Trained:
+    """A ready model (on the CPU, in eval mode) and everything known about how it was made."""
+
+    model: VRNN
+    config: DictConfig  # the run config it was trained with
+    data: DataDescription
+    metrics: dict = field(default_factory=dict)  # e.g. {"val/elbo": -2176.3}
+    step: int | None = None
+    path: Path | None = None  # the checkpoint file or export folder it came from
+
+    def normalise(self, frames):
+        return self.data.normalisation.normalise(frames)
+
+    def denormalise(self, x):
+        return self.data.normalisation.denormalise(x)
+
+
+def describe(cfg: DictConfig | dict, datamodule, model: VRNN, metrics: dict, step: int) -> dict:
+    """The ``checkpoint["vrnn_lightning"]`` entry: plain values only (it must load with
+    ``weights_only=True``)."""
+    train = datamodule.store("train")
+    data = DataDescription(
+        dataset=datamodule.cfg.dataset,
+        kind=datamodule.kind,
+        x_dim=model.x_dim,
+        frame_size=datamodule.frame_size,
+        sample_rate=datamodule.sample_rate,
+        normalisation=train.normalisation,
+        fingerprint=str(train.attrs.get("fingerprint")),
+    )
+    if isinstance(cfg, DictConfig):
+        cfg = OmegaConf.to_container(cfg, resolve=True)
+    return {
+        "format_version": FORMAT_VERSION,
+        "config": cfg,
+        "data": data.as_dict(),
+        "metrics": {k: float(v) for k, v in metrics.items()},
+        "step": int(step),
+    }
+
+
+# ---------------------------------------------------------------- reading a checkpoint file
+
+
+def read_checkpoint(path: str | Path) -> dict:
+    """The dict in a vrnn-fit checkpoint, read with weights_only=True; ConfigError saying what
+    the file is when it is not one."""
+    path = Path(path)
+    if path.is_dir():
+        raise ConfigError(
+            f"{path} is a folder, not a checkpoint file or an export folder "
+            f"(vrnn-export writes {EXPORT_WEIGHTS} and {EXPORT_CONFIG})"
+        )
+    if not path.is_file():
+        raise ConfigError(f"checkpoint {path} does not exist")
+    if not zipfile.is_zipfile(path):  # torch.save's format since torch 1.6
+        with open(path, "rb") as f:
+            head = f.read(64)
+        what = "an empty file" if not head else "not a torch checkpoint (no torch.save archive)"
+        if head and all(32 <= b < 127 or b in b"\t\r\n" for b in head):
+            what = f"a text file, not a torch checkpoint (it starts {head[:40].decode()!r})"
+        raise ConfigError(f"{path} is {what}")
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as err:
+        # weights_only refuses anything a pickle would rebuild by calling code
+        wanted = re.search(r"Unsupported (?:global|operand)[^\n]*", str(err))
+        raise ConfigError(
+            f"{path}: refused: the file asks to run Python code while loading "
+            f"({wanted.group(0) if wanted else 'an object torch will not rebuild'}); a vrnn-fit "
+            "checkpoint holds only tensors and plain values. Nothing from the file was run."
+        ) from None
+    except (RuntimeError, OSError, EOFError, ValueError) as err:
+        raise ConfigError(f"{path}: a damaged or truncated torch file ({err})") from None
+    if isinstance(ckpt, torch.Tensor):
+        raise ConfigError(
+            f"{path} holds a bare tensor of shape {tuple(ckpt.shape)}, not a vrnn-fit checkpoint"
+        )
+    if not isinstance(ckpt, dict):
+        raise ConfigError(f"{path} holds a {type(ckpt).__name__}, not a vrnn-fit checkpoint")
+    if "state_dict" not in ckpt or not (
+        DESCRIPTION_KEY in ckpt or "config" in ckpt.get("hyper_parameters", {})
+    ):
+        keys = ", ".join(sorted(map(str, ckpt))[:8]) or "none"
+        raise ConfigError(
+            f"{path} is a torch file but not a vrnn-fit checkpoint (its keys: {keys}; "
+            "expected state_dict and the run config)"
+        )
+    return ckpt
+
+
+def _describe_legacy(ckpt: dict) -> dict:
+    """A checkpoint from before the description entry: config and kind from the module's
+    hyper-parameters; no normalisation (the store's is used, with a note)."""
+    hp = ckpt["hyper_parameters"]
+    cfg = OmegaConf.merge(OmegaConf.structured(Config), hp["config"])
+    kind = hp.get("data_kind", "audio")
+    return {
+        "config": hp["config"],
+        "data": {
+            "dataset": cfg.data.dataset,
+            "kind": kind,
+            "x_dim": cfg.data.frame_size if kind == "audio" else 3,
+            "frame_size": cfg.data.frame_size if kind == "audio" else 1,
+            "sample_rate": cfg.data.sample_rate if kind == "audio" else None,
+            "normalisation": None,
+        },
+        "metrics": {},
+        "step": ckpt.get("global_step"),
+    }
+
+
+def _build(description: dict, weights: dict[str, torch.Tensor], source: Path) -> Trained:
+    cfg = merge_checked(
+        OmegaConf.structured(Config), description["config"], f"the config saved in {source}"
+    )
+    data = DataDescription.from_dict(description["data"])
+    model = build_model(cfg.model, data.kind, data.frame_size)
+    try:
+        model.load_state_dict(weights)
+    except RuntimeError as err:
+        raise ConfigError(
+            f"{source}: the weights do not fit the saved model config ({err})"
+        ) from None
+    return Trained(
+        model=model.eval(),
+        config=cfg,
+        data=data,
+        metrics=dict(description.get("metrics") or {}),
+        step=description.get("step"),
+        path=source,
+    )
+
+
+def load_trained(path: str | Path) -> Trained:
+    """The model in a vrnn-fit checkpoint or a vrnn-export folder, on the CPU in eval mode."""
+    path = Path(path)
+    if path.is_dir() and (path / EXPORT_CONFIG).is_file():
+        return load_export(path)
+    ckpt = read_checkpoint(path)
+    description = ckpt.get(DESCRIPTION_KEY) or _describe_legacy(ckpt)
+    prefix = "model."
+    weights = {k[len(prefix) :]: v for k, v in ckpt["state_dict"].items() if k.startswith(prefix)}
+    return _build(description, weights, path)
+
+
+def load_export(folder: str | Path) -> Trained:
+    """A folder written by vrnn-export: config.json and model.safetensors."""
+    from safetensors.torch import load_file
+
+    folder = Path(folder)
+    config, weights = folder / EXPORT_CONFIG, folder / EXPORT_WEIGHTS
+    try:
+        description = json.loads(config.read_text())
+    except (OSError, ValueError) as err:
+        raise ConfigError(f"{config}: not a vrnn-export config ({err})") from None
+    if not isinstance(description, dict) or "config" not in description:
+        raise ConfigError(f"{config}: not a vrnn-export config (no 'config' entry)")
+    if not weights.is_file():
+        raise ConfigError(f"{folder}: no {EXPORT_WEIGHTS}")
+    try:
+        tensors = load_file(weights)
+    except Exception as err:  # safetensors raises its own error types
+        raise ConfigError(f"{weights}: not a readable safetensors file ({err})") from None
+    return _build(description, tensors, folder)
+
+
+def load_for_run(path: str | Path, overrides: list[str]) -> tuple[Trained, DictConfig]:
+    """A trained model and its run config with ``overrides`` applied (``model.*`` cannot
+    change); ConfigError naming the file or the key when either is unusable."""
+    trained = load_trained(path)
+    saved = trained.config
+    cfg = apply_overrides(saved, overrides)
+    # model.compile changes how, not what, the model computes
+    changed = [k for k in cfg.model if saved.model[k] != cfg.model[k] and k != "compile"]
+    if changed:
+        raise ConfigError(
+            f"model.{changed[0]}: the model comes from the checkpoint and cannot be overridden"
+        )
+    return trained, cfg
+
+
+def run_dir(ckpt: str | Path, cfg: DictConfig) -> Path:
+    """The run folder: the one holding checkpoints/<ckpt>, an export folder itself, else the
+    config's out_dir."""
+    ckpt = Path(ckpt).resolve()
+    if ckpt.is_dir():
+        return ckpt
+    return ckpt.parent.parent if ckpt.parent.name == "checkpoints" else Path(cfg.out_dir)
+
+
+def device() -> torch.device:
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
