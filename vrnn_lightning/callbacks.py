@@ -121,16 +121,22 @@ class DescribeCheckpoint(L.Callback):
     the training normalisation and store fingerprint, and the metrics at save time, so that
     the checkpoint alone scores and generates (vrnn_lightning.checkpoint)."""
 
-    def __init__(self, config: dict):
+    def __init__(self, config: dict, command: str | None = None):
         super().__init__()
         self.config = config
+        self.command = command  # the vrnn-fit command line, for the model card
 
     def on_save_checkpoint(self, trainer: L.Trainer, pl_module: L.LightningModule, checkpoint):
         metrics = {
             k: v for k, v in trainer.callback_metrics.items() if getattr(v, "numel", int)() == 1
         }
         checkpoint[DESCRIPTION_KEY] = describe(
-            self.config, trainer.datamodule, pl_module.model, metrics, trainer.global_step
+            self.config,
+            trainer.datamodule,
+            pl_module.model,
+            metrics,
+            trainer.global_step,
+            self.command,
         )
 
 

@@ -148,7 +148,6 @@ def evaluate(trained: Trained, cfg: DictConfig, console: Console | None = None) 
     dev = device()
     model = trained.model.to(dev).eval()
     model.compile = cfg.model.compile  # e.g. model.compile=true: a faster IWAE at large K
-    torch.manual_seed(cfg.seed)  # the same z draws on every run
 
     totals = dict.fromkeys(ESTIMATES, 0.0)
     n_sequences = n_frames = 0
@@ -162,7 +161,9 @@ def evaluate(trained: Trained, cfg: DictConfig, console: Console | None = None) 
     )
     with progress:
         task = progress.add_task("batches", total=len(loader))
-        for batch in loader:
+        batches = iter(loader)  # starting a DataLoader draws from torch's RNG: before the seed
+        torch.manual_seed(cfg.seed)  # the same z draws on every run, and as --inputs draws
+        for batch in batches:
             x, mask = batch["x"].to(dev), batch["mask"].to(dev)
             estimates = estimate_batch(model, x, mask, k)
             for name, est in estimates.items():

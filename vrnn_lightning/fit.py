@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shlex
 import sys
 from pathlib import Path
 
@@ -122,7 +123,7 @@ def tensorboard_logger(out_dir: Path):
     return TensorBoardLogger(save_dir=str(out_dir), name="tensorboard", default_hp_metric=False)
 
 
-def make_callbacks(cfg: DictConfig, out_dir: Path) -> list:
+def make_callbacks(cfg: DictConfig, out_dir: Path, command: str | None = None) -> list:
     from lightning.pytorch.callbacks import (
         EarlyStopping,
         LearningRateMonitor,
@@ -148,7 +149,7 @@ def make_callbacks(cfg: DictConfig, out_dir: Path) -> list:
         ),
         LearningRateMonitor(logging_interval="step"),
         SampleCallback.from_config(cfg, out_dir),  # samples (and W&B media) at validation
-        DescribeCheckpoint(OmegaConf.to_container(cfg, resolve=True)),
+        DescribeCheckpoint(OmegaConf.to_container(cfg, resolve=True), command),
     ]
     if cfg.trainer.early_stopping_patience:
         callbacks.append(
@@ -164,8 +165,9 @@ def make_callbacks(cfg: DictConfig, out_dir: Path) -> list:
     return callbacks
 
 
-def fit(cfg: DictConfig) -> Path:
-    """Train as ``cfg`` says; returns the run folder."""
+def fit(cfg: DictConfig, command: str | None = None) -> Path:
+    """Train as ``cfg`` says; returns the run folder. ``command`` (the command line) goes into
+    every checkpoint's description."""
     import lightning as L
     from lightning.pytorch.utilities import rank_zero_only
 
@@ -189,7 +191,7 @@ def fit(cfg: DictConfig) -> Path:
             **{**trainer_kwargs(cfg), "enable_model_summary": False},
             default_root_dir=str(out_dir),
             logger=loggers,
-            callbacks=make_callbacks(cfg, out_dir),
+            callbacks=make_callbacks(cfg, out_dir, command),
             log_every_n_steps=cfg.logger.log_every_n_steps,
         )
     except (ValueError, TypeError) as err:  # Lightning's MisconfigurationException included
@@ -216,12 +218,13 @@ def close_wandb(loggers: list) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
     args = parse_args(argv)
     try:
         cfg = load_config(args.config, args.overrides)
         if args.print_config:
             return print_config_and_exit(cfg)
-        out_dir = fit(cfg)
+        out_dir = fit(cfg, command=shlex.join(["vrnn-fit", *argv]))
     except (ConfigError, CorpusError) as err:
         print(f"vrnn-fit: {err}", file=sys.stderr)
         return 2

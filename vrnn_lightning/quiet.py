@@ -14,7 +14,6 @@ from __future__ import annotations
 import logging
 import warnings
 
-
 NOISE = ("💡 Tip:", "TPU available: False", "HPU available: False")
 
 
