@@ -1,6 +1,6 @@
 """vrnn-sweep: run a W&B sweep YAML on this machine with W&B's own sweep engine.
 
-    vrnn-sweep sweeps/demo_variants.yaml --local [--count N] [--jobs N] [--out DIR]
+    vrnn-sweep sweeps/demo_variants.yaml --local [--count N] [--jobs N] [--out DIR] [key=value]
     vrnn-sweep report sweeps_local/demo_variants [--iw-samples K]
     vrnn-sweep sweeps/timit_variants.yaml        # check the file and list the runs it proposes
 
@@ -13,7 +13,10 @@ run's config says; online is refused). A run's val/elbo history is read from its
 while it runs (hyperband) and when it ends. The sweep's state is OUT/state.json, so a rerun
 continues: finished runs are skipped and runs an interrupted invocation left behind resume.
 At the end every finished run's best checkpoint is evaluated and the Table 1 report written
-(report.py): OUT/table1.md, OUT/table1.csv, OUT/runs.csv.
+(report.py): OUT/table1.md, OUT/table1.csv, OUT/runs.csv. ``key=value`` overrides after the
+file apply to every run the invocation starts (e.g. trainer.max_epochs=2). ``report`` evaluates
+with the K the sweep was run with (--iw-samples there, else each run's eval.iw_samples) unless
+given its own --iw-samples.
 """
 
 from __future__ import annotations
@@ -149,9 +152,10 @@ def fit_config(command: list[str], run_id: str) -> dict:
         raise SweepError(f"command: {' '.join(command)} does not run vrnn-fit")
     fit_args = command[starts[0] + 1 :]
     try:
-        config_path, overrides = parse_args(fit_args)
+        parsed = parse_args(fit_args)
     except SystemExit:
         raise SweepError(f"command: vrnn-fit cannot parse {' '.join(fit_args)}") from None
+    config_path, overrides = parsed.config, parsed.overrides
     try:
         with _environ(WANDB_RUN_ID=run_id):
             cfg = OmegaConf.to_container(load_config(config_path, overrides), resolve=True)
@@ -188,8 +192,17 @@ class LocalRun:
 class LocalSweep:
     """A sweep's runs, persisted in ``folder``/state.json."""
 
-    def __init__(self, folder: Path, config: dict, runs: list[LocalRun]):
+    def __init__(
+        self,
+        folder: Path,
+        config: dict,
+        runs: list[LocalRun],
+        overrides: list[str] | None = None,
+        iw_samples: int | None = None,
+    ):
         self.folder, self.config, self.runs = folder, config, runs
+        self.overrides = list(overrides or [])  # key=value added to every new run's command
+        self.iw_samples = iw_samples  # the K the sweep evaluates with (None: each run's own)
 
     @classmethod
     def open(cls, folder: str | Path, config: dict | None = None) -> LocalSweep:
@@ -208,7 +221,13 @@ class LocalSweep:
                 f"{path}: this sweep was started from another sweep config; "
                 "use another --out folder, or delete this one to start over"
             )
-        return cls(folder, state["config"], [LocalRun(**r) for r in state["runs"]])
+        return cls(
+            folder,
+            state["config"],
+            [LocalRun(**r) for r in state["runs"]],
+            state.get("overrides"),
+            state.get("iw_samples"),
+        )
 
     def save(self) -> None:
         self.folder.mkdir(parents=True, exist_ok=True)
@@ -216,6 +235,8 @@ class LocalSweep:
             "version": STATE_VERSION,
             "config": self.config,
             "runs": [asdict(r) for r in self.runs],
+            "overrides": self.overrides,
+            "iw_samples": self.iw_samples,
         }
         tmp = self.folder / (STATE_FILE + ".tmp")
         tmp.write_text(json.dumps(state, indent=1) + "\n")
@@ -306,6 +327,7 @@ class Runner:
         command = agent_command(
             self.sweep.config, args, self.sweep.folder / "args" / f"{run_id}.json"
         )
+        command += self.sweep.overrides  # the invocation's key=value, last: they win
         cfg = fit_config(command, run_id)  # refuses a bad run before anything starts
         run = LocalRun(
             run_id, args, command, cfg["out_dir"], cfg["data"]["dataset"],
@@ -384,8 +406,10 @@ class Runner:
 
 
 def report(sweep: LocalSweep, iw_samples: int | None, console: Console) -> list[Path]:
+    """The sweep's Table 1; K: ``iw_samples``, else the one the sweep ran with."""
     title = f"{sweep.config['name']}: log-likelihood per sequence (nats)"
-    return _write(sweep.folder, title, sweep.results(iw_samples, console), console)
+    k = iw_samples or sweep.iw_samples
+    return _write(sweep.folder, title, sweep.results(k, console), console)
 
 
 def report_folders(
@@ -396,7 +420,8 @@ def report_folders(
     results = []
     for folder in map(Path, folders):
         if (folder / STATE_FILE).is_file():
-            results += LocalSweep.open(folder).results(iw_samples, console)
+            sweep = LocalSweep.open(folder)
+            results += sweep.results(iw_samples or sweep.iw_samples, console)
         else:
             results.append(folder_result(folder, iw_samples))
     return _write(out, "log-likelihood per sequence (nats)", results, console)
@@ -417,12 +442,17 @@ def run_local(
     poll: float = 5.0,
     iw_samples: int | None = None,
     console: Console | None = None,
+    overrides: list[str] | None = None,
 ) -> LocalSweep:
-    """Run the sweep in ``sweep_file`` here until it is done, then write the report."""
+    """Run the sweep in ``sweep_file`` here until it is done, then write the report.
+    ``overrides`` (key=value) are added to the command of every run started now."""
     console = console or Console()
     config = load_sweep(sweep_file)
     folder = Path(out) if out else Path("sweeps_local") / config["name"]
     sweep = LocalSweep.open(folder, config)
+    sweep.overrides = list(overrides or [])
+    if iw_samples is not None:
+        sweep.iw_samples = iw_samples
     cap = count or config.get("run_cap")
     if config["method"] != "grid" and not cap:
         raise SweepError(
@@ -440,7 +470,9 @@ def run_local(
     return sweep
 
 
-def check(sweep_file: str | Path, console: Console, show: int = 5) -> None:
+def check(
+    sweep_file: str | Path, console: Console, show: int = 5, overrides: list[str] | None = None
+) -> None:
     """Validate the file and the runs it proposes (all of a grid, else ``show``): list them."""
     config = load_sweep(sweep_file)
     engine_config = sweeps.SweepConfig(config)
@@ -451,6 +483,7 @@ def check(sweep_file: str | Path, console: Console, show: int = 5) -> None:
             run_id = generate_id()
             args = _plain(proposal.config)
             command = agent_command(config, args, Path(tmp) / f"{run_id}.json")
+            command += overrides or []
             fit_config(command, run_id)
             _say(console, f"{run_id}: {' '.join(command)}")
             runs.append(sweeps.SweepRun(name=run_id, config=args, state="pending"))
@@ -476,6 +509,11 @@ def main(argv: list[str] | None = None) -> int:
         description="Rebuild the Table 1 report of a local sweep, or make one of run folders."
         if reporting
         else "Run a W&B sweep YAML here with W&B's sweep engine (--local), or check it.",
+        epilog=None
+        if reporting
+        else "Also: vrnn-sweep report FOLDER... [--out DIR] [--iw-samples K]: rebuild the "
+        "Table 1 report of a local sweep folder (or make one of run folders); K defaults to the "
+        "one the sweep ran with.",
     )
     if reporting:
         parser.add_argument(
@@ -489,8 +527,12 @@ def main(argv: list[str] | None = None) -> int:
         parser.add_argument("--jobs", type=_positive, default=1, help="runs at once (default 1)")
         parser.add_argument("--out", help="state and report folder (default sweeps_local/NAME)")
         parser.add_argument("--poll", type=float, default=5.0, help="seconds between checks")
+        parser.add_argument(
+            "overrides", nargs="*", help="key=value for every run, e.g. trainer.max_epochs=2"
+        )
     parser.add_argument("--iw-samples", type=_positive, help="K for IWAE (default eval.iw_samples)")
-    args = parser.parse_args(argv[1:] if reporting else argv)
+    # intermixed: key=value may follow the options (FILE --local key=value)
+    args = parser.parse_intermixed_args(argv[1:] if reporting else argv)
     try:
         if reporting:
             one_sweep = len(args.folders) == 1 and (Path(args.folders[0]) / STATE_FILE).is_file()
@@ -502,10 +544,17 @@ def main(argv: list[str] | None = None) -> int:
                 report_folders(args.folders, args.out, args.iw_samples, console)
         elif args.local:
             run_local(
-                args.sweep, args.out, args.count, args.jobs, args.poll, args.iw_samples, console
+                args.sweep,
+                args.out,
+                args.count,
+                args.jobs,
+                args.poll,
+                args.iw_samples,
+                console,
+                args.overrides,
             )
         else:
-            check(args.sweep, console)
+            check(args.sweep, console, overrides=args.overrides)
     except (SweepError, ReportError) as err:
         print(f"vrnn-sweep: {err}", file=sys.stderr)
         return 2
