@@ -32,12 +32,12 @@ import torch
 from rich.console import Console
 from rich.table import Table
 
-from vrnn_lightning import prepare as prepare_mod
+from vrnn_lightning.data import pipeline
 from vrnn_lightning.data import store as store_mod
-from vrnn_lightning.data.corpora import Source
 from vrnn_lightning.data.datamodule import FramesDataModule
+from vrnn_lightning.data.pipeline import prepare
+from vrnn_lightning.data.source import Source
 from vrnn_lightning.data.store import FrameStore, StoreWriter, as_data_config
-from vrnn_lightning.prepare import prepare
 
 FSDD = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "fsdd" / "recordings"
 BATCH, SEQ_LEN, FRAME = 64, 40, 200
@@ -98,10 +98,10 @@ def bench_reuse(tmp: Path, runs: int, n_files: int = 50, per_file: int = 4000):
 
     corpus = SimpleNamespace(KIND="audio", VERSION=2, find_sources=find_sources, read=None)
     cfg = as_data_config(dataset="blizzard", root=str(root), cache_dir=str(tmp / "reuse"))
-    real_get, real_stat = prepare_mod.get_corpus, os.stat
-    prepare_mod.get_corpus = lambda name: corpus
+    real_get, real_stat = pipeline.get_corpus, os.stat
+    pipeline.get_corpus = lambda name: corpus
     try:
-        _, sources, fp, folder = prepare_mod.locate(cfg)
+        _, sources, fp, folder = pipeline.locate(cfg)
         folder.mkdir(parents=True)
         for split in sources:  # a finished store (one frame per split is enough to reuse it)
             attrs = {"kind": "audio", "fingerprint": fp, "mean": 0.0, "std": 1.0}
@@ -117,7 +117,7 @@ def bench_reuse(tmp: Path, runs: int, n_files: int = 50, per_file: int = 4000):
         listings, fps, reuses = [], [], []
         for _ in range(runs):
             t0 = time.perf_counter()
-            with prepare_mod._gc_paused():  # as locate() lists
+            with pipeline._gc_paused():  # as locate() lists
                 find_sources(cfg)
             listings.append(time.perf_counter() - t0)
             t0 = time.perf_counter()
@@ -128,7 +128,7 @@ def bench_reuse(tmp: Path, runs: int, n_files: int = 50, per_file: int = 4000):
             reuses.append(time.perf_counter() - t0)
             assert again == folder
     finally:
-        prepare_mod.get_corpus, store_mod.os.stat = real_get, real_stat
+        pipeline.get_corpus, store_mod.os.stat = real_get, real_stat
     n = sum(map(len, sources.values()))
     median = statistics.median
     return median(listings), median(fps), median(reuses), len(stats), n

@@ -5,8 +5,13 @@
     under K x the cost of one ELBO pass (target: <= 0.6 x (K x ELBO)).
 (b) Generation real-time factor for 16 kHz audio (200-sample frames) at batch 1 with the
     TIMIT-sized VRNN-GMM: seconds of compute per second of audio (target: < 1).
+(c) SMC(K) against IWAE(K) at the small and TIMIT sizes: the particle filter runs the step
+    API (every network inside the loop, resampling between steps), IWAE the fused forward.
+    SMC is timed without resampling (ESS threshold 0), at the default threshold (K/2) and
+    resampling at every step (threshold 1): the last against the first is what resampling
+    (the ESS, the ancestor draws, the gather of the states) costs.
 
-    python bench/bench_inference.py [--repeats 5] [--k 40]
+    python bench/bench_inference.py [--repeats 5] [--k 40] [--parts a b c]
 """
 
 from __future__ import annotations
@@ -67,15 +72,49 @@ def bench_generation(repeats: int, seconds: float) -> None:
     print(f"    real-time factor         {rtf:9.2f}   (target < 1)")
 
 
+@torch.no_grad()
+def bench_smc(k: int, repeats: int, timit_batch: int) -> None:
+    print(f"(c) SMC({k}) against IWAE({k}), vrnn_gmm, eager")
+    for name in ("small", "timit"):
+        spec = SIZES[name]
+        batch = spec["batch"] if name == "small" else timit_batch
+        torch.manual_seed(0)
+        model = VRNN("vrnn_gmm", x_dim=200, **spec["model"]).eval()
+        x = torch.randn(batch, spec["steps"], 200)
+        iwae = median_time(lambda: estimators.iwae(model, x, k=k), repeats)  # noqa: B023
+        smc = {
+            threshold: median_time(
+                lambda t=threshold: estimators.smc(model, x, k=k, ess_threshold=t),  # noqa: B023
+                repeats,
+            )
+            for threshold in (0.0, 0.5, 1.0)
+        }
+        print(f"    {name}: batch {batch} x {spec['steps']} frames, K * B = {k * batch} rows")
+        print(f"      {f'IWAE({k}), fused forward':<28} {iwae * 1e3:9.1f} ms")
+        for threshold, label in ((0.0, "no resampling"), (0.5, "ESS < K/2"), (1.0, "every step")):
+            t = smc[threshold]
+            label = f"SMC({k}), {label}"
+            print(f"      {label:<28} {t * 1e3:9.1f} ms  ({t / iwae:.2f} x IWAE)")
+        share = (smc[1.0] - smc[0.0]) / smc[1.0]
+        print(f"      resampling every step: {100 * share:.0f}% of SMC's time")
+    print()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--k", type=int, default=40)
     parser.add_argument("--seconds", type=float, default=2.0, help="audio to generate")
+    parser.add_argument("--parts", nargs="+", choices=("a", "b", "c"), default=["a", "b", "c"])
+    parser.add_argument("--timit-batch", type=int, default=4, help="(c): sequences at TIMIT size")
     args = parser.parse_args()
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads\n")
-    bench_iwae(args.k, args.repeats)
-    bench_generation(args.repeats, args.seconds)
+    if "a" in args.parts:
+        bench_iwae(args.k, args.repeats)
+    if "c" in args.parts:
+        bench_smc(args.k, args.repeats, args.timit_batch)
+    if "b" in args.parts:
+        bench_generation(args.repeats, args.seconds)
 
 
 if __name__ == "__main__":

@@ -11,185 +11,69 @@ diagonal-Gaussian predictive p(x_t | x_<t) can do: what rnn_gauss's output can a
 reach, since the true predictive covariance C P C^T + R is full.
 
 rnn_gauss, vrnn_gauss and vrnn_i_gauss (the same small widths) are trained with Adam for the
-same number of steps on the same fresh sequences, then scored on one fixed test set: ELBO,
-the sequence-level IWAE bound with K samples and the exact value, in nats per sequence.
+same number of steps on the same fresh sequences of T = 40, then scored on fixed test sets of
+each length T: ELBO, the sequence-level IWAE bound and the particle filter's SMC bound with K
+samples, and the exact value, in nats per sequence. Where SMC is tighter than IWAE, and how
+the gap grows with T, is the SMC-IWAE column.
 
-    python bench/bench_lgssm.py                      # 1500 steps, batch 32, K=64
-    python bench/bench_lgssm.py --steps 300 --k 40   # a quick look
+    python bench/bench_lgssm.py      # 1500 steps, batch 32, K in 4 16 64, T in 40 160 640
+    python bench/bench_lgssm.py --steps 300 --ks 16 --lengths 40 160   # a quick look
 """
 
 from __future__ import annotations
 
 import argparse
-import math
 import sys
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from torch.distributions import MultivariateNormal
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script from anywhere
 from vrnn_lightning import estimators  # noqa: E402
+from vrnn_lightning.lgssm import MODEL, make_lgssm, train  # noqa: E402
 from vrnn_lightning.model import VRNN  # noqa: E402
 
 VARIANTS = ("rnn_gauss", "vrnn_i_gauss", "vrnn_gauss")
-MODEL = dict(h_dim=64, z_dim=4, phi_x_dim=32, phi_z_dim=32, enc_dim=32, prior_dim=32,
-             dec_dim=32, mlp_layers=2)  # fmt: skip
-
-
-@dataclass
-class LGSSM:
-    A: torch.Tensor  # (k, k)
-    C: torch.Tensor  # (d, k)
-    Q: torch.Tensor  # (k, k) process noise covariance
-    R: torch.Tensor  # (d, d) observation noise covariance
-    P1: torch.Tensor  # (k, k) covariance of z_1
-
-    @property
-    def x_dim(self) -> int:
-        return self.C.shape[0]
-
-    def sample(self, n: int, steps: int, generator: torch.Generator) -> torch.Tensor:
-        """(n, steps, d) sequences, float64."""
-        k = self.A.shape[0]
-
-        def noise(cov, *shape):
-            eps = torch.randn(*shape, cov.shape[0], generator=generator, dtype=torch.float64)
-            return eps @ torch.linalg.cholesky(cov).T
-
-        z = noise(self.P1, n)
-        xs = []
-        for t in range(steps):
-            if t > 0:
-                z = z @ self.A.T + noise(self.Q, n)
-            xs.append(z @ self.C.T + noise(self.R, n))
-        assert z.shape == (n, k)
-        return torch.stack(xs, dim=1)
-
-    def joint_covariance(self, steps: int) -> torch.Tensor:
-        """Cov of (x_1, ..., x_T) flattened time-major: (T*d, T*d).
-
-        Cov(z_t, z_s) = A^(t-s) P_s for t >= s, with P_t = A P_{t-1} A^T + Q the marginal
-        covariance; then Cov(x_t, x_s) = C Cov(z_t, z_s) C^T + [t == s] R.
-        """
-        d = self.x_dim
-        marginals = [self.P1]
-        for _ in range(steps - 1):
-            marginals.append(self.A @ marginals[-1] @ self.A.T + self.Q)
-        cov = torch.zeros(steps * d, steps * d, dtype=torch.float64)
-        for s in range(steps):
-            cross = marginals[s]  # Cov(z_t, z_s), starting at t = s
-            for t in range(s, steps):
-                block = self.C @ cross @ self.C.T
-                if t == s:
-                    block = block + self.R
-                cov[t * d : (t + 1) * d, s * d : (s + 1) * d] = block
-                cov[s * d : (s + 1) * d, t * d : (t + 1) * d] = block.T
-                cross = self.A @ cross
-        return cov
-
-    def exact_log_likelihood(self, x: torch.Tensor) -> torch.Tensor:
-        """log p(x_1..T) per sequence (n,), from the joint Gaussian: no recursion involved."""
-        n, steps, d = x.shape
-        cov = self.joint_covariance(steps)
-        joint = MultivariateNormal(torch.zeros(steps * d, dtype=torch.float64), cov)
-        return joint.log_prob(x.double().reshape(n, steps * d))
-
-    def kalman_log_likelihood(self, x: torch.Tensor, diagonal: bool = False) -> torch.Tensor:
-        """sum_t log p(x_t | x_<t) per sequence (n,), by the Kalman filter.
-
-        ``diagonal``: score x_t under the predictive's mean and only the diagonal of its
-        covariance, the best a diagonal-Gaussian output can do (the expected log-density of a
-        Gaussian is maximised over diagonal Gaussians by its own mean and variances).
-        """
-        x = x.double()
-        n, steps, _ = x.shape
-        k = self.A.shape[0]
-        m = torch.zeros(n, k, dtype=torch.float64)  # predictive mean of z_t given x_<t
-        P = self.P1  # its covariance (the same for every sequence)
-        total = torch.zeros(n, dtype=torch.float64)
-        for t in range(steps):
-            if t > 0:
-                m, P = m @ self.A.T, self.A @ P @ self.A.T + self.Q
-            S = self.C @ P @ self.C.T + self.R  # predictive covariance of x_t
-            mean = m @ self.C.T
-            scored = torch.diag(torch.diagonal(S)) if diagonal else S
-            total += MultivariateNormal(mean, scored).log_prob(x[:, t])
-            # update with x_t
-            gain = P @ self.C.T @ torch.linalg.inv(S)
-            m = m + (x[:, t] - mean) @ gain.T
-            P = P - gain @ self.C @ P
-        return total
-
-
-def make_lgssm(latent: int = 4, x_dim: int = 6, seed: int = 0, obs_std: float = 0.3) -> LGSSM:
-    """Rotation blocks of 0.15 and 0.35 rad per step, decay 0.95; C random with unit-norm
-    rows; Q sized so the stationary latent variance is about 1; P_1 stationary."""
-    g = torch.Generator().manual_seed(seed)
-    angles, decay = torch.linspace(0.15, 0.35, latent // 2), 0.95
-    A = torch.zeros(latent, latent, dtype=torch.float64)
-    for i, a in enumerate(angles.tolist()):
-        c, s = math.cos(a), math.sin(a)
-        A[2 * i : 2 * i + 2, 2 * i : 2 * i + 2] = decay * torch.tensor([[c, -s], [s, c]])
-    Q = (1 - decay**2) * torch.eye(latent, dtype=torch.float64)  # stationary cov = I
-    C = torch.randn(x_dim, latent, generator=g, dtype=torch.float64)
-    C = C / C.norm(dim=1, keepdim=True)
-    R = obs_std**2 * torch.eye(x_dim, dtype=torch.float64)
-    return LGSSM(A=A, C=C, Q=Q, R=R, P1=torch.eye(latent, dtype=torch.float64))
-
-
-def train(
-    variant: str,
-    lgssm: LGSSM,
-    steps: int,
-    batch: int,
-    seq_len: int,
-    lr: float,
-    seed: int,
-    model_kwargs: dict = MODEL,
-) -> VRNN:
-    """Adam on the negative ELBO per sequence, a fresh batch of LGSSM sequences per step;
-    the same data stream (seed) for every variant."""
-    torch.manual_seed(seed)
-    model = VRNN(variant, x_dim=lgssm.x_dim, **model_kwargs)
-    opt = torch.optim.Adam(model.parameters(), lr=lr)
-    data = torch.Generator().manual_seed(seed + 1)
-    for _ in range(steps):
-        x = lgssm.sample(batch, seq_len, data).float()
-        terms = model(x)
-        loss = -(terms.log_px - terms.kl).sum(1).mean()
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 10.0)
-        opt.step()
-    return model
 
 
 @torch.no_grad()
-def score(model: VRNN, x: torch.Tensor, k: int, chunk: int = 100) -> tuple[float, float]:
-    """(mean ELBO, mean IWAE(K)) per sequence over x, in chunks of sequences."""
+def score(model: VRNN, x: torch.Tensor, k: int, chunk: int) -> dict[str, float]:
+    """Mean ELBO, IWAE(K) and SMC(K) per sequence over x (in chunks of sequences), and SMC's
+    resampling events per sequence."""
     model.eval()
     torch.manual_seed(0)  # the same z draws for every model
-    elbos, iwaes = [], []
+    elbos, iwaes, smcs, resampled = [], [], [], []
     for xb in x.float().split(chunk):
         elbos.append(estimators.elbo(model, xb).per_sequence)
-        if model.latent:
-            iwaes.append(estimators.iwae(model, xb, k=k).per_sequence)
-        else:  # no latent variable: the ELBO is the model's exact log-likelihood
+        if not model.latent:  # no latent variable: the ELBO is the model's exact likelihood
             iwaes.append(elbos[-1])
-    return torch.cat(elbos).double().mean().item(), torch.cat(iwaes).double().mean().item()
+            smcs.append(elbos[-1])
+            resampled.append(torch.zeros_like(elbos[-1]))
+            continue
+        iwaes.append(estimators.iwae(model, xb, k=k).per_sequence)
+        smc = estimators.smc(model, xb, k=k)
+        smcs.append(smc.per_sequence)
+        resampled.append(smc.n_resampled.float())
+
+    def mean(values):
+        return torch.cat(values).double().mean().item()
+
+    return dict(elbo=mean(elbos), iwae=mean(iwaes), smc=mean(smcs), resampled=mean(resampled))
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--steps", type=int, default=1500, help="Adam steps per model")
     parser.add_argument("--batch", type=int, default=32)
-    parser.add_argument("--seq-len", type=int, default=40)
+    parser.add_argument("--seq-len", type=int, default=40, help="training sequence length")
     parser.add_argument("--lr", type=float, default=3e-3)
-    parser.add_argument("--k", type=int, default=64, help="IWAE samples")
-    parser.add_argument("--test", type=int, default=500, help="test sequences")
+    parser.add_argument("--ks", type=int, nargs="+", default=[4, 16, 64], help="IWAE/SMC K")
+    parser.add_argument(
+        "--lengths", type=int, nargs="+", default=[40, 160, 640], help="test sequence lengths"
+    )
+    parser.add_argument("--test", type=int, default=500, help="test sequences per length")
+    parser.add_argument("--chunk", type=int, default=100, help="test sequences per batch")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--variants", nargs="+", choices=VARIANTS, default=list(VARIANTS))
     # one thread: these small per-step ops ran 10-25x slower on two threads of a busy CPU
@@ -198,50 +82,65 @@ def main() -> None:
     torch.set_num_threads(args.threads)
 
     lgssm = make_lgssm(seed=args.seed)
-    test = lgssm.sample(args.test, args.seq_len, torch.Generator().manual_seed(args.seed + 100))
-    exact = lgssm.exact_log_likelihood(test).mean().item()
-    diag = lgssm.kalman_log_likelihood(test, diagonal=True).mean().item()
-    std_err = lgssm.exact_log_likelihood(test).std().item() / math.sqrt(args.test)
+    tests, exact, diag, std_err = {}, {}, {}, {}
+    for steps in args.lengths:
+        gen = torch.Generator().manual_seed(args.seed + 100 + steps)
+        tests[steps] = test = lgssm.sample(args.test, steps, gen)
+        # the Kalman filter's exact value (tests/test_lgssm.py: equal to the joint Gaussian's,
+        # which would need a (T * 6)^2 covariance at T = 640)
+        truth = lgssm.kalman_log_likelihood(test)
+        exact[steps], std_err[steps] = truth.mean().item(), truth.std().item() / args.test**0.5
+        diag[steps] = lgssm.kalman_log_likelihood(test, diagonal=True).mean().item()
 
     rows = []
     for variant in args.variants:
         start = time.perf_counter()
         model = train(variant, lgssm, args.steps, args.batch, args.seq_len, args.lr, args.seed)
         train_s = time.perf_counter() - start
-        elbo, iwae = score(model, test, args.k)
-        rows.append((variant, elbo, iwae, train_s))
         print(f"{variant}: trained in {train_s:.0f} s", flush=True)
+        for steps in args.lengths:
+            for k in args.ks if model.latent else args.ks[:1]:
+                start = time.perf_counter()
+                scores = score(model, tests[steps], k, args.chunk)
+                rows.append((variant, steps, k, scores, train_s, time.perf_counter() - start))
 
     widths = " ".join(f"{k}={v}" for k, v in MODEL.items())
     print()
     print(
         f"LGSSM: latent 4 (rotation 0.15/0.35 rad, decay 0.95), x dim {lgssm.x_dim}, "
-        f"obs std 0.3, T={args.seq_len}, seed {args.seed}"
+        f"obs std 0.3, seed {args.seed}"
     )
     print(
         f"  training: {args.steps} Adam steps (lr {args.lr}, grad-norm clip 10) of {args.batch} "
-        f"fresh sequences each, the same stream for every model"
+        f"fresh sequences of T={args.seq_len} each, the same stream for every model"
     )
     print(f"  models: {widths} (z_dim unused by rnn_gauss); {args.threads} torch thread(s)")
     print(
-        f"  test: {args.test} sequences; IWAE K={args.k}; nats per sequence "
-        f"(std error of the exact mean: {std_err:.2f})"
+        f"  test: {args.test} sequences per length; nats per sequence; SMC resamples "
+        "(systematic) when the ESS < K/2"
     )
-    print(f"  exact log-likelihood (joint Gaussian): {exact:.2f}")
-    print(f"  best diagonal-Gaussian predictive (Kalman, diag cov): {diag:.2f}")
+    for steps in args.lengths:
+        print(
+            f"  T={steps}: exact log-likelihood (Kalman) {exact[steps]:.2f} (std error of the "
+            f"mean {std_err[steps]:.2f}); best diagonal-Gaussian predictive {diag[steps]:.2f}"
+        )
     print()
     header = (
-        f"{'model':<13} {'ELBO':>9} {'IWAE':>9} {'exact':>9} {'exact-ELBO':>11} "
-        f"{'exact-IWAE':>11} {'train s':>8}"
+        f"{'model':<13} {'T':>4} {'K':>3} {'ELBO':>9} {'IWAE':>9} {'SMC':>9} {'exact':>9} "
+        f"{'ex-IWAE':>8} {'ex-SMC':>8} {'SMC-IWAE':>8} {'resampl':>7} {'train s':>7} "
+        f"{'score s':>7}"
     )
     print(header)
     print("-" * len(header))
-    for variant, elbo, iwae, train_s in rows:
+    for variant, steps, k, s, train_s, score_s in rows:
+        truth = exact[steps]
         print(
-            f"{variant:<13} {elbo:>9.2f} {iwae:>9.2f} {exact:>9.2f} {exact - elbo:>11.2f} "
-            f"{exact - iwae:>11.2f} {train_s:>8.0f}"
+            f"{variant:<13} {steps:>4} {k:>3} {s['elbo']:>9.2f} {s['iwae']:>9.2f} "
+            f"{s['smc']:>9.2f} {truth:>9.2f} {truth - s['iwae']:>8.2f} {truth - s['smc']:>8.2f} "
+            f"{s['smc'] - s['iwae']:>8.2f} {s['resampled']:>7.1f} {train_s:>7.0f} {score_s:>7.1f}"
         )
-    print("rnn_gauss: ELBO = IWAE = the model's exact log-likelihood (no latent variable)")
+    print("rnn_gauss: ELBO = IWAE = SMC = the model's exact log-likelihood (no latent variable);")
+    print("resampl: SMC's resampling events per sequence")
 
 
 if __name__ == "__main__":

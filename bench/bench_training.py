@@ -3,7 +3,8 @@
 For each size it times, side by side in one process and interleaved (this machine is shared
 and noisy), one training step (forward, backward, Adam) of:
 
-- ``naive fp32``: bench/naive_vrnn.py, every network inside the per-step loop;
+- ``naive fp32``: ``VRNN.forward_stepwise``, the paper's step with every network inside the
+  per-step loop (the common style of public VRNN implementations);
 - ``ours32``: vrnn_lightning.model.VRNN as the training loop runs it;
 - ``ours32+c``: the same with model.compile=true (torch.compile of the decoder and output
   density; its one-off compile happens in the warm-up, outside the timing);
@@ -30,7 +31,6 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script from anywhere
-from bench.naive_vrnn import naive_step_terms  # noqa: E402
 from vrnn_lightning.model import VRNN  # noqa: E402
 
 SIZES = {
@@ -79,11 +79,10 @@ def make_step(kind: str, model: VRNN, x: torch.Tensor):
     def step():
         with autocast:
             if kind == "naive32":
-                log_px, kl = naive_step_terms(model, x)
+                terms = model.forward_stepwise(x)
             else:
                 terms = model(x)
-                log_px, kl = terms.log_px, terms.kl
-            loss = -(log_px - kl).sum(1).mean()
+            loss = -(terms.log_px - terms.kl).sum(1).mean()
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()

@@ -15,8 +15,9 @@ import torchaudio.functional as AF
 from vrnn_lightning.config import DataConfig
 from vrnn_lightning.data import audio
 from vrnn_lightning.data.audio import read_audio, write_wav
-from vrnn_lightning.data.corpora import NAMES, BadInput, CorpusError, Source, get_corpus
+from vrnn_lightning.data.corpora import NAMES, get_corpus
 from vrnn_lightning.data.corpora.splits import split_counts, split_groups, split_shuffled
+from vrnn_lightning.data.source import BadInput, CorpusError, Source
 from vrnn_lightning.data.strokes import points_to_steps, split_strokes, steps_to_points
 
 REAL = Path(__file__).resolve().parents[2] / "shared" / "data"

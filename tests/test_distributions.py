@@ -4,10 +4,18 @@ import math
 
 import pytest
 import torch
-from torch.distributions import MultivariateNormal, Normal, kl_divergence
+from torch.distributions import (
+    Categorical,
+    Independent,
+    MixtureSameFamily,
+    MultivariateNormal,
+    Normal,
+    kl_divergence,
+)
 
 from vrnn_lightning.distributions import (
     BivariateNormal,
+    DiagonalGMM,
     GaussianHead,
     GMMHead,
     PenHead,
@@ -132,3 +140,84 @@ def test_output_head_rejects_bad_observation():
         output_head("pen", 4, 5, 1, 1e-4)
     with pytest.raises(ValueError, match="model.observation"):
         output_head("video", 4, 5, 1, 1e-4)
+
+
+def _torch_gmm(logits, loc, scale):
+    """The reference: torch's own mixture of diagonal Gaussians, components over the last dim."""
+    components = Independent(Normal(loc.transpose(-1, -2), scale.transpose(-1, -2)), 1)
+    return MixtureSameFamily(Categorical(logits=logits), components)
+
+
+def _gmm_params(n, d, k, scale_range, x_scale, dtype=torch.float32):
+    logits = torch.randn(n, k, dtype=dtype)
+    loc = torch.randn(n, d, k, dtype=dtype)
+    lo, hi = scale_range
+    scale = torch.exp(torch.empty(n, d, k, dtype=dtype).uniform_(math.log(lo), math.log(hi)))
+    # x near one component's mean (so that its density dominates), scaled out to large |x|
+    near = loc[..., 0] + scale[..., 0] * torch.randn(n, d, dtype=dtype)
+    x = x_scale * near
+    return logits, x_scale * loc, scale, x
+
+
+@pytest.mark.parametrize(
+    "scale_range, x_scale",
+    [((0.3, 3.0), 1.0), ((1e-4, 2e-4), 1.0), ((1e-4, 1e-2), 30.0), ((0.5, 1.0), 1e3)],
+    ids=["ordinary", "near-min-std", "small-scales-large-x", "large-x"],
+)
+def test_diagonal_gmm_log_prob_and_gradients_match_mixture_same_family(scale_range, x_scale):
+    # float32 against torch's MixtureSameFamily in float64 on the same float32 inputs (the
+    # exact value of what float32 can represent), to 1e-4 relative
+    torch.manual_seed(1)
+    params = _gmm_params(16, 200, 5, scale_range, x_scale)
+    ref_params = [p.double().requires_grad_(True) for p in params[:3]]
+    ours_params = [p.clone().requires_grad_(True) for p in params[:3]]
+    x = params[3]
+    ref = _torch_gmm(*ref_params).log_prob(x.double())
+    ours = DiagonalGMM(*ours_params).log_prob(x)
+    torch.testing.assert_close(ours.double(), ref, rtol=1e-4, atol=1e-4 * ref.abs().max().item())
+    weights = torch.randn(16, dtype=torch.float64)  # a loss that is not a plain sum
+    ref_grads = torch.autograd.grad((ref * weights).sum(), ref_params)
+    ours_grads = torch.autograd.grad((ours * weights.float()).sum(), ours_params)
+    for name, g_ours, g_ref in zip(("logits", "loc", "scale"), ours_grads, ref_grads, strict=True):
+        scale = g_ref.abs().max().item()
+        torch.testing.assert_close(
+            g_ours.double(), g_ref, rtol=1e-4, atol=1e-4 * scale, msg=lambda m, n=name: f"{n}: {m}"
+        )
+
+
+def test_diagonal_gmm_gradient_wrt_x_and_broadcast_values():
+    torch.manual_seed(2)
+    logits, loc, scale, x = _gmm_params(3, 7, 4, (0.2, 2.0), 1.0, dtype=torch.float64)
+    x = x.requires_grad_(True)
+    ref = torch.autograd.grad(_torch_gmm(logits, loc, scale).log_prob(x).sum(), x)[0]
+    ours = torch.autograd.grad(DiagonalGMM(logits, loc, scale).log_prob(x).sum(), x)[0]
+    torch.testing.assert_close(ours, ref)
+    # values with a sample dimension in front broadcast over the batch, as in torch
+    xs = torch.randn(5, 3, 7, dtype=torch.float64)
+    torch.testing.assert_close(
+        DiagonalGMM(logits, loc, scale).log_prob(xs), _torch_gmm(logits, loc, scale).log_prob(xs)
+    )
+
+
+def test_diagonal_gmm_mean_and_samples():
+    torch.manual_seed(3)
+    logits = torch.tensor([[0.0, 1.0, -1.0]])
+    loc = torch.tensor([[[-4.0, 0.0, 5.0], [1.0, 2.0, 3.0]]])  # (1, D=2, K=3)
+    scale = torch.tensor([[[0.5, 1.0, 0.2], [0.1, 0.3, 2.0]]])
+    gmm, ref = DiagonalGMM(logits, loc, scale), _torch_gmm(logits, loc, scale)
+    torch.testing.assert_close(gmm.mean, ref.mean)
+    samples = gmm.sample((40_000,))
+    assert samples.shape == (40_000, 1, 2)
+    torch.testing.assert_close(samples.mean(0), ref.mean, atol=0.05, rtol=0.0)
+    torch.testing.assert_close(samples.var(0), ref.variance, atol=0.1, rtol=0.02)
+
+
+def test_gmm_head_log_prob_is_float32_under_bf16_autocast():
+    head = GMMHead(8, 6, 3)
+    hidden, x = torch.randn(4, 8), torch.randn(4, 6)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        dist = head(hidden)
+        log_prob = dist.log_prob(x)
+    assert log_prob.dtype == torch.float32
+    ref = _torch_gmm(dist.logits, dist.loc, dist.scale).log_prob(x)
+    torch.testing.assert_close(log_prob, ref)

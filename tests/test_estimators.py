@@ -40,6 +40,30 @@ def test_all_estimators_are_the_exact_likelihood_for_rnns(variant):
             estimators.paper_per_step_estimate(model, x, mask, k=7),
         ):
             torch.testing.assert_close(est.per_sequence, exact, atol=1e-4, rtol=1e-5)
+        # every registered estimator, computed as itself (not by estimate_all's shortcut)
+        scoring = estimators.Scoring(model, x, mask, k=7, ess_threshold=1.0)
+        for name, estimator in estimators.ESTIMATORS.items():
+            est = estimator.compute(scoring)
+            torch.testing.assert_close(est.per_sequence, exact, atol=1e-4, rtol=1e-5, msg=name)
+
+
+def test_the_registry_scores_every_estimator_and_labels_it():
+    model = make("vrnn_gauss")
+    x, mask = batch(n=4)
+    torch.manual_seed(0)
+    with torch.no_grad():
+        scores = estimators.estimate_all(estimators.Scoring(model, x, mask, k=6))
+    assert list(scores) == list(estimators.ESTIMATORS) == [
+        "elbo", "iwae", "smc", "paper_estimate"
+    ]  # fmt: skip
+    for est in scores.values():
+        assert est.per_sequence.shape == (4,) and torch.isfinite(est.per_sequence).all()
+    assert scores["smc"].n_resampled.shape == (4,)
+    labels = {n: e.label(6) for n, e in estimators.ESTIMATORS.items()}
+    assert labels == {
+        "elbo": "ELBO >=", "iwae": "IWAE(6) >=", "smc": "SMC(6) >=",
+        "paper_estimate": "paper per-step(6) ≈",
+    }  # fmt: skip
 
 
 def test_per_frame_divides_by_the_valid_frames():

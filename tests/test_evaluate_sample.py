@@ -18,7 +18,7 @@ import soundfile as sf
 import torch
 import wandb
 
-from vrnn_lightning import evaluate, fit, sample
+from vrnn_lightning import checkpoint, evaluate, fit, sample
 from vrnn_lightning.callbacks import log_to_wandb
 from vrnn_lightning.data.datamodule import FramesDataModule
 from vrnn_lightning.generation import Generated, generate_and_save
@@ -152,12 +152,17 @@ def test_samples_reach_an_offline_wandb_run(tmp_path_factory):
 
 
 def _check_result(result: dict, split: str, k: int) -> None:
-    for key in ("elbo", "iwae", "paper_estimate"):
-        assert set(result[key]) == {"per_sequence", "per_frame"}
-        assert all(math.isfinite(v) for v in result[key].values())
+    for key in ("elbo", "iwae", "smc", "paper_estimate"):
+        assert {"per_sequence", "per_frame"} <= set(result[key])
+        assert math.isfinite(result[key]["per_sequence"] + result[key]["per_frame"])
         # per frame is the total over frames: the same total as per sequence * sequences
         total = result[key]["per_sequence"] * result["n_sequences"]
         assert result[key]["per_frame"] * result["n_frames"] == pytest.approx(total)
+    smc = result["smc"]
+    assert smc["resampling"] == "systematic" and smc["ess_threshold"] == 0.5
+    assert smc["resampled_per_sequence"] * result["n_sequences"] == pytest.approx(
+        smc["resampling_rate"] * result["n_frames"]
+    )
     assert result["split"] == split and result["iw_samples"] == k
     assert result["dataset"].startswith("synthetic_") and result["checkpoint"].endswith(".ckpt")
     assert 0 < result["n_sequences"] <= result["n_frames"]
@@ -172,8 +177,9 @@ def test_eval_vrnn_iwae_tightens_the_elbo(speech, tmp_path, capsys):
     assert result["variant"] == "vrnn_gmm"
     assert result["n_frames"] == result["n_sequences"] * 8  # full 8-frame windows
     assert result["iwae"]["per_sequence"] > result["elbo"]["per_sequence"]
+    assert result["smc"]["per_sequence"] > result["elbo"]["per_sequence"]
     screen = capsys.readouterr().out
-    assert "IWAE, K=40" in screen and "paper per-step" in screen
+    assert "IWAE(40) >=" in screen and "SMC(40) >=" in screen and "paper per-step" in screen
 
 
 def test_eval_default_output_is_in_the_run_folder(speech):
@@ -188,6 +194,8 @@ def test_eval_rnn_reports_the_exact_likelihood_three_times(handwriting, tmp_path
     result = json.loads(out.read_text())
     _check_result(result, "test", 40)
     assert result["elbo"] == result["iwae"] == result["paper_estimate"]
+    exact = {k: result["smc"][k] for k in ("per_sequence", "per_frame")}
+    assert exact == result["elbo"] and result["smc"]["resampled_per_sequence"] == 0
     assert "exact log-likelihood" in capsys.readouterr().out
 
 
@@ -197,6 +205,8 @@ def test_eval_rnn_reports_the_exact_likelihood_three_times(handwriting, tmp_path
         ("eval.bogus=1", "eval.bogus"),
         ("eval.iw_samples=many", "eval.iw_samples"),
         ("eval.split=dev", "eval.split"),
+        ("eval.resampling=stratified", "eval.resampling"),
+        ("eval.ess_threshold=2", "eval.ess_threshold"),
         ("model.z_dim=8", "model.z_dim"),
         ("data.frame_size=100", "data.frame_size"),
         ("data.dataset=synthetic_handwriting", "data.dataset"),
@@ -260,8 +270,8 @@ def test_eval_whole_variable_length_sequences(handwriting, tmp_path):
     assert evaluate.main([*args, "data.eval_full_sequences=true", "eval.batch_size=5"]) == 0
     result = json.loads(out.read_text())
     _check_result(result, "train", 40)
-    module, cfg = evaluate.load_checkpoint(_ckpt(handwriting), [])
-    lengths = evaluate.datamodule_for(module, cfg).store("train").lengths
+    module, cfg = checkpoint.load_checkpoint(_ckpt(handwriting), [])
+    lengths = checkpoint.datamodule_for(module, cfg).store("train").lengths
     assert result["n_sequences"] == len(lengths) and result["n_frames"] == int(lengths.sum())
     assert len(set(lengths.tolist())) > 1
     # the same sequences in batches of 1 (no padding at all) give the same exact likelihood
@@ -272,7 +282,7 @@ def test_eval_whole_variable_length_sequences(handwriting, tmp_path):
 
 def test_generate_and_save_vrnn_strokes_with_kl_figure(handwriting, tmp_path):
     # a VRNN on the handwriting data (untrained: the files, not the quality, are under test)
-    _, cfg = evaluate.load_checkpoint(_ckpt(handwriting), [])
+    _, cfg = checkpoint.load_checkpoint(_ckpt(handwriting), [])
     cfg.model.variant = "vrnn_gauss"
     model = build_model(cfg.model, "strokes", cfg.data.frame_size)
     dm = FramesDataModule(cfg.data)

@@ -1,5 +1,5 @@
-"""The exact-likelihood reference of bench/bench_lgssm.py: the joint Gaussian and the Kalman
-filter agree, and a trained rnn_gauss stays below the truth."""
+"""The exact-likelihood reference of vrnn_lightning/lgssm.py (bench/bench_lgssm.py's truth):
+the joint Gaussian and the Kalman filter agree, and a trained rnn_gauss stays below it."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ import math
 import pytest
 import torch
 
-from bench.bench_lgssm import LGSSM, make_lgssm, train
 from vrnn_lightning import estimators
+from vrnn_lightning.lgssm import LGSSM, make_lgssm, train
 
 
 @pytest.fixture

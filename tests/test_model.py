@@ -5,7 +5,6 @@ import itertools
 import pytest
 import torch
 
-from bench.naive_vrnn import naive_step_terms
 from vrnn_lightning.config import VARIANTS
 from vrnn_lightning.model import VRNN
 from vrnn_lightning.networks import PAPER_MAX_NORM
@@ -70,30 +69,32 @@ def test_padding_contributes_zero_and_batch_mates_do_not_matter(variant, observa
 
 
 @pytest.mark.parametrize("variant,observation", CASES)
-def test_structured_loop_equals_naive_per_step_reference(variant, observation):
-    model = make(variant, observation)
-    x = data(observation)
-    noise = torch.randn(4, 6, SMALL["z_dim"])
-    terms = model(x, noise=noise)
-    log_px, kl = naive_step_terms(model, x, noise)
-    torch.testing.assert_close(terms.log_px, log_px, atol=1e-4, rtol=1e-5)
-    torch.testing.assert_close(terms.kl, kl, atol=1e-4, rtol=1e-5)
-
-
-@pytest.mark.parametrize("variant", ["vrnn_gmm", "vrnn_i_gauss"])
-def test_structured_loop_gradients_equal_the_naive_reference(variant):
-    """The loop's batched weight gradients (RecurrentWeightGrad) are autograd's, exactly."""
-    x = data("audio", steps=7)
+def test_fused_forward_equals_the_step_by_step_path_in_values_and_gradients(variant, observation):
+    """forward (the fused loop, batched weight gradients) and forward_stepwise (VRNN.step, every
+    network inside the loop, plain autograd) compute the same terms and the same gradients,
+    masked batch included."""
+    x = data(observation, steps=7)
     noise = torch.randn(4, 7, SMALL["z_dim"])
-    grads = []
-    for scores in (lambda m: m(x, noise=noise), lambda m: naive_step_terms(m, x, noise)):
-        model = make(variant, "audio", init="torch")
-        terms = scores(model)
-        log_px, kl = (terms.log_px, terms.kl) if hasattr(terms, "kl") else terms
-        (-(log_px - kl).sum(1).mean()).backward()
-        grads.append({n: p.grad for n, p in model.named_parameters()})
-    for name, grad in grads[1].items():
-        torch.testing.assert_close(grads[0][name], grad, atol=1e-5, rtol=1e-4, msg=name)
+    mask = torch.ones(4, 7, dtype=torch.bool)
+    mask[2, 4:] = False
+    results = []
+    for score in ("forward", "forward_stepwise"):
+        model = make(variant, observation, init="torch")
+        terms = getattr(model, score)(x, mask, noise=noise)
+        loss = -(terms.log_px - terms.kl).sum(1).mean() - terms.log_weight.sum(1).mean()
+        loss.backward()
+        grads = {n: p.grad for n, p in model.named_parameters()}
+        results.append((terms, grads))
+    (fused, fused_grads), (stepwise, step_grads) = results
+    for name in ("log_px", "kl", "log_pz", "log_qz"):
+        torch.testing.assert_close(
+            getattr(fused, name), getattr(stepwise, name), atol=1e-4, rtol=1e-5, msg=name
+        )
+    for a, b in zip(fused.final_state, stepwise.final_state, strict=True):
+        torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-5)
+    assert fused_grads.keys() == step_grads.keys()
+    for name, grad in step_grads.items():
+        torch.testing.assert_close(fused_grads[name], grad, atol=1e-5, rtol=1e-4, msg=name)
 
 
 @pytest.mark.parametrize("variant", ["rnn_gmm", "vrnn_gmm"])
@@ -111,11 +112,11 @@ def test_carried_state_continues_a_sequence(variant):
 def test_vrnn_i_prior_is_standard_normal_and_has_no_prior_network():
     model = make("vrnn_i_gauss", "audio")
     assert not any(n.startswith("prior") for n, _ in model.named_parameters())
-    prior = model._prior(torch.randn(5, SMALL["h_dim"]))
+    prior = model.p_z(torch.randn(5, SMALL["h_dim"]))
     assert (prior.loc == 0).all() and (prior.scale == 1).all()
     assert prior.loc.shape == (5, SMALL["z_dim"])
     learned = make("vrnn_gauss", "audio")
-    assert learned._prior(torch.randn(5, SMALL["h_dim"])).scale.std() > 0
+    assert learned.p_z(torch.randn(5, SMALL["h_dim"])).scale.std() > 0
 
 
 def test_paper_initialisation():
@@ -169,18 +170,36 @@ def test_generation_shape_finite_and_primer_prefix(variant, observation):
 
 
 def test_generation_step_is_the_training_recurrence():
-    """Teacher-forcing the generator's step reproduces forward()'s likelihood (rnn_*)."""
+    """Teacher-forcing the generator's pieces (p_x, then the recurrence on the observed x_t)
+    reproduces forward()'s likelihood (rnn_*)."""
     model = make("rnn_gmm", "audio")
     x = data("audio")
-    h = torch.zeros(4, SMALL["h_dim"])
-    c = torch.zeros_like(h)
+    state = model.initial_state(4)
     log_px = []
     with torch.no_grad():
         for t in range(x.shape[1]):
-            dist, _ = model._predict(h)
-            log_px.append(dist.log_prob(x[:, t]))
-            h, c = model._step(x[:, t], None, h, c)
+            log_px.append(model.p_x(None, state[0]).log_prob(x[:, t]))
+            state = model.recurrence(model.phi_x(x[:, t]), None, state)
         torch.testing.assert_close(torch.stack(log_px, 1), model(x).log_px, atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("variant", ["vrnn_gmm", "vrnn_i_gauss"])
+def test_generation_draws_z_from_the_prior_and_feeds_back_the_sample(variant):
+    """generate() is the step API's pieces in the paper's order: z_t ~ p(z_t | h_{t-1}),
+    x_t ~ p(x_t | z_t, h_{t-1}), h_t = LSTM(phi_x(x_t), phi_z(z_t), h_{t-1})."""
+    model = make(variant, "audio")
+    torch.manual_seed(5)
+    samples, means = model.generate(3, 4)
+    torch.manual_seed(5)
+    state = model.initial_state(3)
+    with torch.no_grad():
+        for t in range(4):
+            phi_z_t = model.phi_z(model.p_z(state[0]).sample())
+            p_x = model.p_x(phi_z_t, state[0])
+            x_t = p_x.sample()
+            torch.testing.assert_close(samples[:, t], x_t)
+            torch.testing.assert_close(means[:, t], p_x.mean)
+            state = model.recurrence(model.phi_x(x_t), phi_z_t, state)
 
 
 def test_bad_arguments_name_the_key():
@@ -204,3 +223,19 @@ def test_compiled_decoder_gives_the_same_terms_and_gradients():
         results.append((terms.log_px.detach(), model.output.mu.weight.grad))
     torch.testing.assert_close(results[1][0], results[0][0], atol=1e-4, rtol=1e-5)
     torch.testing.assert_close(results[1][1], results[0][1], atol=1e-5, rtol=1e-4)
+
+
+@pytest.mark.parametrize("variant", ["rnn_gmm", "vrnn_gmm"])
+def test_scoring_in_slices_equals_one_pass(variant, monkeypatch):
+    # without gradients, many rows (IWAE's K x B) are decoded in cache-sized slices
+    import vrnn_lightning.model as model_module
+
+    model = make(variant, "audio")
+    x = data("audio", batch=5, steps=6)
+    noise = torch.randn(3 * 5, 6, SMALL["z_dim"])
+    with torch.no_grad():
+        whole = model(x, n_samples=3, noise=noise)
+        monkeypatch.setattr(model_module, "_SCORING_ROWS", 13)  # slices of 2 sequences
+        sliced = model(x, n_samples=3, noise=noise)
+    torch.testing.assert_close(sliced.log_px, whole.log_px)
+    torch.testing.assert_close(sliced.log_weight, whole.log_weight)

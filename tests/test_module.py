@@ -1,12 +1,15 @@
 """VRNNModule: the objective's options and what happens on a non-finite loss."""
 
+from pathlib import Path
+
 import lightning as L
 import pytest
 import torch
 from torch.utils.data import DataLoader
 
-from vrnn_lightning.config import load_config
-from vrnn_lightning.module import NonFiniteLossError, VRNNModule
+from vrnn_lightning import estimators
+from vrnn_lightning.config import ConfigError, load_config
+from vrnn_lightning.module import NonFiniteLossError, VRNNModule, clip_threshold
 
 TINY = [
     "model.variant=vrnn_gauss",
@@ -96,3 +99,101 @@ def test_max_norm_holds_after_every_step():
         if isinstance(sub, torch.nn.Linear):
             for block in sub.weight.split(list(getattr(sub, "in_blocks", (sub.in_features,))), 1):
                 assert block.norm(dim=1).max() <= 0.05 + 1e-6
+
+
+# the original's clipping (gradients / batch size, norm 5) on each dataset's own loss scale
+PAPER_CLIP = {
+    "blizzard.yaml": 5 * 128 * 40,  # per-frame mean loss: 25,600 here
+    "accent.yaml": 5 * 128 * 40,
+    "timit.yaml": 5 * 64,  # per-sequence sum: 320
+    "onomatopoeia.yaml": 5 * 64,
+    "iamondb.yaml": 5 * 64,
+}
+
+
+@pytest.mark.parametrize("name", sorted(PAPER_CLIP))
+def test_each_paper_config_clips_where_the_original_did(name):
+    cfg = load_config(Path(__file__).resolve().parents[1] / "conf" / name)
+    assert clip_threshold(cfg.optim, cfg.data) == PAPER_CLIP[name]
+
+
+def test_the_clip_threshold_follows_its_scale_and_is_applied():
+    none = module("optim.grad_clip_scale=none").cfg
+    assert clip_threshold(none.optim, none.data) == 5.0
+    mod = module("optim.grad_clip_scale=batch_frames", "data.seq_len=3", "optim.grad_clip=0.5")
+    assert clip_threshold(mod.cfg.optim, mod.cfg.data) == 0.5 * 2 * 3
+    assert clip_threshold(mod.cfg.optim, mod.cfg.data, world_size=4) == 0.5 * 8 * 3
+    off = module("optim.grad_clip=0").cfg
+    assert clip_threshold(off.optim, off.data) is None
+    for p in mod.parameters():
+        p.grad = torch.full_like(p, 10.0)
+    mod.trainer = trainer()  # one process
+    mod.configure_gradient_clipping(None)
+    norm = torch.nn.utils.get_total_norm([p.grad for p in mod.parameters()])
+    torch.testing.assert_close(norm, torch.tensor(3.0))
+    with pytest.raises(ConfigError, match="optim.grad_clip_scale"):
+        module("optim.grad_clip_scale=frames")
+
+
+@pytest.mark.parametrize("objective", ["iwae", "fivo"])
+def test_iwae_and_fivo_objectives_are_their_bounds_and_train_every_parameter(objective):
+    mod = module(f"optim.objective={objective}", "optim.particles=3")
+    x, mask = torch.randn(2, 6, 5), torch.ones(2, 6, dtype=torch.bool)
+    mask[1, 4:] = False
+    mod._reseed(7)
+    loss = mod.training_step({"x": x, "mask": mask}, 0)
+    # the loss is minus the estimator's bound on the same draws
+    mod._reseed(7)
+    gen = mod._noise(x.device)
+    with torch.no_grad():
+        if objective == "iwae":
+            bound = estimators.iwae(mod.model, x, mask, 3, gen)
+        else:
+            bound = estimators.smc(mod.model, x, mask, 3, generator=gen)
+    torch.testing.assert_close(loss.detach(), -bound.per_sequence.mean())
+    loss.backward()
+    missing = [n for n, p in mod.named_parameters() if p.grad is None or not p.grad.any()]
+    assert not missing, f"no gradient reaches {missing}"
+
+
+def test_fivo_with_one_particle_is_the_single_sample_bound_in_value_and_gradient():
+    """K = 1: nothing to resample; FIVO's loss and gradient are the ELBO's with sampled KL
+    (log p(x|z) + log p(z) - log q(z)) on the same noise."""
+    x = torch.randn(2, 6, 5)
+    mask = torch.ones(2, 6, dtype=torch.bool)
+    fivo, elbo = module("optim.objective=fivo", "optim.particles=1"), module()
+    elbo.model.load_state_dict(fivo.model.state_dict())
+    noise = torch.randn(2, 6, 2)
+    value = estimators.smc(fivo.model, x, mask, 1, noise=noise).per_sequence.mean()
+    (-value).backward()
+    reference = elbo.model(x, mask, noise=noise).log_weight.sum(1).mean()
+    (-reference).backward()
+    torch.testing.assert_close(value, reference)
+    for (name, p), q in zip(fivo.model.named_parameters(), elbo.model.parameters(), strict=True):
+        torch.testing.assert_close(p.grad, q.grad, atol=1e-5, rtol=1e-4, msg=name)
+
+
+def test_validation_reports_the_elbo_and_the_objective():
+    mod = module("optim.objective=fivo", "optim.particles=2")
+    logged = {}
+    mod.log = lambda name, value, **kw: logged.__setitem__(name, float(value))
+    mod.on_validation_epoch_start()
+    for batch in batches(2):
+        with torch.no_grad():
+            mod.validation_step(batch, 0)
+    mod.on_validation_epoch_end()
+    assert {"val/elbo", "val/fivo"} <= set(logged)
+    assert logged["val/fivo"] != logged["val/elbo"]
+
+
+@pytest.mark.parametrize(
+    "override,named",
+    [
+        ("optim.objective=vimco", "optim.objective"),
+        ("optim.particles=0", "optim.particles"),
+        ("optim.kl_anneal_steps=100", "optim.kl_anneal_steps"),
+    ],
+)
+def test_bad_objective_settings_name_the_key(override, named):
+    with pytest.raises(ConfigError, match=named):
+        load_config(overrides=[*TINY, "optim.objective=iwae", override])

@@ -13,8 +13,9 @@ import h5py
 import numpy as np
 import pytest
 
-from vrnn_lightning import prepare as prepare_mod
-from vrnn_lightning.data.corpora import BadInput, CorpusError, Source
+from vrnn_lightning import prepare as prepare_cmd
+from vrnn_lightning.data import pipeline
+from vrnn_lightning.data.source import BadInput, CorpusError, Source
 from vrnn_lightning.data.store import FrameStore, as_data_config, is_finished
 
 SHARED = Path(__file__).resolve().parents[1] / ".." / "shared" / "data"
@@ -54,7 +55,7 @@ def tiny_corpus(kind="audio"):
 def corpus(monkeypatch):
     """Installs the tiny corpus as every dataset name; returns a setter for its kind."""
     state = {"module": tiny_corpus()}
-    monkeypatch.setattr(prepare_mod, "get_corpus", lambda name: state["module"])
+    monkeypatch.setattr(pipeline, "get_corpus", lambda name: state["module"])
     monkeypatch.setattr("vrnn_lightning.data.datamodule.get_corpus", lambda name: state["module"])
 
     def use(kind):
@@ -101,7 +102,7 @@ def test_prepare_stores_every_good_file_and_reports_bad_ones(tmp_path, corpus):
     np.save(root / "train_bad.npy", np.zeros(500, np.int16))  # read raises BadInput
     np.save(root / "train_short.npy", np.zeros(20, np.int16))  # < one frame of 50
     np.save(root / "valid_nan.npy", np.array([0.0, np.nan] * 100, np.float32))
-    folder = prepare_mod.prepare(data_cfg(tmp_path), progress=False)
+    folder = pipeline.prepare(data_cfg(tmp_path), progress=False)
 
     train = FrameStore(folder / "train.h5")
     assert train.names == [f"train_{i:03d}.npy" for i in range(6)]
@@ -123,23 +124,23 @@ def test_prepare_stores_every_good_file_and_reports_bad_ones(tmp_path, corpus):
 def test_finished_store_is_reused_fast_and_stale_one_rebuilt(tmp_path, corpus):
     write_audio_corpus(tmp_path / "corpus")
     cfg = data_cfg(tmp_path)
-    folder = prepare_mod.prepare(cfg, progress=False)
+    folder = pipeline.prepare(cfg, progress=False)
     mtime = (folder / "train.h5").stat().st_mtime_ns
 
     t0 = time.perf_counter()
-    again = prepare_mod.prepare(cfg, progress=False)
+    again = pipeline.prepare(cfg, progress=False)
     assert time.perf_counter() - t0 < 0.5
     assert again == folder and (folder / "train.h5").stat().st_mtime_ns == mtime
 
     # loader-only settings do not change the store; content settings do
-    assert prepare_mod.prepare(data_cfg(tmp_path, seq_len=99), progress=False) == folder
-    assert prepare_mod.prepare(data_cfg(tmp_path, frame_size=40), progress=False) != folder
+    assert pipeline.prepare(data_cfg(tmp_path, seq_len=99), progress=False) == folder
+    assert pipeline.prepare(data_cfg(tmp_path, frame_size=40), progress=False) != folder
 
     # a changed source file makes the store stale: a new fingerprint, rebuilt
     src = tmp_path / "corpus" / "train_000.npy"
     np.save(src, np.arange(1000, dtype=np.int16))
     os.utime(src, ns=(mtime + 10**9, mtime + 10**9))
-    rebuilt = prepare_mod.prepare(cfg, progress=False)
+    rebuilt = pipeline.prepare(cfg, progress=False)
     assert rebuilt != folder
     np.testing.assert_array_equal(
         FrameStore(rebuilt / "train.h5").raw(0), np.arange(1000).reshape(20, 50)
@@ -149,13 +150,13 @@ def test_finished_store_is_reused_fast_and_stale_one_rebuilt(tmp_path, corpus):
 def test_unfinished_store_in_place_is_rebuilt(tmp_path, corpus):
     write_audio_corpus(tmp_path / "corpus")
     cfg = data_cfg(tmp_path)
-    folder = prepare_mod.prepare(cfg, progress=False)
+    folder = pipeline.prepare(cfg, progress=False)
     with h5py.File(folder / "valid.h5", "r+") as f:  # as if written by a broken writer
         del f.attrs["complete"]
     assert not is_finished(
         folder / "valid.h5", FrameStore(folder / "train.h5").attrs["fingerprint"]
     )
-    prepare_mod.prepare(cfg, progress=False)
+    pipeline.prepare(cfg, progress=False)
     assert FrameStore(folder / "valid.h5").attrs["complete"]
 
 
@@ -167,7 +168,7 @@ def test_interrupt_leaves_no_finished_store_and_rerun_completes(tmp_path, corpus
     # "in a worker": raised by a pool worker's read, re-raised in the parent (not a hang)
     cfg = data_cfg(tmp_path, prepare_workers=2 if workers == "in a worker" else 1)
     if workers == 2:  # the interrupt arrives in the parent, as Ctrl-C would
-        real = prepare_mod._load_all
+        real = pipeline._load_all
 
         def interrupted(sources, reader, n):
             for k, item in enumerate(real(sources, reader, 2)):
@@ -175,28 +176,28 @@ def test_interrupt_leaves_no_finished_store_and_rerun_completes(tmp_path, corpus
                     raise KeyboardInterrupt
                 yield item
 
-        prepare_mod._load_all = interrupted
+        pipeline._load_all = interrupted
     try:
         with pytest.raises(KeyboardInterrupt):
-            prepare_mod.prepare(cfg, progress=False)
+            pipeline.prepare(cfg, progress=False)
     finally:
         if workers == 2:
-            prepare_mod._load_all = real
+            pipeline._load_all = real
     (folder,) = (tmp_path / "cache").iterdir()
     assert list(folder.glob("*.h5")) == []  # nothing that looks finished
     assert list(folder.glob("*.tmp-*")) == []  # and the temporary was removed
 
     kill.unlink()
-    folder = prepare_mod.prepare(cfg, progress=False)
+    folder = pipeline.prepare(cfg, progress=False)
     assert len(FrameStore(folder / "train.h5")) == 8
 
 
 def test_parallel_preparation_matches_serial(tmp_path, corpus, monkeypatch):
     write_audio_corpus(tmp_path / "corpus", n_train=20, n_valid=5, n_test=5)
     np.save(tmp_path / "corpus" / "train_007_bad.npy", np.zeros(500, np.int16))
-    monkeypatch.setattr(prepare_mod, "BATCH_SOURCES", 3)  # many runs of sources in flight
-    serial = prepare_mod.prepare(data_cfg(tmp_path), progress=False)
-    parallel = prepare_mod.prepare(
+    monkeypatch.setattr(pipeline, "BATCH_SOURCES", 3)  # many runs of sources in flight
+    serial = pipeline.prepare(data_cfg(tmp_path), progress=False)
+    parallel = pipeline.prepare(
         data_cfg(tmp_path, prepare_workers=2, cache_dir=str(tmp_path / "cache2")), progress=False
     )
     assert parallel.name == serial.name  # prepare_workers does not change the fingerprint
@@ -219,7 +220,7 @@ def test_progress_shows_files_hours_rate_and_time_left(tmp_path, corpus):
     write_audio_corpus(tmp_path / "corpus")
     out = io.StringIO()
     console = Console(file=out, force_terminal=True, width=160, color_system=None)
-    prepare_mod.prepare(data_cfg(tmp_path, prepare_workers=2), console=console)
+    pipeline.prepare(data_cfg(tmp_path, prepare_workers=2), console=console)
     text = out.getvalue()
     assert "6/6 files" in text and "2/2 files" in text
     assert " h " in text and "x real time" in text
@@ -228,7 +229,7 @@ def test_progress_shows_files_hours_rate_and_time_left(tmp_path, corpus):
 
 def test_corpus_error_exits_2_with_its_message(tmp_path, corpus, capsys):
     missing = tmp_path / "nowhere"
-    code = prepare_mod.main(
+    code = prepare_cmd.main(
         [f"data.root={missing}", f"data.cache_dir={tmp_path / 'cache'}", "data.dataset=timit"]
     )
     assert code == 2
@@ -240,19 +241,19 @@ def test_all_bad_train_split_is_a_corpus_error(tmp_path, corpus, capsys):
     root = tmp_path / "corpus"
     root.mkdir()
     np.save(root / "train_bad.npy", np.zeros(500, np.int16))
-    code = prepare_mod.main([f"data.root={root}", f"data.cache_dir={tmp_path / 'cache'}"])
+    code = prepare_cmd.main([f"data.root={root}", f"data.cache_dir={tmp_path / 'cache'}"])
     assert code == 2
     assert "no usable train sequence" in capsys.readouterr().err
 
 
 def test_config_error_exits_2(tmp_path, capsys):
-    assert prepare_mod.main(["data.no_such_key=1"]) == 2
+    assert prepare_cmd.main(["data.no_such_key=1"]) == 2
     assert "no_such_key" in capsys.readouterr().err
 
 
 def test_cli_prepares_and_prints_summary(tmp_path, corpus, capsys):
     write_audio_corpus(tmp_path / "corpus")
-    code = prepare_mod.main(
+    code = prepare_cmd.main(
         [
             f"data.root={tmp_path / 'corpus'}",
             f"data.cache_dir={tmp_path / 'cache'}",
@@ -286,7 +287,7 @@ def test_real_fsdd_round_trip(tmp_path):
         sample_rate=8000,
         frame_size=200,
     )
-    folder = prepare_mod.prepare(cfg, progress=False)
+    folder = pipeline.prepare(cfg, progress=False)
     total = 0
     for split in ("train", "valid", "test"):
         store = FrameStore(folder / f"{split}.h5")
@@ -314,7 +315,7 @@ def _read_gw(path: Path) -> np.ndarray:
 @pytest.mark.skipif(not GW.is_dir(), reason="../shared/data/gw-online is not available")
 def test_real_gw_online_round_trip(tmp_path):
     cfg = as_data_config(dataset="gw_online", root=str(GW), cache_dir=str(tmp_path / "cache"))
-    folder = prepare_mod.prepare(cfg, progress=False)
+    folder = pipeline.prepare(cfg, progress=False)
     counts = 0
     for split in ("train", "valid", "test"):
         store = FrameStore(folder / f"{split}.h5")
@@ -345,14 +346,14 @@ def _report(folder: Path) -> dict:
 def test_temporary_of_a_killed_run_is_removed(tmp_path, corpus):
     write_audio_corpus(tmp_path / "corpus")
     cfg = data_cfg(tmp_path)
-    folder = prepare_mod.locate(cfg)[3]
+    folder = pipeline.locate(cfg)[3]
     folder.mkdir(parents=True)
     dead = 2**22 + 12345  # above the default pid_max: no such process
     leftover = folder / f"train.h5.tmp-{socket.gethostname()}-{dead}"
     leftover.write_bytes(b"half a store")
     other_host = folder / f"train.h5.tmp-elsewhere-{dead}"  # may still be running there
     other_host.write_bytes(b"")
-    prepare_mod.prepare(cfg, progress=False)
+    pipeline.prepare(cfg, progress=False)
     assert not leftover.exists() and other_host.exists()
     assert FrameStore(folder / "train.h5").attrs["complete"]
 

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from test_prepare import corpus, data_cfg, write_audio_corpus  # noqa: F401  (fixture)
 
-from vrnn_lightning import prepare as prepare_mod
+from vrnn_lightning.data import pipeline
 from vrnn_lightning.data.store import (
     INT16_SCALE,
     FrameStore,
@@ -121,7 +121,7 @@ def test_stats_come_from_train_only(tmp_path, corpus):  # noqa: F811
     arrays = write_audio_corpus(tmp_path / "corpus")
     # a valid file far off the train distribution must not move the statistics
     np.save(tmp_path / "corpus" / "valid_loud.npy", np.full(5000, 30000, np.int16))
-    folder = prepare_mod.prepare(data_cfg(tmp_path), progress=False)
+    folder = pipeline.prepare(data_cfg(tmp_path), progress=False)
     train = np.concatenate(
         [a[: len(a) // 50 * 50] for n, a in arrays.items() if n.startswith("train")]
     ).astype(np.float64)
@@ -134,7 +134,7 @@ def test_stats_come_from_train_only(tmp_path, corpus):  # noqa: F811
 
 def test_float_audio_is_stored_float32(tmp_path, corpus):  # noqa: F811
     write_audio_corpus(tmp_path / "corpus", dtype=np.float32)
-    folder = prepare_mod.prepare(data_cfg(tmp_path), progress=False)
+    folder = pipeline.prepare(data_cfg(tmp_path), progress=False)
     for split in ("train", "valid", "test"):
         store = FrameStore(folder / f"{split}.h5")
         assert store.dtype == np.float32 and store.amplitude_scale == 1.0
@@ -154,7 +154,7 @@ def test_resampled_16bit_audio_is_stored_int16(tmp_path):
     cfg = as_data_config(
         dataset="audio_folder", root=str(root), cache_dir=str(tmp_path / "cache"), frame_size=50
     )
-    folder = prepare_mod.prepare(cfg, progress=False)
+    folder = pipeline.prepare(cfg, progress=False)
     for split in ("train", "valid", "test"):
         store = FrameStore(folder / f"{split}.h5")
         assert store.dtype == np.int16 and store.amplitude_scale == INT16_SCALE
@@ -165,7 +165,7 @@ def test_resampled_16bit_audio_is_stored_int16(tmp_path):
 
 def test_reader_pickles_without_its_handle_and_denormalises(tmp_path, corpus):  # noqa: F811
     write_audio_corpus(tmp_path / "corpus")
-    folder = prepare_mod.prepare(data_cfg(tmp_path), progress=False)
+    folder = pipeline.prepare(data_cfg(tmp_path), progress=False)
     store = FrameStore(folder / "train.h5")
     x = store.sequence(1)  # opens the file
     assert store._file is not None

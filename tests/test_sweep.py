@@ -11,19 +11,19 @@ import pytest
 import yaml
 from rich.console import Console
 
-import vrnn_lightning.sweep as sweep_mod
+import vrnn_lightning.local_sweep as sweep_mod
 from vrnn_lightning.config import VARIANTS
-from vrnn_lightning.sweep import (
+from vrnn_lightning.local_sweep import (
     LocalRun,
     LocalSweep,
     SweepError,
     agent_command,
     fit_config,
     load_sweep,
-    main,
     metric_history,
     sweeps,
 )
+from vrnn_lightning.sweep import main
 
 REPO = Path(__file__).resolve().parents[1]
 SWEEPS = sorted((REPO / "sweeps").glob("*.yaml"))
@@ -314,8 +314,9 @@ def test_a_local_sweep_runs_writes_table1_and_a_rerun_does_no_work(tmp_path, mon
     assert md.splitlines()[2] == "| model | synthetic_speech |"
     assert list(rows) == list(VARIANTS)
     assert not rows["rnn_gauss"].startswith(">=") and math.isfinite(float(rows["rnn_gauss"]))
-    lower, estimate = rows["vrnn_gauss"].removeprefix(">= ").split(" / ~ ")
-    assert math.isfinite(float(lower)) and math.isfinite(float(estimate))
+    parts = rows["vrnn_gauss"].split(" / ")  # ELBO, IWAE(K), SMC(K): each ">= value"
+    assert len(parts) == 3 and all(p.startswith(">= ") for p in parts)
+    assert all(math.isfinite(float(p.removeprefix(">= "))) for p in parts)
     assert all(rows[v] == "–" for v in VARIANTS if v not in ("rnn_gauss", "vrnn_gauss"))
 
     with open(out / "table1.csv", newline="") as f:
@@ -324,11 +325,13 @@ def test_a_local_sweep_runs_writes_table1_and_a_rerun_does_no_work(tmp_path, mon
     for variant, cell in cells.items():
         assert cell["dataset"] == "synthetic_speech" and cell["n_runs"] == "1"
         assert cell["iw_samples"] == "3" and cell["elbo_std"] == ""
-        values = [float(cell[f"{e}_mean"]) for e in ("elbo", "iwae", "paper_estimate")]
+        values = [float(cell[f"{e}_mean"]) for e in ("elbo", "iwae", "smc", "paper_estimate")]
         assert all(math.isfinite(v) for v in values)
         assert f"{values[0]:.1f}" in rows[variant]
-    rnn = [float(cells["rnn_gauss"][f"{e}_mean"]) for e in ("elbo", "iwae", "paper_estimate")]
-    assert rnn[0] == rnn[1] == rnn[2], "rnn_*: all three are the exact log-likelihood"
+    rnn = [
+        float(cells["rnn_gauss"][f"{e}_mean"]) for e in ("elbo", "iwae", "smc", "paper_estimate")
+    ]
+    assert rnn[0] == rnn[1] == rnn[2] == rnn[3], "rnn_*: all are the exact log-likelihood"
 
     # a rerun launches nothing and evaluates nothing: it rebuilds the same table
     evals = {d: (d / "sweep_eval.json").stat().st_mtime_ns for d in run_dirs}

@@ -13,9 +13,10 @@ import numpy as np
 import pytest
 
 from vrnn_lightning.config import DataConfig
-from vrnn_lightning.data.corpora import CorpusError, get_corpus
+from vrnn_lightning.data.corpora import get_corpus
 from vrnn_lightning.data.corpora import synthetic_handwriting as hw
 from vrnn_lightning.data.corpora import synthetic_speech as sp
+from vrnn_lightning.data.source import CorpusError
 
 SR = 16000
 CORPORA = ("synthetic_speech", "synthetic_handwriting")

@@ -1,4 +1,5 @@
-"""A trained model on its own: what a checkpoint or an export folder carries, read safely.
+"""A trained model on its own: what a checkpoint or an export folder carries, read safely;
+the data it was trained on, the device to run it on, the run folder it belongs to; export.
 
 A vrnn-fit checkpoint holds, beside Lightning's own entries, ``checkpoint["vrnn_lightning"]``
 (written by callbacks.DescribeCheckpoint at every save): the run config, what x_t is (kind,
@@ -24,7 +25,9 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from .config import Config, ConfigError, apply_overrides, merge_checked
-from .data.store import Normalisation
+from .data.datamodule import FramesDataModule
+from .data.source import CorpusError
+from .data.store import SPLITS, Normalisation, is_finished
 from .model import VRNN, build_model
 
 DESCRIPTION_KEY = "vrnn_lightning"  # the checkpoint entry that describes the model
@@ -257,6 +260,71 @@ def load_for_run(path: str | Path, overrides: list[str]) -> tuple[Trained, DictC
             f"model.{changed[0]}: the model comes from the checkpoint and cannot be overridden"
         )
     return trained, cfg
+
+
+# the name the commands and tests use: a model and its run config with overrides
+load_checkpoint = load_for_run
+
+
+def datamodule_for(
+    trained: Trained, cfg: DictConfig, batch_size: int | None = None
+) -> FramesDataModule:
+    """The data of ``cfg.data``, prepared if need be and normalised with the model's own
+    statistics; it must fit the model."""
+    data = OmegaConf.to_container(cfg.data, resolve=True)
+    if batch_size is not None:
+        data["eval_batch_size"] = batch_size
+    dm = FramesDataModule(data, seed=cfg.seed)
+    if dm.kind != trained.data.kind:
+        raise ConfigError(
+            f"data.dataset: {cfg.data.dataset} is {dm.kind} data; the model was trained on "
+            f"{trained.data.kind}"
+        )
+    if dm.x_dim != trained.model.x_dim:
+        raise ConfigError(
+            f"data.frame_size: {cfg.data.frame_size}; the model reads frames of "
+            f"{trained.model.x_dim} samples"
+        )
+    dm.setup()
+    if trained.data.normalisation is not None:
+        dm.use_normalisation(trained.data.normalisation)
+    return dm
+
+
+def prepared_datamodule(trained: Trained, cfg: DictConfig) -> FramesDataModule | None:
+    """The DataModule of ``cfg.data`` if its stores are already prepared, else None: never
+    prepares (a model samples without its training data)."""
+    from .data.pipeline import locate
+
+    try:
+        _, sources, fp, folder = locate(FramesDataModule(cfg.data).cfg)
+    except (ConfigError, CorpusError, OSError):
+        return None
+    if not all(is_finished(folder / f"{s}.h5", fp) for s in SPLITS if s in sources):
+        return None
+    return datamodule_for(trained, cfg)
+
+
+def data_difference(trained: Trained, dm: FramesDataModule) -> str | None:
+    """A sentence when the store on disk is not the one the model was trained on, else None."""
+    store = dm.store("train")
+    norm = trained.data.normalisation
+    if norm is None:
+        return (
+            f"{trained.path} does not record its training normalisation (it predates that "
+            f"record): scoring with the statistics of {dm.folder} (mean {store.mean:.6g}, "
+            f"std {store.std:.6g})"
+        )
+    fp = store.attrs.get("fingerprint")
+    if trained.data.fingerprint in (None, fp):
+        return None
+    own = store.attrs
+    return (
+        f"the data in {dm.folder} differs from the store the model was trained on (fingerprint "
+        f"{str(fp)[:12]}, trained on {trained.data.fingerprint[:12]}; its own statistics: mean "
+        f"{own['mean']:.6g}, std {own['std']:.6g}): scored with the model's normalisation "
+        f"(mean {norm.mean:.6g}, std {norm.std:.6g})"
+    )
 
 
 def run_dir(ckpt: str | Path, cfg: DictConfig) -> Path:

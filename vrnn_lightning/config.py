@@ -8,11 +8,14 @@ errors that name the key.
 
 from __future__ import annotations
 
+import argparse
+import io
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import yaml
 from omegaconf import DictConfig, OmegaConf, open_dict
 from omegaconf.errors import OmegaConfBaseException
 
@@ -20,6 +23,8 @@ VARIANTS = ("rnn_gauss", "rnn_gmm", "vrnn_gauss", "vrnn_gmm", "vrnn_i_gauss", "v
 # what one step x_t is: a frame of data.frame_size samples, or a pen step (pen, dx, dy);
 # it follows from the corpus kind ("audio" or "strokes")
 OBSERVATIONS = ("audio", "pen")
+GRAD_CLIP_SCALES = ("batch", "batch_frames", "none")
+OBJECTIVES = ("elbo", "iwae", "fivo")  # optim.objective: the bound training maximises
 
 
 class ConfigError(ValueError):
@@ -56,6 +61,15 @@ class DataConfig:
     frame_size: int = 200  # samples per frame (audio)
     seq_len: int = 40  # frames per training window
     eval_full_sequences: bool = False  # evaluate whole variable-length sequences with a mask
+    # train on whole sequences in length-bucketed batches (IAM-OnDB, Onomatopoeia) instead of
+    # seq_len windows from a random offset
+    train_full_sequences: bool = False
+    # train on batch_size contiguous streams (per rank) of consecutive seq_len windows, in
+    # order, for truncated BPTT with carried state (Blizzard, Accent; optim.tbptt_reset_every)
+    streams: bool = False
+    # a .npz (X_mean, X_std) or .json (mean, std) of given normalisation statistics, used
+    # instead of the train split's (e.g. the original release's; see data/norm_stats.py)
+    norm_stats: str | None = None
     batch_size: int = 64
     eval_batch_size: int = 64
     num_workers: int = 0
@@ -78,14 +92,24 @@ class OptimConfig:
     lr: float = 1e-3
     betas: tuple[float, float] = (0.9, 0.999)
     eps: float = 1e-8
-    grad_clip: float = 5.0  # global L2 norm
-    # the original code divides gradients by the batch size before clipping at 5:
-    # with a per-sequence mean loss that is a threshold of grad_clip * batch_size
-    grad_clip_per_sequence: bool = True
+    grad_clip: float = 5.0  # global L2 norm, on the original's gradient scale (see below)
+    # The original divides its gradients by the batch size and clips at 5 (section 4), on a
+    # per-sequence sum for TIMIT, Onomatopoeia and IAM-OnDB and a per-frame mean for Blizzard
+    # and Accent. Here the loss is a per-sequence sum averaged over sequences, so the same
+    # clipping is a threshold of grad_clip x batch_size ("batch") or grad_clip x batch_size x
+    # seq_len ("batch_frames"); "none": grad_clip itself (module.clip_threshold)
+    grad_clip_scale: str = "batch"
+    # truncated BPTT with data.streams: carry each stream's LSTM (h, c) from one update to the
+    # next (no gradient across updates), from zero at every n-th batch of an epoch; 0: off
+    tbptt_reset_every: int = 0
     max_norm: float | None = 1.9365  # per-column max-norm of non-recurrent weights; None: off
     kl_anneal_steps: int = 0  # linear KL weight warm-up from 0 to 1; 0: off (the paper)
     free_bits: float = 0.0  # nats per z dim per step below which KL is not penalised
     max_nonfinite_steps: int = 20  # consecutive non-finite losses before training stops
+    # the bound training maximises: elbo (the paper), iwae (IWAE(K)) or fivo (SMC(K)'s bound,
+    # Maddison et al. 2017), with K = particles samples or particles (ignored by elbo)
+    objective: str = "elbo"
+    particles: int = 4
 
 
 @dataclass
@@ -133,8 +157,10 @@ class TrainerConfig:
 @dataclass
 class EvalConfig:
     split: str = "test"
-    iw_samples: int = 40
+    iw_samples: int = 40  # K of IWAE(K), SMC(K) and the paper's per-step estimate
     batch_size: int = 16
+    resampling: str = "systematic"  # SMC's resampling: systematic | multinomial
+    ess_threshold: float = 0.5  # SMC resamples when the ESS < this * K; 0: never (IWAE)
 
 
 @dataclass
@@ -179,6 +205,152 @@ def _check_choices(cfg: DictConfig) -> None:
         raise ConfigError(
             f"model.variant: '{cfg.model.variant}' is not a variant; valid: {', '.join(VARIANTS)}"
         )
+    check_values(cfg)
+    optim = cfg.optim
+    if optim.objective != "elbo" and (optim.kl_anneal_steps > 0 or optim.free_bits > 0):
+        raise ConfigError(
+            f"optim.objective: {optim.objective} has no KL term to anneal or floor; "
+            "optim.kl_anneal_steps and optim.free_bits apply to elbo only"
+        )
+    if optim.tbptt_reset_every and not cfg.data.streams:
+        raise ConfigError(
+            "optim.tbptt_reset_every: carrying state needs data.streams=true (consecutive "
+            "windows of the same streams in consecutive batches)"
+        )
+    if optim.tbptt_reset_every and optim.objective != "elbo":
+        raise ConfigError(
+            f"optim.tbptt_reset_every: the state is carried for optim.objective=elbo only, "
+            f"not {optim.objective}"
+        )
+    if cfg.data.streams and cfg.data.train_full_sequences:
+        raise ConfigError("data.streams and data.train_full_sequences: choose one")
+
+
+# Values each key must have, checked before any work (no run folder is made for a config that
+# fails them): key -> (test, what is expected). A value outside them used to crash at the
+# first step (n_components=0), or worse, to train (z_dim=0, min_std=-1).
+def _at_least(n):
+    return lambda v: v >= n, f"an integer >= {n}"
+
+
+_POSITIVE = (lambda v: v > 0, "a number > 0")
+_NON_NEGATIVE = (lambda v: v >= 0, "a number >= 0")
+PRECISIONS = ("32-true", "32", "64-true", "64", "16-mixed", "16", "bf16-mixed", "bf16")
+PRECISIONS += ("16-true", "bf16-true", "transformer-engine", "transformer-engine-float16")
+ACCELERATORS = ("auto", "cpu", "gpu", "cuda", "mps", "tpu")
+COMPRESSIONS = (None, "lzf", "gzip")
+WANDB_MODES = (None, "offline", "online", "disabled")
+SPLITS = ("train", "valid", "test")
+
+
+def _one_of(choices):
+    return lambda v: v in choices, "one of " + ", ".join(
+        "null" if c is None else str(c) for c in choices
+    )
+
+
+def _devices_ok(v) -> bool:
+    """Lightning's forms: "auto" (or unset), a count (-1: all), a list of indices, "0,1"."""
+    if v is None or v == "auto":
+        return True
+    if isinstance(v, int) and not isinstance(v, bool):
+        return v >= 1 or v == -1
+    if isinstance(v, str):
+        parts = [p.strip() for p in v.split(",") if p.strip()]
+        return bool(parts) and all(p.isdigit() or p == "-1" for p in parts)
+    if OmegaConf.is_list(v) or isinstance(v, list):
+        return len(v) > 0 and all(isinstance(i, int) and i >= 0 for i in v)
+    return False
+
+
+VALUE_CHECKS = {
+    **{f"model.{k}": _at_least(1) for k in ("h_dim", "z_dim", "phi_x_dim", "phi_z_dim")},
+    **{f"model.{k}": _at_least(1) for k in ("enc_dim", "prior_dim", "dec_dim", "mlp_layers")},
+    "model.n_components": _at_least(1),
+    "model.min_std": _POSITIVE,
+    "model.init": _one_of(("paper", "torch")),
+    "data.sample_rate": _at_least(1),
+    "data.frame_size": _at_least(1),
+    "data.seq_len": _at_least(1),
+    "data.batch_size": _at_least(1),
+    "data.eval_batch_size": _at_least(1),
+    "data.num_workers": _at_least(0),
+    "data.prepare_workers": _at_least(1),
+    "data.valid_fraction": (lambda v: 0 <= v < 1, "a fraction in [0, 1)"),
+    "data.test_fraction": (lambda v: 0 <= v < 1, "a fraction in [0, 1)"),
+    "data.max_samples": (lambda v: v is None or v >= 1, "null or an integer >= 1"),
+    "data.compression": _one_of(COMPRESSIONS),
+    "data.synthetic_sequences": _at_least(1),
+    "data.synthetic_seconds": _POSITIVE,
+    "optim.lr": _NON_NEGATIVE,  # 0: frozen weights (a test uses it)
+    "optim.eps": _NON_NEGATIVE,
+    "optim.betas": (lambda v: len(v) == 2 and all(0 <= b < 1 for b in v), "two numbers in [0, 1)"),
+    "optim.grad_clip": _NON_NEGATIVE,
+    "optim.grad_clip_scale": _one_of(GRAD_CLIP_SCALES),
+    "optim.tbptt_reset_every": _at_least(0),
+    "optim.max_norm": (lambda v: v is None or v > 0, "null or a number > 0"),
+    "optim.kl_anneal_steps": _at_least(0),
+    "optim.free_bits": _NON_NEGATIVE,
+    "optim.max_nonfinite_steps": _at_least(1),
+    "optim.objective": _one_of(OBJECTIVES),
+    "optim.particles": _at_least(1),
+    "trainer.accelerator": _one_of(ACCELERATORS),
+    "trainer.devices": (_devices_ok, 'auto, a count >= 1 (-1: all), a list of indices or "0,1"'),
+    "trainer.num_nodes": _at_least(1),
+    "trainer.precision": _one_of(PRECISIONS),
+    "trainer.max_epochs": _at_least(-1),
+    "trainer.max_steps": _at_least(-1),
+    "trainer.check_val_every_n_epoch": _at_least(1),
+    "trainer.num_sanity_val_steps": _at_least(-1),
+    "trainer.early_stopping_patience": (lambda v: v is None or v >= 0, "null or an integer >= 0"),
+    "logger.wandb.mode": _one_of(WANDB_MODES),
+    "logger.log_every_n_steps": _at_least(1),
+    "eval.split": _one_of(SPLITS),
+    "eval.iw_samples": _at_least(1),
+    "eval.batch_size": _at_least(1),
+    "eval.resampling": _one_of(("systematic", "multinomial")),  # smc.RESAMPLING (torch-free here)
+    "eval.ess_threshold": (lambda v: 0 <= v <= 1, "a fraction of K in [0, 1]"),
+    "sample.n": _at_least(1),
+    "sample.steps": _at_least(1),
+    "sample.primer_steps": _at_least(0),
+    "sample.primer_index": _at_least(0),
+    "sample.every_n_validations": _at_least(0),
+}
+
+
+_ABSENT = object()
+
+
+def check_values(cfg: DictConfig) -> None:
+    """ConfigError naming the first key whose value is out of range, and what is expected."""
+    for key, (ok, expected) in VALUE_CHECKS.items():
+        value = OmegaConf.select(cfg, key, default=_ABSENT)
+        if value is _ABSENT:
+            continue
+        try:
+            good = ok(value)
+        except TypeError:
+            good = False
+        if not good:
+            shown = OmegaConf.to_container(value) if OmegaConf.is_config(value) else value
+            raise ConfigError(f"{key}: {shown!r} is not valid; expected {expected}")
+
+
+def check_hardware(cfg: DictConfig) -> None:
+    """ConfigError when trainer.accelerator asks for a device this machine does not have
+    (checked before a run folder is made; a login node may still write such a config)."""
+    import torch
+
+    accel = cfg.trainer.accelerator
+    if accel in ("gpu", "cuda") and not torch.cuda.is_available():
+        has_mps = torch.backends.mps.is_available()
+        if not (accel == "gpu" and has_mps):
+            raise ConfigError(
+                f"trainer.accelerator: '{accel}' but this machine has no CUDA GPU; "
+                "use trainer.accelerator=cpu or auto"
+            )
+    if accel == "mps" and not torch.backends.mps.is_available():
+        raise ConfigError("trainer.accelerator: 'mps' but this machine has no Apple GPU")
 
 
 def _describe(err: OmegaConfBaseException, source: str) -> str:
@@ -203,11 +375,76 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
 
 
 def merge_file(cfg: DictConfig, path: str | Path) -> DictConfig:
-    """``cfg`` updated by a YAML file or a saved config (e.g. a checkpoint's), checked."""
+    """``cfg`` updated by a YAML file or a saved config (e.g. a checkpoint's), checked.
+
+    Errors name the file, the line and the key: a YAML syntax error, a file that is not UTF-8
+    text or not a mapping of sections, a section given a plain value (``model: 5``).
+    """
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"config file {path} does not exist")
-    return merge_checked(cfg, OmegaConf.load(path), str(path))
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        raise ConfigError(f"{path}: not a YAML config (not UTF-8 text)") from None
+    except OSError as err:
+        raise ConfigError(f"{path}: cannot read ({err.strerror})") from None
+    try:
+        update = OmegaConf.load(io.StringIO(text))
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        where = f"{path}:{mark.line + 1}" if mark else str(path)
+        problem = getattr(err, "problem", None) or str(err).splitlines()[0]
+        raise ConfigError(f"{where}: YAML syntax error: {problem}") from None
+    except OmegaConfBaseException as err:
+        raise ConfigError(f"{path}: {_describe(err, 'not a config')}") from None
+    if update is None or (OmegaConf.is_dict(update) and len(update) == 0):
+        return cfg
+    if not OmegaConf.is_dict(update):
+        raise ConfigError(
+            f"{path}: expected a mapping of sections (model:, data:, optim:, ...), "
+            f"got a {'list' if OmegaConf.is_list(update) else type(update).__name__}"
+        )
+    cfg = _admit_trainer_keys(cfg, update, str(path))
+    try:
+        return OmegaConf.merge(cfg, update)
+    except OmegaConfBaseException as err:
+        key = getattr(err, "full_key", None) or _failing_section(cfg, update)
+        msg = (getattr(err, "msg", None) or str(err)).splitlines()[0]
+        if key in cfg and OmegaConf.is_dict(cfg[key]) and not OmegaConf.is_dict(update[key]):
+            msg = f"expected a section of {key}.* keys, got {update[key]!r}"
+        line = _line_of(text, key)
+        where = f"{path}:{line}" if line else str(path)
+        raise ConfigError(f"{where}: key '{key}': {msg}") from None
+
+
+def _failing_section(cfg: DictConfig, update: DictConfig) -> str:
+    """The top-level key whose merge fails (OmegaConf names none for ``model: 5``)."""
+    for key in update:
+        try:
+            OmegaConf.merge(cfg, {key: update[key]})
+        except OmegaConfBaseException:
+            return str(key)
+    return "?"
+
+
+def _line_of(text: str, key: str) -> int | None:
+    """The 1-based line of dotted ``key`` in a YAML text, or None."""
+    try:
+        node = yaml.compose(text)
+    except yaml.YAMLError:
+        return None
+    line = None
+    for part in key.split("."):
+        if not isinstance(node, yaml.MappingNode):
+            break
+        for k, v in node.value:
+            if k.value == part:
+                line, node = k.start_mark.line + 1, v
+                break
+        else:
+            break
+    return line
 
 
 # lightning.Trainer arguments that vrnn-fit sets itself: the config key to use instead
@@ -285,3 +522,25 @@ def apply_overrides(cfg: DictConfig, overrides: list[str]) -> DictConfig:
 
 def to_yaml(cfg: DictConfig) -> str:
     return OmegaConf.to_yaml(cfg, resolve=True)
+
+
+def run_parser() -> argparse.ArgumentParser:
+    """vrnn-fit's command line: ``--config FILE``, ``--print-config`` and ``key=value``."""
+    from .cli import SECTIONS, add_print_config
+
+    parser = argparse.ArgumentParser(
+        prog="vrnn-fit",
+        description="Train a VRNN variant. Overrides are key=value, e.g. model.variant=vrnn_gmm.",
+        epilog=SECTIONS,
+    )
+    parser.add_argument("--config", help="YAML config (see conf/)")
+    add_print_config(parser)
+    parser.add_argument("overrides", nargs="*", help="key=value overrides of the config")
+    return parser
+
+
+def parse_run_args(argv: list[str] | None = None) -> tuple[str | None, list[str]]:
+    """vrnn-fit's command line (``--config FILE`` and ``key=value`` overrides) -> (path,
+    overrides); shared with the sweep, which must read a run's command as vrnn-fit does."""
+    args = run_parser().parse_args(argv)
+    return args.config, args.overrides

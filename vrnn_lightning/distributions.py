@@ -4,7 +4,8 @@ Every head computes its parameters in float32 (also under bf16 autocast), and ev
 ``softplus(a) + min_std`` as in the original code.
 
 - ``GaussianHead``: diagonal Gaussian over a frame (also the latent prior and posterior).
-- ``GMMHead``: K-component diagonal GMM, one weight per component shared across dimensions.
+- ``GMMHead``: K-component diagonal GMM, one weight per component shared across dimensions
+  (``DiagonalGMM``: MixtureSameFamily's density in fewer passes over the (..., D, K) tensors).
 - ``PenHead``: the IAM-OnDB output: a K-component bivariate Gaussian mixture over (dx, dy)
   with a correlation per component, and a Bernoulli pen bit.
 """
@@ -65,14 +66,92 @@ class GMMHead(nn.Module):
         self.logits = nn.Linear(in_features, n_components)
         self.min_std = min_std
 
-    def forward(self, hidden: torch.Tensor) -> MixtureSameFamily:
+    def forward(self, hidden: torch.Tensor) -> DiagonalGMM:
         # the original code lays the output out dimension-major, component-minor: (D, K)
         shape = (*hidden.shape[:-1], self.x_dim, self.k)
-        mu = self.mu(hidden).float().view(shape).transpose(-1, -2)
-        std = _std(self.std(hidden), self.min_std).view(shape).transpose(-1, -2)
-        components = Independent(Normal(mu, std, **FAST), 1, **FAST)
-        weights = Categorical(logits=self.logits(hidden).float(), **FAST)
-        return MixtureSameFamily(weights, components, **FAST)
+        mu = self.mu(hidden).float().view(shape)
+        std = _std(self.std(hidden), self.min_std).view(shape)
+        return DiagonalGMM(self.logits(hidden).float(), mu, std, **FAST)
+
+
+class DiagonalGMM(Distribution):
+    """A mixture of K diagonal Gaussians over D dimensions, with ``loc`` and ``scale`` laid out
+    (..., D, K) and mixture ``logits`` (..., K).
+
+    The same distribution as ``MixtureSameFamily(Categorical(logits),
+    Independent(Normal(loc^T, scale^T), 1))`` (tested equal, gradients included), with a
+    log_prob that makes three passes over the (..., D, K) tensors forward and four backward
+    (``_diag_gauss_log_prob``) instead of torch's ten and about fifteen: at the TIMIT size
+    (K = 20, D = 200) this density was a fifth of a training step and most of IWAE's cost.
+    """
+
+    arg_constraints = {
+        "logits": constraints.real_vector,
+        "loc": constraints.real,
+        "scale": constraints.positive,
+    }
+    support = constraints.real_vector
+    has_rsample = False
+
+    def __init__(self, logits, loc, scale, validate_args=None):
+        self.logits, self.loc, self.scale = logits, loc, scale
+        super().__init__(loc.shape[:-2], loc.shape[-2:-1], validate_args=validate_args)
+
+    @property
+    def mixture_distribution(self) -> Categorical:
+        return Categorical(logits=self.logits, **FAST)
+
+    @property
+    def mean(self) -> torch.Tensor:
+        weights = torch.softmax(self.logits, dim=-1).unsqueeze(-2)
+        return (self.loc * weights).sum(-1)
+
+    def log_prob(self, value: torch.Tensor) -> torch.Tensor:
+        if self._validate_args:
+            self._validate_sample(value)
+        per_component = _DiagGaussLogProb.apply(value, self.loc, self.scale)
+        return torch.logsumexp(torch.log_softmax(self.logits, -1) + per_component, dim=-1)
+
+    def sample(self, sample_shape=_SCALAR) -> torch.Tensor:
+        with torch.no_grad():
+            k = self.mixture_distribution.sample(sample_shape)  # (*sample, *batch)
+            index = k[..., None, None].expand(*k.shape, self.event_shape[0], 1)
+            shape = (*sample_shape, *self.loc.shape)
+            loc = self.loc.expand(shape).gather(-1, index).squeeze(-1)
+            scale = self.scale.expand(shape).gather(-1, index).squeeze(-1)
+            return loc + scale * torch.randn_like(loc)
+
+
+class _DiagGaussLogProb(torch.autograd.Function):
+    """log N(x; loc_k, diag(scale_k^2)) for every component k, summed over the D dimensions.
+
+    x (..., D); loc and scale (..., D, K); returns (..., K). With n = (x - loc) / scale the
+    gradients are d/d loc = g n / scale and d/d scale = g (n^2 - 1) / scale, written out so
+    that backward makes four passes and keeps only n and scale. Always float32, also under
+    autocast. (Expanding the quadratic into x^2 / s^2 - 2 x mu / s^2 + mu^2 / s^2 turns the
+    x-parts into matmuls, but cancels catastrophically in float32 when |x| >> scale, e.g.
+    scales near min_std; and it was not faster: its backward makes more passes.)
+    """
+
+    @staticmethod
+    def forward(ctx, x, loc, scale):
+        with torch.autocast(x.device.type, enabled=False):
+            n = torch.sub(x.unsqueeze(-1), loc).div_(scale)
+            quad = torch.linalg.vecdot(n, n, dim=-2)
+            log_det = scale.log().sum(-2)
+        ctx.save_for_backward(n, scale)
+        ctx.shapes = x.shape, loc.shape
+        return -0.5 * quad - log_det - 0.5 * x.shape[-1] * math.log(2 * math.pi)
+
+    @staticmethod
+    def backward(ctx, grad):
+        n, scale = ctx.saved_tensors
+        x_shape, loc_shape = ctx.shapes
+        grad = grad.unsqueeze(-2)
+        grad_loc = torch.div(n, scale).mul_(grad)
+        grad_scale = torch.mul(n, grad_loc).addcdiv_(grad, scale, value=-1)
+        grad_x = -grad_loc.sum(-1).sum_to_size(x_shape) if ctx.needs_input_grad[0] else None
+        return grad_x, grad_loc.sum_to_size(loc_shape), grad_scale.sum_to_size(scale.shape)
 
 
 class BivariateNormal(Distribution):

@@ -7,224 +7,32 @@ The run folder (``out_dir``, default runs/<name>) holds the resolved config, a C
 logged metric, the checkpoints (best on val/elbo, and last), generated samples and, unless
 disabled, the offline W&B run (``wandb sync`` uploads it later), and at the end
 ``learning_curves.png`` (from the CSV). ``logger.tensorboard=true`` adds TensorBoard event
-files under ``tensorboard/``.
+files under ``tensorboard/``. ``--print-config`` prints the resolved config and exits.
 """
 
 from __future__ import annotations
 
-import argparse
-import os
 import shlex
 import sys
-from pathlib import Path
 
-from omegaconf import DictConfig, OmegaConf
+from .cli import print_config_and_exit
+from .config import ConfigError, load_config, run_parser
+from .data.source import CorpusError
 
-from .cli import SECTIONS, add_print_config, print_config_and_exit
-from .config import ConfigError, load_config, to_yaml, wandb_mode
-from .data.corpora import CorpusError
-
-# lightning, torch and the data pipeline are imported where they are used: --help and
-# --print-config answer without them
-
-# TrainerConfig keys that fit.py interprets itself instead of passing to lightning.Trainer
-_NOT_TRAINER_ARGS = ("early_stopping_patience",)
-WANDB_ID_FILE = "wandb_run_id.txt"
-LEARNING_CURVES = "learning_curves.png"
-
-
-def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
-        prog="vrnn-fit",
-        description="Train a VRNN variant. Overrides are key=value, e.g. model.variant=vrnn_gmm.",
-        epilog=SECTIONS,
-    )
-    parser.add_argument("--config", help="YAML config (see conf/)")
-    add_print_config(parser)
-    parser.add_argument("overrides", nargs="*", help="key=value overrides of the config")
-    return parser.parse_args(argv)
-
-
-def trainer_kwargs(cfg: DictConfig) -> dict:
-    kwargs = OmegaConf.to_container(cfg.trainer, resolve=True)
-    for key in _NOT_TRAINER_ARGS:
-        kwargs.pop(key)
-    return {k: v for k, v in kwargs.items() if v is not None}
-
-
-def resolve_ckpt_path(cfg: DictConfig) -> str | None:
-    """``ckpt_path=last`` is the run folder's last checkpoint, if the run got that far."""
-    checkpoints = Path(cfg.out_dir) / "checkpoints"
-    if cfg.ckpt_path in (None, ""):
-        if checkpoints.is_dir() and any(checkpoints.glob("*.ckpt")):
-            # never overwrite another run's checkpoints silently
-            raise ConfigError(
-                f"out_dir: {cfg.out_dir} already holds a run's checkpoints; resume it with "
-                "ckpt_path=last, or start a new run with another name=... or out_dir=..."
-            )
-        return None
-    if cfg.ckpt_path == "last":
-        last = checkpoints / "last.ckpt"
-        if not last.is_file():
-            print(f"vrnn-fit: no {last} yet; starting from scratch", file=sys.stderr)
-            return None
-        return str(last)
-    if not Path(cfg.ckpt_path).is_file():
-        raise ConfigError(f"ckpt_path: checkpoint {cfg.ckpt_path} does not exist")
-    return cfg.ckpt_path
-
-
-def make_loggers(cfg: DictConfig, out_dir: Path, resuming: bool) -> list:
-    from lightning.pytorch.loggers import CSVLogger, WandbLogger
-    from lightning.pytorch.utilities import rank_zero_only
-
-    # csv/version_N/metrics.csv: a resumed run adds a version instead of replacing the file
-    loggers = [CSVLogger(save_dir=str(out_dir), name="csv")]
-    if cfg.logger.tensorboard:
-        loggers.append(tensorboard_logger(out_dir))
-    wb = cfg.logger.wandb
-    mode = wandb_mode(cfg)
-    # fast_dev_run replaces every logger with a dummy: no W&B run to open and leave behind
-    if wb.enabled and mode != "disabled" and not cfg.trainer.get("fast_dev_run"):
-        # one W&B run per run folder: a resumed run continues the same W&B run
-        id_file = out_dir / WANDB_ID_FILE
-        run_id = id_file.read_text().strip() if resuming and id_file.is_file() else None
-        logger = WandbLogger(
-            project=wb.project or os.environ.get("WANDB_PROJECT", "vrnn-lightning"),
-            entity=wb.entity,
-            group=wb.group,
-            tags=list(wb.tags),
-            name=cfg.name,
-            save_dir=str(out_dir),
-            mode=mode,
-            id=run_id,
-            resume="allow" if run_id else None,
-            config=OmegaConf.to_container(cfg, resolve=True),
-        )
-        # Lightning always passes wandb.init an "anonymous" setting (None by default), which
-        # wandb >= 0.19 warns has no effect: leave it out
-        getattr(logger, "_wandb_init", {}).pop("anonymous", None)
-        if rank_zero_only.rank == 0:  # other DDP ranks hold no W&B run
-            id_file.write_text(logger.experiment.id)
-        loggers.append(logger)
-    return loggers
-
-
-def tensorboard_logger(out_dir: Path):
-    """logger.tensorboard=true: TensorBoard event files in <out_dir>/tensorboard."""
-    from lightning.pytorch.loggers import TensorBoardLogger
-
-    try:
-        import tensorboard  # noqa: F401  (TensorBoardLogger needs it, or tensorboardX)
-    except ImportError:
-        raise ConfigError(
-            "logger.tensorboard: TensorBoard is not installed; pip install tensorboard"
-        ) from None
-    return TensorBoardLogger(save_dir=str(out_dir), name="tensorboard", default_hp_metric=False)
-
-
-def make_callbacks(cfg: DictConfig, out_dir: Path, command: str | None = None) -> list:
-    from lightning.pytorch.callbacks import (
-        EarlyStopping,
-        LearningRateMonitor,
-        ModelCheckpoint,
-    )
-
-    from .callbacks import DescribeCheckpoint, ParameterSummary, ProgressBar, SampleCallback
-
-    checkpoints = str(out_dir / "checkpoints")
-    callbacks = [
-        # the best on val/elbo, for evaluation
-        ModelCheckpoint(
-            dirpath=checkpoints,
-            filename="best-{epoch}-{step}",
-            monitor="val/elbo",
-            mode="max",
-            save_top_k=1,
-        ),
-        # the latest, after every validation, for resuming: not ModelCheckpoint(save_last=True),
-        # which rewrites last.ckpt only when a best checkpoint is saved
-        ModelCheckpoint(
-            dirpath=checkpoints, filename="last", save_top_k=1, enable_version_counter=False
-        ),
-        LearningRateMonitor(logging_interval="step"),
-        SampleCallback.from_config(cfg, out_dir),  # samples (and W&B media) at validation
-        DescribeCheckpoint(OmegaConf.to_container(cfg, resolve=True), command),
-    ]
-    if cfg.trainer.early_stopping_patience:
-        callbacks.append(
-            # strict=False: a run that ends before its first validation has nothing to stop on
-            EarlyStopping(
-                "val/elbo", mode="max", patience=cfg.trainer.early_stopping_patience, strict=False
-            )
-        )
-    if cfg.trainer.enable_progress_bar:
-        callbacks.append(ProgressBar())
-    if cfg.trainer.get("enable_model_summary", True) is not False:
-        callbacks.append(ParameterSummary())
-    return callbacks
-
-
-def fit(cfg: DictConfig, command: str | None = None) -> Path:
-    """Train as ``cfg`` says; returns the run folder. ``command`` (the command line) goes into
-    every checkpoint's description."""
-    import lightning as L
-    from lightning.pytorch.utilities import rank_zero_only
-
-    from .data.datamodule import FramesDataModule
-    from .module import VRNNModule
-    from .quiet import quiet_known_noise
-
-    quiet_known_noise()
-    out_dir = Path(cfg.out_dir)
-    ckpt_path = resolve_ckpt_path(cfg)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    (out_dir / "config.yaml").write_text(to_yaml(cfg))
-    L.seed_everything(cfg.seed, workers=True, verbose=False)
-
-    datamodule = FramesDataModule(cfg.data, seed=cfg.seed)
-    module = VRNNModule(OmegaConf.to_container(cfg, resolve=True), data_kind=datamodule.kind)
-    loggers = make_loggers(cfg, out_dir, resuming=ckpt_path is not None)
-    try:
-        trainer = L.Trainer(
-            # enable_model_summary: make_callbacks adds its own ParameterSummary, or none
-            **{**trainer_kwargs(cfg), "enable_model_summary": False},
-            default_root_dir=str(out_dir),
-            logger=loggers,
-            callbacks=make_callbacks(cfg, out_dir, command),
-            log_every_n_steps=cfg.logger.log_every_n_steps,
-        )
-    except (ValueError, TypeError) as err:  # Lightning's MisconfigurationException included
-        close_wandb(loggers)
-        raise ConfigError(f"trainer: {err}") from None
-    try:
-        trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path)
-    finally:
-        close_wandb(loggers)
-    if rank_zero_only.rank == 0:
-        from .plots import plot_learning_curves
-
-        plot_learning_curves(out_dir, out_dir / LEARNING_CURVES)
-    return out_dir
-
-
-def close_wandb(loggers: list) -> None:
-    from lightning.pytorch.loggers import WandbLogger
-    from lightning.pytorch.utilities import rank_zero_only
-
-    for logger in loggers:
-        if isinstance(logger, WandbLogger) and rank_zero_only.rank == 0:
-            logger.experiment.finish()  # close the W&B run (and its offline files)
+# training (torch, Lightning) is imported when there is something to train: --help and
+# --print-config answer at once
 
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
-    args = parse_args(argv)
+    args = run_parser().parse_args(argv)
     try:
         cfg = load_config(args.config, args.overrides)
         if args.print_config:
             return print_config_and_exit(cfg)
-        out_dir = fit(cfg, command=shlex.join(["vrnn-fit", *argv]))
+        from .training import train
+
+        out_dir = train(cfg, command=shlex.join(["vrnn-fit", *argv]))
     except (ConfigError, CorpusError) as err:
         print(f"vrnn-fit: {err}", file=sys.stderr)
         return 2

@@ -12,6 +12,12 @@ LSTM input run over the whole sequence before the loop; the prior, decoder and l
 run over the stacked states after it. The loop holds only what depends on the recurrent
 state: one fused matmul of h_{t-1} (LSTM recurrence and encoder), the rest of the encoder,
 the sample, phi_z and the LSTM cell.
+
+The same model also reads one step at a time, as the paper's section 3 writes it: ``p_z``
+(the prior), ``q_z`` (the approximate posterior), ``p_x`` (the decoder and output density),
+``recurrence`` (the LSTM) and ``step``, which chains them. Generation and the particle filter
+(they act between steps) use it; ``forward_stepwise`` scores a sequence with it, and the tests
+check it equal to the fused ``forward`` in values and gradients.
 """
 
 from __future__ import annotations
@@ -21,7 +27,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torch.distributions import Normal, kl_divergence
+from torch.distributions import Distribution, Normal, kl_divergence
 
 from .config import OBSERVATIONS, VARIANTS
 from .distributions import FAST, GaussianHead, output_head
@@ -32,7 +38,8 @@ State = tuple[torch.Tensor, torch.Tensor]  # the LSTM's (h, c), each (B, h_dim)
 
 @dataclass
 class StepTerms:
-    """Per-step log-density terms, each (B, T) in nats, exactly 0 at padded steps.
+    """Per-step log-density terms, each (B, T) in nats (or (B,) for one ``VRNN.step``),
+    exactly 0 at padded steps.
 
     ``kl`` is the analytic KL(q || p) at each step; ``log_pz`` and ``log_qz`` are the prior and
     posterior log-densities of the sampled z (what importance weights need). For the rnn_*
@@ -184,7 +191,9 @@ class VRNN(nn.Module):
             w_h, w_ih_z, h_prevs_data, fzs_data, (steps, batch, w_h.shape[0]), dtype
         )
         # Everything that depends on x only, for all steps at once, time-major.
-        x_part = _repeat(F.linear(fx, w_x, b_x), n_samples).transpose(0, 1) + probes
+        x_part = _repeat(F.linear(fx, w_x, b_x), n_samples).transpose(0, 1)
+        if torch.is_grad_enabled():  # scoring needs no probes: skip a pass over x_part
+            x_part = x_part + probes
         for x_t, noise_t in zip(x_part.unbind(0), noise.unbind(1), strict=True):
             h_proj = torch.addmm(x_t, h, w_h_t)
             hidden = F.relu(h_proj[:, n_gates:])
@@ -192,11 +201,9 @@ class VRNN(nn.Module):
             z = torch.addcmul(mu_q, std_q, noise_t)
             fz = self.phi_z(z)
             gates = torch.addmm(h_proj[:, :n_gates], fz, w_ih_z_t).float()
-            i, f, g, o = gates.chunk(4, dim=-1)  # torch's LSTM gate order
-            c = torch.addcmul(torch.sigmoid(i) * torch.tanh(g), torch.sigmoid(f), c)
             h_prevs.append(h)
             h_prevs_data.append(h.detach())
-            h = torch.sigmoid(o) * torch.tanh(c)
+            h, c = lstm_cell(gates, c)
             q_mus.append(mu_q)
             q_stds.append(std_q)
             zs.append(z)
@@ -208,7 +215,7 @@ class VRNN(nn.Module):
         z = torch.stack(zs, dim=1)
         fz = torch.stack(fzs, dim=1)
         q = Normal(torch.stack(q_mus, dim=1), torch.stack(q_stds, dim=1), **FAST)
-        p = self._prior(h_prev)
+        p = self.p_z(h_prev)
         log_px = self._log_px(torch.cat([fz, h_prev], dim=-1), x)
         kl_per_dim = kl_divergence(q, p)
         return StepTerms(
@@ -224,18 +231,136 @@ class VRNN(nn.Module):
         """log p(x_t | ...) of every step: the decoder and the output density, the largest
         per-frame work after the loop; torch.compile fuses its elementwise passes when
         ``compile`` is on."""
-        if not self.compile:
-            return _decode_log_prob(self.decoder, self.output, decoder_in, x)
-        if self._compiled_log_px is None:
-            self._compiled_log_px = torch.compile(_decode_log_prob)
-        return self._compiled_log_px(self.decoder, self.output, decoder_in, x)
+        if self.compile:
+            if self._compiled_log_px is None:
+                self._compiled_log_px = torch.compile(_decode_log_prob)
+            decode = self._compiled_log_px
+        else:
+            decode = _decode_log_prob
+        rows = x.shape[0] * x.shape[1]
+        if torch.is_grad_enabled() or rows <= _SCORING_ROWS:
+            return decode(self.decoder, self.output, decoder_in, x)
+        # scoring many rows (IWAE's K x B): in slices whose per-component tensors stay in
+        # cache, as one ELBO batch's do, instead of one pass over K times the memory
+        chunk = max(1, _SCORING_ROWS // x.shape[1])
+        return torch.cat(
+            [
+                decode(self.decoder, self.output, d, xc)
+                for d, xc in zip(decoder_in.split(chunk), x.split(chunk), strict=True)
+            ]
+        )
 
-    def _prior(self, h_prev: torch.Tensor) -> Normal:
-        """p(z_t | h_{t-1}) per dimension: learned, or N(0, I) for the vrnn_i_* variants."""
+    # ----------------------------------------------------------------------------------
+    # One step at a time, as the paper writes it (section 3)
+    # ----------------------------------------------------------------------------------
+    def initial_state(self, batch: int, device: torch.device | None = None) -> State:
+        """h_0 = c_0 = 0, as the original code starts every sequence."""
+        h = torch.zeros(batch, self.h_dim, device=device)
+        return h, torch.zeros_like(h)
+
+    def p_z(self, h_prev: torch.Tensor) -> Normal:
+        """The prior p(z_t | x_<t, z_<t) = N(mu_0, sigma_0) from phi_prior(h_{t-1}), per
+        dimension; N(0, I) for the vrnn_i_* variants."""
         if self.learned_prior:
             return Normal(*self.prior.params(self.prior_net(h_prev)), **FAST)
         zeros = h_prev.new_zeros(*h_prev.shape[:-1], self.z_dim, dtype=torch.float32)
         return Normal(zeros, torch.ones_like(zeros), **FAST)
+
+    def q_z(self, phi_x_t: torch.Tensor, h_prev: torch.Tensor) -> Normal:
+        """The approximate posterior q(z_t | x_<=t, z_<t) = N(mu_z, sigma_z) from
+        phi_enc(phi_x(x_t), h_{t-1}), per dimension."""
+        hidden = self.encoder(torch.cat([phi_x_t, h_prev], dim=-1))
+        return Normal(*self.posterior.params(hidden), **FAST)
+
+    def p_x(self, phi_z_t: torch.Tensor | None, h_prev: torch.Tensor) -> Distribution:
+        """The output density p(x_t | z_<=t, x_<t) from phi_dec(phi_z(z_t), h_{t-1}); from
+        h_{t-1} alone for the rnn_* variants (``phi_z_t`` None)."""
+        hidden = h_prev if phi_z_t is None else torch.cat([phi_z_t, h_prev], dim=-1)
+        return self.output(self.decoder(hidden))
+
+    def recurrence(
+        self, phi_x_t: torch.Tensor, phi_z_t: torch.Tensor | None, state: State
+    ) -> State:
+        """h_t = LSTM(phi_x(x_t), phi_z(z_t), h_{t-1}): the new (h, c)."""
+        h, c = state
+        rnn_in = phi_x_t if phi_z_t is None else torch.cat([phi_x_t, phi_z_t], dim=-1)
+        gates = F.linear(rnn_in, self.rnn.weight_ih_l0, self.rnn.bias_ih_l0) + F.linear(
+            h, self.rnn.weight_hh_l0, self.rnn.bias_hh_l0
+        )
+        return lstm_cell(gates, c)
+
+    def step(
+        self,
+        x_t: torch.Tensor,
+        state: State,
+        noise_t: torch.Tensor | None = None,
+        generator: torch.Generator | None = None,
+        phi_x_t: torch.Tensor | None = None,
+    ) -> tuple[StepTerms, State]:
+        """Score x_t (B, x_dim) after ``state`` (the (h, c) after x_<t): the terms of this
+        step, each (B,), and the state after x_t.
+
+        z_t = mu_z + sigma_z * noise_t (``noise_t`` (B, z_dim), else drawn from ``generator``).
+        ``phi_x_t`` may be given when phi_x(x) was computed for the whole sequence at once.
+        """
+        h_prev = state[0]
+        if phi_x_t is None:
+            phi_x_t = self.phi_x(x_t)
+        if not self.latent:
+            log_px = self.p_x(None, h_prev).log_prob(x_t.float())
+            zero = torch.zeros_like(log_px)
+            new_state = self.recurrence(phi_x_t, None, state)
+            return StepTerms(log_px, zero, zero, zero, None, new_state), new_state
+        q, p = self.q_z(phi_x_t, h_prev), self.p_z(h_prev)
+        if noise_t is None:
+            noise_t = torch.randn(q.loc.shape, device=q.loc.device, generator=generator)
+        z = q.loc + q.scale * noise_t  # reparameterised: gradients reach q's parameters
+        phi_z_t = self.phi_z(z)
+        kl_per_dim = kl_divergence(q, p)
+        new_state = self.recurrence(phi_x_t, phi_z_t, state)
+        terms = StepTerms(
+            log_px=self.p_x(phi_z_t, h_prev).log_prob(x_t.float()),
+            kl=kl_per_dim.sum(-1),
+            log_pz=p.log_prob(z).sum(-1),
+            log_qz=q.log_prob(z).sum(-1),
+            kl_per_dim=kl_per_dim,
+            final_state=new_state,
+        )
+        return terms, new_state
+
+    def forward_stepwise(
+        self,
+        x: torch.Tensor,
+        mask: torch.Tensor | None = None,
+        noise: torch.Tensor | None = None,
+        state: State | None = None,
+        generator: torch.Generator | None = None,
+    ) -> StepTerms:
+        """What ``forward`` (one sample) computes, by ``step`` with every network inside the
+        loop: the readable reference (and the naive baseline of bench/bench_training.py)."""
+        batch, steps, _ = x.shape
+        if mask is not None:
+            x = torch.where(mask.unsqueeze(-1), x, torch.zeros((), dtype=x.dtype, device=x.device))
+        if state is None:
+            state = self.initial_state(batch, x.device)
+        per_step = []
+        for t in range(steps):
+            noise_t = None if noise is None else noise[:, t]
+            terms, state = self.step(x[:, t], state, noise_t, generator)
+            per_step.append(terms)
+
+        def stacked(name):
+            return torch.stack([getattr(terms, name) for terms in per_step], dim=1)
+
+        terms = StepTerms(
+            log_px=stacked("log_px"),
+            kl=stacked("kl"),
+            log_pz=stacked("log_pz"),
+            log_qz=stacked("log_qz"),
+            kl_per_dim=stacked("kl_per_dim") if self.latent else None,
+            final_state=state,
+        )
+        return terms if mask is None else _masked(terms, mask)
 
     # ----------------------------------------------------------------------------------
     # Generation
@@ -253,43 +378,40 @@ class VRNN(nn.Module):
         posterior (VRNN) or the LSTM (RNN) run over it.
         """
         device = next(self.parameters()).device
-        h = torch.zeros(n, self.h_dim, device=device)
-        c = torch.zeros_like(h)
+        state = self.initial_state(n, device)
         samples, means = [], []
         if primer is not None:
             primer = primer.to(device).float().expand(n, -1, -1)
-            terms = self.forward(primer)
-            h, c = terms.final_state
+            state = self.forward(primer).final_state
             samples.append(primer)
             means.append(primer)
         for _ in range(steps):
-            x_dist, z_feat = self._predict(h)
-            x = x_dist.sample()
+            h_prev = state[0]
+            # z_t from the prior, x_t from the output density, then the recurrence
+            phi_z_t = self.phi_z(self.p_z(h_prev).sample()) if self.latent else None
+            p_x = self.p_x(phi_z_t, h_prev)
+            x = p_x.sample()
             samples.append(x.unsqueeze(1))
-            means.append(x_dist.mean.unsqueeze(1))
-            h, c = self._step(x, z_feat, h, c)
+            means.append(p_x.mean.unsqueeze(1))
+            state = self.recurrence(self.phi_x(x), phi_z_t, state)
         return torch.cat(samples, dim=1), torch.cat(means, dim=1)
-
-    def _predict(self, h: torch.Tensor):
-        """p(x_t | h_{t-1}) with z_t drawn from the prior; also phi_z(z_t) for the LSTM."""
-        if not self.latent:
-            return self.output(self.decoder(h)), None
-        p = self._prior(h)
-        fz = self.phi_z(p.sample())
-        return self.output(self.decoder(torch.cat([fz, h], dim=-1))), fz
-
-    def _step(self, x: torch.Tensor, fz: torch.Tensor | None, h, c) -> State:
-        rnn_in = self.phi_x(x) if fz is None else torch.cat([self.phi_x(x), fz], dim=-1)
-        gates = F.linear(rnn_in, self.rnn.weight_ih_l0, self.rnn.bias_ih_l0) + F.linear(
-            h, self.rnn.weight_hh_l0, self.rnn.bias_hh_l0
-        )
-        i, f, g, o = gates.chunk(4, dim=-1)
-        c = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(g)
-        return torch.sigmoid(o) * torch.tanh(c), c
 
     def apply_max_norm(self, max_norm: float = PAPER_MAX_NORM) -> None:
         """The paper's per-column max-norm on all non-recurrent weights (after each step)."""
         apply_max_norm(self, max_norm)
+
+
+def lstm_cell(gates: torch.Tensor, c: torch.Tensor) -> State:
+    """The LSTM cell's update from its pre-activation ``gates`` (torch's i, f, g, o order) and
+    c_{t-1}: the new (h, c). The fused loop and ``recurrence`` both use it."""
+    i, f, g, o = gates.chunk(4, dim=-1)
+    c = torch.addcmul(torch.sigmoid(i) * torch.tanh(g), torch.sigmoid(f), c)
+    return torch.sigmoid(o) * torch.tanh(c), c
+
+
+# rows (batch x steps) per slice of the decoder and output density when scoring without
+# gradients: a slice's (rows, x_dim, K) tensors stay in cache
+_SCORING_ROWS = 2048
 
 
 def _decode_log_prob(decoder: nn.Module, output: nn.Module, decoder_in, x) -> torch.Tensor:

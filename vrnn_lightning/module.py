@@ -10,7 +10,20 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 from torchmetrics import MeanMetric
 
+from . import estimators
 from .model import VRNN, StepTerms, build_model
+from .tbptt import CarriedState
+
+
+def clip_threshold(optim, data, world_size: int = 1) -> float | None:
+    """The gradient-norm threshold equivalent to the original's clipping (config.py,
+    optim.grad_clip_scale); its batch is the global one (DDP averages the ranks' gradients).
+    None: no clipping."""
+    if not optim.grad_clip or optim.grad_clip <= 0:
+        return None
+    batch = data.batch_size * world_size
+    scale = {"batch": batch, "batch_frames": batch * data.seq_len}
+    return float(optim.grad_clip * scale.get(optim.grad_clip_scale, 1))
 
 
 class NonFiniteLossError(RuntimeError):
@@ -18,7 +31,20 @@ class NonFiniteLossError(RuntimeError):
 
 
 class VRNNModule(L.LightningModule):
-    """Minus the ELBO, summed over each sequence's frames and averaged over sequences.
+    """Minus the ELBO, summed over each sequence's frames and averaged over sequences; or minus
+    another bound of log p(x) (``optim.objective``):
+
+    - ``iwae``: IWAE(K) of each sequence, K = ``optim.particles`` samples in one batch;
+    - ``fivo``: SMC(K)'s bound (Maddison et al. 2017), a particle filter with K particles that
+      resamples (systematic) when the effective sample size falls below K/2. Its gradient
+      drops the resampling's score-function terms, as the FIVO paper does: the ancestor
+      draws are treated as constants, gradients flow through the weights and along the
+      chosen ancestors' states (a biased but low-variance gradient of the bound).
+      It runs ``VRNN.step`` one step at a time (resampling acts between steps), so a
+      training step is slower than the fused ELBO's.
+
+    Validation always reports the ELBO (``val/elbo``) and adds the objective's bound
+    (``val/iwae`` or ``val/fivo``).
 
     ``config`` is the whole resolved run config (a plain dict, so that it is saved in every
     checkpoint and a checkpoint alone rebuilds the run); ``data_kind`` is the corpus kind
@@ -31,6 +57,7 @@ class VRNNModule(L.LightningModule):
         self.cfg: DictConfig = OmegaConf.create(config)
         self.data_kind = data_kind
         self.model: VRNN = build_model(self.cfg.model, data_kind, self.cfg.data.frame_size)
+        self.carried = CarriedState(self.cfg.optim.tbptt_reset_every)
         self.nonfinite_in_a_row = 0
         self.nonfinite_total = 0
         self._generator: torch.Generator | None = None
@@ -40,6 +67,7 @@ class VRNNModule(L.LightningModule):
         self.val_elbo_per_frame = MeanMetric()
         self.val_kl = MeanMetric()
         self.val_log_px = MeanMetric()
+        self.val_objective = MeanMetric()  # the training bound, when it is not the ELBO
 
     # ---- the objective ------------------------------------------------------------------
     def kl_weight(self) -> float:
@@ -56,14 +84,32 @@ class VRNNModule(L.LightningModule):
             kl = torch.where(mask, torch.maximum(terms.kl_per_dim, floor).sum(-1), 0.0)
         return -(terms.log_px - self.kl_weight() * kl).sum(1).mean()
 
+    @property
+    def objective(self) -> str:
+        # a checkpoint from before optim.objective existed trained the ELBO
+        return self.cfg.optim.get("objective", "elbo")
+
+    def bound(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """The training objective's bound of each sequence (B,) for iwae and fivo."""
+        objective, k = self.objective, self.cfg.optim.particles
+        generator = self._noise(x.device)
+        if objective == "iwae":
+            return estimators.iwae(self.model, x, mask, k, generator).per_sequence
+        return estimators.smc(self.model, x, mask, k, generator=generator).per_sequence
+
     def training_step(self, batch, batch_idx):
         x, mask = batch["x"], batch["mask"]
-        terms = self.model(x, mask, generator=self._noise(x.device))
+        if self.objective != "elbo":
+            return self._bound_training_step(x, mask)
+        state = self.carried.initial(batch_idx, x.shape[0], x.device)
+        terms = self.model(x, mask, state=state, generator=self._noise(x.device))
         loss = self.loss(terms, mask)
         elbo = (terms.log_px - terms.kl).sum(1)  # the true bound, logged
 
         if not torch.isfinite(loss):
+            self.carried.forget()
             return self._skip_nonfinite()
+        self.carried.keep(terms.final_state, batch_idx)
         self.nonfinite_in_a_row = 0
         n_frames = mask.sum()
         batch_size = x.shape[0]
@@ -73,6 +119,18 @@ class VRNNModule(L.LightningModule):
         self.log("train/kl", terms.kl.sum(1).mean(), batch_size=batch_size)
         self.log("train/log_px", terms.log_px.sum(1).mean(), batch_size=batch_size)
         self.log("train/kl_weight", self.kl_weight(), batch_size=batch_size)
+        return loss
+
+    def _bound_training_step(self, x: torch.Tensor, mask: torch.Tensor):
+        bound = self.bound(x, mask)
+        loss = -bound.mean()
+        if not torch.isfinite(loss):
+            return self._skip_nonfinite()
+        self.nonfinite_in_a_row = 0
+        objective, batch_size = self.objective, x.shape[0]
+        self.log("train/loss", loss, prog_bar=True, batch_size=batch_size)
+        self.log(f"train/{objective}", bound.mean(), batch_size=batch_size)
+        self.log(f"train/{objective}_per_frame", bound.sum() / mask.sum(), batch_size=batch_size)
         return loss
 
     def _skip_nonfinite(self):
@@ -99,14 +157,19 @@ class VRNNModule(L.LightningModule):
         self.val_elbo_per_frame.update(elbo / n_frames, weight=n_frames)
         self.val_kl.update(terms.kl.sum(1))
         self.val_log_px.update(terms.log_px.sum(1))
+        if self.objective != "elbo":
+            self.val_objective.update(self.bound(x, mask))
 
     def on_validation_epoch_end(self):
         self.log("val/elbo", self.val_elbo.compute(), prog_bar=True)
         self.log("val/elbo_per_frame", self.val_elbo_per_frame.compute())
         self.log("val/kl", self.val_kl.compute())
         self.log("val/log_px", self.val_log_px.compute())
+        if self.objective != "elbo":
+            self.log(f"val/{self.objective}", self.val_objective.compute())
         for metric in (self.val_elbo, self.val_elbo_per_frame, self.val_kl, self.val_log_px):
             metric.reset()
+        self.val_objective.reset()
 
     # ---- optimisation ------------------------------------------------------------------
     def configure_optimizers(self):
@@ -121,23 +184,35 @@ class VRNNModule(L.LightningModule):
     def configure_gradient_clipping(
         self, optimizer, gradient_clip_val=None, gradient_clip_algorithm=None
     ):
-        opt = self.cfg.optim
-        if opt.grad_clip and opt.grad_clip > 0:
-            # the original code divides gradients by the batch size, then clips at grad_clip.
-            # Clipped here directly: Lightning's own clip_gradients refuses fused optimisers;
-            # under 16-bit AMP the gradients are already unscaled at this point.
-            scale = self.cfg.data.batch_size if opt.grad_clip_per_sequence else 1
-            torch.nn.utils.clip_grad_norm_(self.parameters(), opt.grad_clip * scale)
+        threshold = clip_threshold(self.cfg.optim, self.cfg.data, self.trainer.world_size)
+        if threshold:
+            # clipped here directly: Lightning's own clip_gradients refuses fused optimisers;
+            # under 16-bit AMP the gradients are already unscaled at this point
+            torch.nn.utils.clip_grad_norm_(self.parameters(), threshold)
 
     def optimizer_step(self, *args, **kwargs):
         super().optimizer_step(*args, **kwargs)
         if self.cfg.optim.max_norm:
             self.model.apply_max_norm(self.cfg.optim.max_norm)
 
+    # ---- truncated BPTT: every rank's carried state in the checkpoint ---------------------
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        if self.carried.enabled:
+            zeros = torch.zeros(self.cfg.data.batch_size, self.cfg.model.h_dim, device=self.device)
+            checkpoint["carried_state"] = self.carried.state_dict(
+                self.all_gather, self.trainer.world_size, zeros
+            )
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        if self.carried.enabled and "carried_state" in checkpoint:
+            world = self.trainer.world_size if self._trainer is not None else 1
+            self.carried.load_state_dict(checkpoint["carried_state"], self.global_rank, world)
+
     # ---- the latent noise ----------------------------------------------------------------
-    # z's noise comes from the module's own generator, reseeded at the start of every epoch
-    # and every validation: a resumed run draws exactly what an uninterrupted one would, and
-    # every validation scores the same noise (val/elbo moves only when the model does).
+    # z's noise comes from the module's own generator, reseeded for every training batch from
+    # its place (epoch, batch, rank) and at the start of every validation: a run resumed even
+    # in mid-epoch draws exactly what an uninterrupted one would, and every validation scores
+    # the same noise (val/elbo moves only when the model does).
     def _noise(self, device: torch.device) -> torch.Generator:
         if self._generator is None or self._generator.device != device:
             self._generator = torch.Generator(device)
@@ -148,10 +223,9 @@ class VRNNModule(L.LightningModule):
         self._epoch_seed = seed
         self._generator = None
 
-    def on_train_epoch_start(self):
-        self._reseed(
-            self.cfg.seed * 100_003 + 2 * self.current_epoch + 1_000_000 * self.global_rank
-        )
+    def on_train_batch_start(self, batch, batch_idx):
+        place = (self.cfg.seed * 100_003 + 2 * self.current_epoch) * 1_000_003 + batch_idx
+        self._reseed((place * 1009 + self.global_rank) % 2**63)
 
     def on_validation_epoch_start(self):
         self._reseed(self.cfg.seed * 100_003 + 1 + 1_000_000 * self.global_rank)

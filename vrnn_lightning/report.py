@@ -2,8 +2,9 @@
 
 Each run's best val/elbo checkpoint is evaluated with vrnn-eval (cached beside the run as
 ``sweep_eval.json``). A cell is the mean and spread over seeds of the average log-likelihood per
-sequence, in nats: for rnn_* the exact log-likelihood; for vrnn_* ">=" the ELBO and "~" the
-sequence-level IWAE bound with K samples (the paper's own per-step estimate is in the CSV).
+sequence, in nats: for rnn_* the exact log-likelihood; for vrnn_* the lower bounds of
+vrnn_lightning/estimators.py's registry (ELBO, IWAE(K), SMC(K)); every registered estimate,
+the paper's own per-step estimate included, is in the CSV.
 When a (variant, dataset) cell holds runs of several settings (a search sweep), the setting
 with the best mean best val/elbo is reported, as a paper selects on the validation set.
 """
@@ -21,8 +22,10 @@ from omegaconf import OmegaConf
 from rich.table import Table
 
 from .config import VARIANTS
+from .estimators import ESTIMATORS
 
-ESTIMATES = ("elbo", "iwae", "paper_estimate")
+ESTIMATES = tuple(ESTIMATORS)
+IN_TABLE = [e for e in ESTIMATORS.values() if e.in_table]
 EVAL_FILE = "sweep_eval.json"
 # the paper's column order; other datasets follow alphabetically
 PAPER_DATASETS = ("blizzard", "timit", "onomatopoeia", "accent", "iamondb")
@@ -62,7 +65,10 @@ class Cell:
 def evaluate_run(run_dir: str | Path, iw_samples: int | None = None) -> dict:
     """vrnn-eval's result for the run's best checkpoint with K = iw_samples (default: the run's
     eval.iw_samples); reused from the run folder when that checkpoint and K were evaluated."""
-    from . import evaluate  # torch and Lightning: only when something is evaluated
+    # torch and Lightning: only when something is evaluated
+    from .config import ConfigError
+    from .data.source import CorpusError
+    from .evaluation import evaluate_checkpoint
 
     run_dir = Path(run_dir)
     best = sorted(run_dir.glob("checkpoints/best-*.ckpt"), key=lambda p: p.stat().st_mtime)
@@ -76,10 +82,11 @@ def evaluate_run(run_dir: str | Path, iw_samples: int | None = None) -> dict:
         cached = json.loads(out.read_text())
         if cached.get("checkpoint") == str(ckpt) and cached.get("iw_samples") == iw_samples:
             return cached
-    code = evaluate.main(["--ckpt", str(ckpt), "--out", str(out), f"eval.iw_samples={iw_samples}"])
-    if code != 0:
-        raise ReportError(f"{run_dir}: vrnn-eval --ckpt {ckpt} failed (exit {code})")
-    return json.loads(out.read_text())
+    try:
+        result, _ = evaluate_checkpoint(ckpt, [f"eval.iw_samples={iw_samples}"], out)
+    except (ConfigError, CorpusError) as err:
+        raise ReportError(f"{run_dir}: cannot evaluate {ckpt}: {err}") from err
+    return result
 
 
 def folder_result(run_dir: str | Path, iw_samples: int | None = None) -> RunResult:
@@ -146,9 +153,9 @@ def cell_text(variant: str, cell: Cell | None) -> str:
         return "–"
     if variant.startswith("rnn"):  # no latent variable: the ELBO is the exact log-likelihood
         return _number(cell.mean("elbo"), cell.std("elbo"))
-    elbo = _number(cell.mean("elbo"), cell.std("elbo"))
-    iwae = _number(cell.mean("iwae"), cell.std("iwae"))
-    return f">= {elbo} / ~ {iwae}"
+    return " / ".join(
+        f"{e.symbol} {_number(cell.mean(e.name), cell.std(e.name))}" for e in IN_TABLE
+    )
 
 
 def _sequence(result: dict) -> str:
@@ -166,16 +173,17 @@ def notes(table: dict[tuple[str, str], Cell], columns: list[str]) -> list[str]:
         runs = sorted({len(c.runs) for c in here})
         lines.append(
             f"{dataset}: {first['split']} split, per {_sequence(first)}, "
-            f"IWAE K={first['iw_samples']}, {'/'.join(map(str, runs))} seed(s) per cell"
+            f"K={first['iw_samples']}, {'/'.join(map(str, runs))} seed(s) per cell"
         )
     return lines
 
 
 CAPTION = (
     "Average log-likelihood per sequence in nats (higher is better), mean ± std over seeds of "
-    "each run's best val/elbo checkpoint. rnn_*: the exact log-likelihood. vrnn_*: '>=' the "
-    "ELBO (one z sample per step), '~' the sequence-level IWAE bound with K samples (the "
-    "paper's '~' used its per-step estimator: paper_estimate in table1.csv)."
+    "each run's best val/elbo checkpoint. rnn_*: the exact log-likelihood. vrnn_*: "
+    + " / ".join(e.label("K") for e in IN_TABLE)
+    + " (SMC's a bound in expectation; the paper's '≈' used its per-step estimator, not a "
+    "bound: paper_estimate in table1.csv)."
 )
 
 

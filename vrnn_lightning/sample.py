@@ -43,10 +43,9 @@ def main(argv: list[str] | None = None) -> int:
 
     from rich.console import Console
 
-    from .checkpoint import device, load_for_run
+    from .checkpoint import datamodule_for, device, load_for_run, prepared_datamodule
     from .config import ConfigError
-    from .data.corpora import CorpusError
-    from .evaluate import datamodule_for, prepared_datamodule
+    from .data.source import CorpusError
     from .generation import generate_and_save
 
     try:
@@ -57,11 +56,12 @@ def main(argv: list[str] | None = None) -> int:
             parser.error("--out is required")
         s = cfg.sample
         # the data only for a primer (prepared if need be) and the KL figure (if prepared)
-        dm = (
-            datamodule_for(trained, cfg)
-            if s.primer_steps > 0
-            else prepared_datamodule(trained, cfg)
-        )
+        if s.primer_steps > 0:
+            dm = datamodule_for(trained, cfg)
+        else:
+            dm = prepared_datamodule(trained, cfg)
+        if trained.data.normalisation is None:  # a checkpoint older than that record
+            dm = dm or datamodule_for(trained, cfg)
         generated = generate_and_save(
             trained.model.to(device()),
             dm,
@@ -72,7 +72,7 @@ def main(argv: list[str] | None = None) -> int:
             primer_index=s.primer_index,
             seed=cfg.seed,
             title=f"{cfg.model.variant} {cfg.data.dataset}",
-            data=trained.data,
+            data=trained.data if trained.data.normalisation is not None else dm,
             peak_normalise=s.peak_normalise,
         )
     except (ConfigError, CorpusError) as err:

@@ -33,7 +33,7 @@ import soundfile as sf
 import torch
 import torchaudio
 
-from vrnn_lightning.data.corpora import BadInput, Source
+from vrnn_lightning.data.source import BadInput, Source
 
 # torchaudio.functional.resample's defaults, which the window arithmetic below relies on
 _LOWPASS_WIDTH = 6
@@ -70,6 +70,12 @@ INT16_SUBTYPES = frozenset(
     }
 )
 INT16_SCALE = 32768.0  # int16 sample value of amplitude 1.0
+# Float samples may overshoot full scale (1.0) a little (inter-sample peaks, a gain change);
+# beyond this the file is broken, and one such sample would set the statistics of a corpus
+FLOAT_PEAK_LIMIT = 4.0
+# sample rates a recording can have; a header outside them is corrupt (a 10 KB file claiming
+# 1 Hz resamples to hours of audio)
+RATE_RANGE = (1000, 768000)
 
 
 def sample_dtype(subtype: str) -> np.dtype:
@@ -126,6 +132,12 @@ def _open(path: Path) -> sf.SoundFile:
         raise BadInput(
             f"{path}: truncated: its header promises {m.group(1)} bytes of audio, "
             f"the file holds {m.group(2)}"
+        )
+    if not RATE_RANGE[0] <= f.samplerate <= RATE_RANGE[1]:
+        f.close()
+        raise BadInput(
+            f"{path}: implausible sample rate {f.samplerate} Hz in its header "
+            f"(expected {RATE_RANGE[0]} to {RATE_RANGE[1]} Hz)"
         )
     return f
 
@@ -206,6 +218,12 @@ def read_audio(
     wave = data[:, 0] if channels == 1 else data.mean(axis=1, dtype=np.float32)
     if not np.isfinite(wave).all():
         raise BadInput(f"{path}: non-finite samples (NaN or inf)")
+    peak = float(np.abs(wave).max())
+    if peak > FLOAT_PEAK_LIMIT:
+        raise BadInput(
+            f"{path}: samples of amplitude {peak:.3g}, far beyond full scale 1.0 "
+            f"(at most {FLOAT_PEAK_LIMIT} is accepted)"
+        )
     wave = torch.from_numpy(np.ascontiguousarray(wave))
     if not exact:
         with torch.no_grad():

@@ -3,11 +3,14 @@
 A batch is ``{"x": float32 (B, T, D), "mask": bool (B, T), "index": long (B,)}`` where
 ``index`` is the sequence index in the split.
 
-Training draws fixed windows of ``data.seq_len`` frames: each sequence of L frames gives
-max(1, L // seq_len) consecutive windows from a random offset, so an epoch covers the training
-frames about once and a different tail is left out each epoch. Sequences shorter than seq_len
-give one window padded with a mask. Evaluation uses the same windows from offset 0, or whole
-sequences (padded to the longest in the batch) when ``data.eval_full_sequences`` is true.
+Training draws one of three ways. By default, fixed windows of ``data.seq_len`` frames:
+each sequence of L frames gives max(1, L // seq_len) consecutive windows from a random offset,
+so an epoch covers the training frames about once and a different tail is left out each
+epoch; sequences shorter than seq_len give one window padded with a mask.
+``data.train_full_sequences``: whole sequences in length-bucketed batches (data/buckets.py).
+``data.streams``: consecutive windows of parallel streams, for truncated BPTT with carried
+state (data/streams.py). Evaluation uses the same windows from offset 0, or whole sequences
+(padded to the longest in the batch) when ``data.eval_full_sequences`` is true.
 
 Randomness comes from a torch Generator seeded with (seed, epoch) in the sampler, which runs in
 the main process; Lightning calls its ``set_epoch`` and, under DDP, shards it with its
@@ -24,7 +27,10 @@ import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from vrnn_lightning.config import DataConfig
+from vrnn_lightning.data.buckets import LengthBucketSampler
 from vrnn_lightning.data.corpora import get_corpus
+from vrnn_lightning.data.norm_stats import load_norm_stats
+from vrnn_lightning.data.pipeline import locate, prepare
 from vrnn_lightning.data.store import (
     SPLITS,
     FrameStore,
@@ -32,6 +38,7 @@ from vrnn_lightning.data.store import (
     as_data_config,
     is_finished,
 )
+from vrnn_lightning.data.streams import StreamDataset, StreamSampler
 
 Key = tuple[int, int, int]  # (sequence index, first frame, number of frames)
 
@@ -156,15 +163,11 @@ class FramesDataModule(L.LightningDataModule):
     # ---------------------------------------------------------------- preparation
 
     def prepare_data(self) -> None:
-        from vrnn_lightning.prepare import prepare
-
         prepare(self.cfg)
 
     def setup(self, stage: str | None = None) -> None:
         if self.stores:
             return
-        from vrnn_lightning.prepare import locate, prepare
-
         _, sources, fp, folder = locate(self.cfg)
         paths = {s: folder / f"{s}.h5" for s in SPLITS if s in sources}
         if not all(is_finished(p, fp) for p in paths.values()):
@@ -175,7 +178,12 @@ class FramesDataModule(L.LightningDataModule):
                 )
             prepare(self.cfg)
         self.folder = folder
-        self.stores = {s: FrameStore(p) for s, p in paths.items()}
+        stores = {s: FrameStore(p) for s, p in paths.items()}
+        if self.cfg.norm_stats:
+            given = load_norm_stats(self.cfg.norm_stats, stores["train"].amplitude_scale)
+            for store in stores.values():  # applied when reading: every split, every worker
+                store.mean, store.std = given["mean"], given["std"]
+        self.stores = stores
         if self.seed is None:
             self.seed = torch.initial_seed() % 2**63
 
@@ -189,10 +197,10 @@ class FramesDataModule(L.LightningDataModule):
 
     # ---------------------------------------------------------------- loaders
 
-    def _loader(self, split: str, sampler: Sampler, batch_size: int, pad_to: int | None):
+    def _loader(self, split, sampler: Sampler, batch_size: int, pad_to: int | None, dataset=None):
         workers = self.cfg.num_workers
         return DataLoader(
-            FramesDataset(self.store(split)),
+            dataset or FramesDataset(self.store(split)),
             batch_size=batch_size,
             sampler=sampler,
             collate_fn=PadCollate(pad_to),
@@ -203,8 +211,26 @@ class FramesDataModule(L.LightningDataModule):
 
     def train_dataloader(self) -> DataLoader:
         store = self.store("train")
+        world = self.trainer.world_size if self.trainer is not None else 1
+        if self.cfg.streams:
+            sampler = StreamSampler(store.n_frames, self.cfg.seq_len, self.cfg.batch_size, world)
+            sampler.start_at(self._resumed_batch())
+            dataset = StreamDataset(store)
+            return self._loader("train", sampler, self.cfg.batch_size, None, dataset)
+        if self.cfg.train_full_sequences:
+            sampler = LengthBucketSampler(
+                store.lengths, self.cfg.batch_size, world_size=world, seed=self.seed
+            )
+            return self._loader("train", sampler, self.cfg.batch_size, None)
         sampler = WindowSampler(store.lengths, self.cfg.seq_len, shuffle=True, seed=self.seed)
         return self._loader("train", sampler, self.cfg.batch_size, self.cfg.seq_len)
+
+    def _resumed_batch(self) -> int:
+        """The batch of its epoch at which a resumed run carries on (0 when not resuming)."""
+        loop = self.trainer.fit_loop if self.trainer is not None else None
+        if loop is None or not loop.restarting:
+            return 0
+        return loop.epoch_loop.batch_progress.current.completed
 
     def eval_dataloader(self, split: str) -> DataLoader:
         store = self.store(split)
@@ -248,7 +274,8 @@ class FramesDataModule(L.LightningDataModule):
 
     @property
     def stats(self) -> dict:
-        """The train split's normalisation: {"mean", "std", "amplitude_scale"}."""
+        """The normalisation in use, the train split's or data.norm_stats':
+        {"mean", "std", "amplitude_scale"}."""
         s = self.store("train")
         return {"mean": s.mean, "std": s.std, "amplitude_scale": s.amplitude_scale}
 

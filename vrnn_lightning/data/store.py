@@ -30,9 +30,10 @@ import numpy as np
 from omegaconf import DictConfig, OmegaConf
 
 from vrnn_lightning.config import ConfigError, DataConfig
-from vrnn_lightning.data.corpora import Source
+from vrnn_lightning.data.source import Source
 
-FORMAT_VERSION = 1
+# 2: statistics of the stored values (a mixed int16/float corpus had them on the wrong scale)
+FORMAT_VERSION = 2
 SPLITS = ("train", "valid", "test")
 STROKE_STATS = ("paper", "pooled")
 INT16_SCALE = 32768.0  # int16 sample value of amplitude 1.0
@@ -43,6 +44,9 @@ LOADER_KEYS = frozenset(
         "cache_dir",
         "seq_len",
         "eval_full_sequences",
+        "train_full_sequences",
+        "streams",
+        "norm_stats",  # applied when reading
         "batch_size",
         "eval_batch_size",
         "num_workers",
@@ -259,7 +263,9 @@ class StoreWriter:
     def n_frames(self) -> int:
         return self.offsets[-1]
 
-    def append(self, name: str, frames: np.ndarray) -> None:
+    def append(self, name: str, frames: np.ndarray) -> np.ndarray:
+        """Adds one sequence; returns its frames as stored (in the store's dtype), the values
+        a reader will normalise and so the ones the statistics must see."""
         if frames.ndim != 2 or frames.shape[1] != self.dim:
             raise ValueError(f"{name}: frames of shape {frames.shape}, expected (T, {self.dim})")
         frames = convert_dtype(frames, self.dtype)
@@ -269,6 +275,7 @@ class StoreWriter:
         self.names.append(name)
         if self._buffered >= self.chunk * _FLUSH_CHUNKS:
             self._flush()
+        return frames
 
     def _flush(self) -> None:
         if not self._buffer:
@@ -417,6 +424,14 @@ class FrameStore:
         stop = n if stop is None else min(stop, n)
         base = int(self.offsets[i])
         return self._frames()[base + start : base + stop]
+
+    def span(self, start: int, stop: int) -> np.ndarray:
+        """Frames [start, stop) of the split's sequences laid end to end, as stored."""
+        if not 0 <= start <= stop <= self.n_frames:
+            raise IndexError(
+                f"frames [{start}, {stop}) out of range: {self.path} has {self.n_frames}"
+            )
+        return self._frames()[start:stop]
 
     def normalise(self, frames: np.ndarray) -> np.ndarray:
         x = frames.astype(np.float32)

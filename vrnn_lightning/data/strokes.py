@@ -10,14 +10,19 @@ from __future__ import annotations
 
 import numpy as np
 
-from vrnn_lightning.data.corpora import BadInput
+from vrnn_lightning.data.source import BadInput
+
+# Pen offsets beyond this many units between two points are corrupt data (tablets and
+# whiteboards report at most tens of thousands of units across; GW online: <= 1,200,
+# IAM-OnDB: < 10,000), and one of them would set the statistics of a whole corpus
+MAX_OFFSET = 1e5
 
 
 def points_to_steps(points, flip_y: bool = False, name: str = "trajectory") -> np.ndarray:
     """(N, 3) points (x, y, lifted) -> (N - 1, 3) float32 steps (pen, dx, dy).
 
     Raises BadInput (naming ``name``) unless there are at least 2 finite points with a pen
-    bit of 0 or 1.
+    bit of 0 or 1 and no offset larger than ``MAX_OFFSET``.
     """
     pts = np.asarray(points, dtype=np.float64)
     if pts.ndim != 2 or pts.shape[1] != 3:
@@ -28,9 +33,16 @@ def points_to_steps(points, flip_y: bool = False, name: str = "trajectory") -> n
         raise BadInput(f"{name}: non-finite coordinates")
     if not np.isin(pts[:, 2], (0.0, 1.0)).all():
         raise BadInput(f"{name}: pen values other than 0 and 1")
+    offsets = np.diff(pts[:, :2], axis=0)
+    largest = float(np.abs(offsets).max())
+    if largest > MAX_OFFSET:
+        raise BadInput(
+            f"{name}: a pen offset of {largest:.3g} between two points "
+            f"(at most {MAX_OFFSET:.0e} is accepted)"
+        )
     steps = np.empty((len(pts) - 1, 3), dtype=np.float32)
     steps[:, 0] = pts[1:, 2]
-    steps[:, 1:] = np.diff(pts[:, :2], axis=0)
+    steps[:, 1:] = offsets
     if flip_y:
         steps[:, 2] *= -1
     return steps

@@ -12,36 +12,15 @@ Each corpus is one small module exposing
         # strokes: (T, 3) float32 steps (pen, dx, dy)
         # raises BadInput(reason) for a file that must be skipped (corrupt, empty, too short, ...)
 
-The preparation pipeline (vrnn_lightning.prepare) only ever talks to this interface.
+The preparation pipeline (vrnn_lightning.data.pipeline) only ever talks to this interface.
 """
 
 from __future__ import annotations
 
 import importlib
-from dataclasses import dataclass
-from pathlib import Path
 from types import ModuleType
 
-
-class CorpusError(RuntimeError):
-    """The corpus as a whole cannot be used (missing root, nothing usable); says what to expect."""
-
-
-class BadInput(ValueError):
-    """One input file cannot be used; it is skipped, counted and reported with this reason."""
-
-
-@dataclass(frozen=True)
-class Source:
-    """One input of a split: usually a file, optionally a sample range of it."""
-
-    name: str  # stable identifier stored in the frame store (e.g. the path relative to root)
-    path: Path | None = None  # None for generated corpora
-    start: int = 0  # first sample (audio) / step (strokes) to keep
-    stop: int | None = None  # one past the last; None: to the end
-    speaker: str | None = None
-    seed: int = 0  # generated corpora: what to generate
-
+from vrnn_lightning.data.source import CorpusError
 
 NAMES = (
     "timit",

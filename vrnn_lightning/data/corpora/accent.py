@@ -14,7 +14,6 @@ import numpy as np
 
 from vrnn_lightning.config import DataConfig
 from vrnn_lightning.data.audio import read_source
-from vrnn_lightning.data.corpora import Source
 from vrnn_lightning.data.corpora.splits import (
     AUDIO_EXTENSIONS,
     corpus_files,
@@ -23,6 +22,7 @@ from vrnn_lightning.data.corpora.splits import (
     sequence_samples,
     split_groups,
 )
+from vrnn_lightning.data.source import Source
 
 KIND = "audio"
 # bump when what read() returns changes: prepared stores are fingerprinted with it

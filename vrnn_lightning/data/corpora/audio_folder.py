@@ -17,7 +17,6 @@ import numpy as np
 
 from vrnn_lightning.config import DataConfig
 from vrnn_lightning.data.audio import read_source
-from vrnn_lightning.data.corpora import CorpusError, Source
 from vrnn_lightning.data.corpora.splits import (
     AUDIO_EXTENSIONS,
     corpus_files,
@@ -25,6 +24,7 @@ from vrnn_lightning.data.corpora.splits import (
     split_groups,
     split_shuffled,
 )
+from vrnn_lightning.data.source import CorpusError, Source
 
 KIND = "audio"
 # bump when what read() returns changes: prepared stores are fingerprinted with it

@@ -18,13 +18,13 @@ from pathlib import Path
 import numpy as np
 
 from vrnn_lightning.config import DataConfig
-from vrnn_lightning.data.corpora import BadInput, Source
 from vrnn_lightning.data.corpora.splits import (
     corpus_files,
     file_sources,
     split_groups,
     split_shuffled,
 )
+from vrnn_lightning.data.source import BadInput, Source
 from vrnn_lightning.data.strokes import points_to_steps
 
 KIND = "strokes"

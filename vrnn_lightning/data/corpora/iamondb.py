@@ -22,8 +22,8 @@ from pathlib import Path
 import numpy as np
 
 from vrnn_lightning.config import DataConfig
-from vrnn_lightning.data.corpora import BadInput, CorpusError, Source
 from vrnn_lightning.data.corpora.splits import list_files, relative_name, require_root
+from vrnn_lightning.data.source import BadInput, CorpusError, Source
 from vrnn_lightning.data.strokes import points_to_steps
 
 KIND = "strokes"

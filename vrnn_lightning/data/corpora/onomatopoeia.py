@@ -13,13 +13,13 @@ import numpy as np
 
 from vrnn_lightning.config import DataConfig
 from vrnn_lightning.data.audio import read_source
-from vrnn_lightning.data.corpora import Source
 from vrnn_lightning.data.corpora.splits import (
     AUDIO_EXTENSIONS,
     corpus_files,
     file_sources,
     split_shuffled,
 )
+from vrnn_lightning.data.source import Source
 
 KIND = "audio"
 # bump when what read() returns changes: prepared stores are fingerprinted with it

@@ -11,7 +11,7 @@ from typing import TypeVar
 
 from vrnn_lightning.config import DataConfig
 from vrnn_lightning.data.audio import audio_length
-from vrnn_lightning.data.corpora import BadInput, CorpusError, Source
+from vrnn_lightning.data.source import BadInput, CorpusError, Source
 
 T = TypeVar("T")
 

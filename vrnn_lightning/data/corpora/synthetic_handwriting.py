@@ -25,8 +25,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from vrnn_lightning.data.corpora import Source
 from vrnn_lightning.data.corpora.synthetic_speech import generated_splits
+from vrnn_lightning.data.source import Source
 from vrnn_lightning.data.strokes import points_to_steps
 
 KIND = "strokes"

@@ -26,8 +26,8 @@ import numpy as np
 import torch
 import torchaudio.functional as AF
 
-from vrnn_lightning.data.corpora import CorpusError, Source
 from vrnn_lightning.data.corpora.splits import split_shuffled
+from vrnn_lightning.data.source import CorpusError, Source
 
 KIND = "audio"
 NAME = "synthetic_speech"

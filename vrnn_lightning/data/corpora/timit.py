@@ -17,8 +17,8 @@ import numpy as np
 
 from vrnn_lightning.config import DataConfig
 from vrnn_lightning.data.audio import read_source
-from vrnn_lightning.data.corpora import CorpusError, Source
 from vrnn_lightning.data.corpora.splits import nothing_usable, require_root, split_counts
+from vrnn_lightning.data.source import CorpusError, Source
 
 KIND = "audio"
 # bump when what read() returns changes: prepared stores are fingerprinted with it

@@ -1,0 +1,131 @@
+"""Bad data never silently lies (issue 11): mixed sample types, outliers, odd file systems,
+a full disk and an empty validation split are reported, skipped or stopped with a message."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from vrnn_lightning.data import pipeline
+from vrnn_lightning.data.corpora import get_corpus
+from vrnn_lightning.data.store import FrameStore, as_data_config
+
+RATE = 8000
+
+
+def _cfg(tmp_path, **kw):
+    base = dict(
+        dataset="audio_folder",
+        root=str(tmp_path / "corpus"),
+        cache_dir=str(tmp_path / "cache"),
+        sample_rate=RATE,
+        frame_size=50,
+        seq_len=8,
+        valid_fraction=0.2,
+        test_fraction=0.2,
+        speaker_pattern=r"^(\w+?)_",
+        split_seed=0,  # speaker 0 (the mixed files) is a train speaker
+    )
+    return as_data_config({**base, **kw})
+
+
+def _wave(seed: int, n: int = 2000) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    return (rng.standard_normal(n) * 3000 + 200).clip(-32768, 32767).astype(np.int16)
+
+
+def _mixed_corpus(root: Path, float_first: bool) -> dict[str, np.ndarray]:
+    """16-bit files of speakers a..e, plus a float and a 24-bit copy of one of speaker 0's
+    16-bit files (m is a train speaker; the test checks that)."""
+    root.mkdir(parents=True)
+    waves = {}
+    for spk in "abcde0":
+        for i in range(2):
+            waves[f"{spk}_{i}.wav"] = _wave(ord(spk) * 10 + i)
+    same = waves["0_0.wav"]
+    for name, w in waves.items():
+        sf.write(root / name, w, RATE, subtype="PCM_16")
+    # "0_-..." sorts first: the float file is the first file of the corpus
+    float_name = "0_-float.wav" if float_first else "0_zfloat.wav"
+    sf.write(root / float_name, same.astype(np.float32) / 32768, RATE, subtype="FLOAT")
+    sf.write(root / "0_z24bit.wav", same.astype(np.float32) / 32768, RATE, subtype="PCM_24")
+    return {"float": float_name, "int16": "0_0.wav", "24bit": "0_z24bit.wav"}
+
+
+@pytest.mark.parametrize("float_first", [False, True], ids=["int16-first", "float-first"])
+def test_statistics_see_the_values_the_reader_normalises(tmp_path, float_first):
+    names = _mixed_corpus(tmp_path / "corpus", float_first)
+    cfg = _cfg(tmp_path)
+    splits = get_corpus("audio_folder").find_sources(cfg)
+    train_names = [s.name for s in splits["train"]]
+    assert set(names.values()) <= set(train_names)
+    if float_first:  # the first train file decides the store's type
+        assert sorted(train_names)[0] == names["float"]
+
+    folder = pipeline.prepare(cfg, progress=False)
+    train = FrameStore(folder / "train.h5")
+    assert train.dtype == (np.float32 if float_first else np.int16)
+    x = np.concatenate([train.sequence(i).ravel() for i in range(len(train))]).astype(np.float64)
+    assert abs(x.mean()) < 1e-4 and abs(x.std() - 1) < 1e-4
+    at = {n: i for i, n in enumerate(train.names)}
+    reference = train.sequence(at[names["int16"]])
+    np.testing.assert_allclose(train.sequence(at[names["float"]]), reference, atol=1e-6)
+    np.testing.assert_allclose(train.sequence(at[names["24bit"]]), reference, atol=1e-6)
+    # valid and test are normalised with the same statistics, on the same scale
+    valid = FrameStore(folder / "valid.h5")
+    v = np.concatenate([valid.sequence(i).ravel() for i in range(len(valid))])
+    assert 0.5 < v.std() < 2
+
+
+def _skipped(folder: Path) -> dict[str, str]:
+    report = json.loads((folder / "report.json").read_text())
+    return {x["file"]: x["reason"] for s in report["splits"].values() for x in s["skipped"]}
+
+
+def test_float_audio_far_beyond_full_scale_and_absurd_rates_are_skipped(tmp_path):
+    root = tmp_path / "corpus"
+    root.mkdir()
+    for spk in "abcde":
+        for i in range(2):
+            sf.write(root / f"{spk}_{i}.wav", _wave(ord(spk) + i), RATE, subtype="PCM_16")
+    loud = _wave(1).astype(np.float32) / 32768
+    loud[100] = 1e30  # one absurd sample
+    sf.write(root / "a_loud.wav", loud, RATE, subtype="FLOAT")
+    over = _wave(2).astype(np.float32) / 32768
+    over[100] = 1.2  # a small overshoot is real audio
+    sf.write(root / "a_over.wav", over, RATE, subtype="FLOAT")
+    sf.write(root / "a_1hz.wav", _wave(3), 1, subtype="PCM_16")  # a corrupt header's rate
+    cfg = _cfg(tmp_path)
+    folder = pipeline.prepare(cfg, progress=False)
+    skipped = _skipped(folder)
+    assert set(skipped) == {"a_loud.wav", "a_1hz.wav"}
+    assert "beyond full scale" in skipped["a_loud.wav"] and "1e+30" in skipped["a_loud.wav"]
+    assert "sample rate 1 Hz" in skipped["a_1hz.wav"]
+    train = FrameStore(folder / "train.h5")
+    assert 1000 < train.std < 5000  # the 16-bit files' scale, not the outlier's
+
+
+def test_absurd_pen_offset_is_skipped(tmp_path):
+    root = tmp_path / "corpus"
+    rng = np.random.default_rng(0)
+    for page in range(4):
+        for word in range(3):
+            pts = np.cumsum(rng.integers(-20, 20, size=(30, 2)), axis=0) + 500
+            lines = ["word"] + [f"{x} {y} {int(i % 10 == 9)}" for i, (x, y) in enumerate(pts)]
+            if (page, word) == (0, 1):
+                lines.insert(5, "1e30 300 0")
+            (root / f"p{page}").mkdir(parents=True, exist_ok=True)
+            (root / f"p{page}" / f"w{word}.txt").write_text("\n".join(lines) + "\n")
+    cfg = as_data_config(
+        dataset="gw_online", root=str(root), cache_dir=str(tmp_path / "cache"), split_seed=0
+    )
+    folder = pipeline.prepare(cfg, progress=False)
+    skipped = _skipped(folder)
+    assert list(skipped) == ["p0/w1.txt"]
+    assert "pen offset of 1e+30" in skipped["p0/w1.txt"]
+    train = FrameStore(folder / "train.h5")
+    assert train.std < 100

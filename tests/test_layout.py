@@ -1,0 +1,80 @@
+"""The package's boundaries (DESIGN.md, "The shape of the code"), checked on its imports:
+nothing imports a command file, and the data package imports nothing above it."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+PACKAGE = Path(__file__).resolve().parents[1] / "vrnn_lightning"
+COMMANDS = {"prepare", "fit", "evaluate", "sample", "sweep", "export"}
+ABOVE_DATA = {"model", "module", "estimators", "training", "evaluation", "checkpoint"}
+
+
+def imported_modules(path: Path) -> set[str]:
+    """Every vrnn_lightning module ``path`` imports (absolute or relative), dotted."""
+    package = path.relative_to(PACKAGE.parent).with_suffix("").parts[:-1]
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, ast.Import):
+            found |= {a.name for a in node.names}
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                base = ".".join(package[: len(package) - node.level + 1] + (base,)).strip(".")
+            found.add(base)
+            found |= {f"{base}.{a.name}" for a in node.names}  # `from . import evaluate`
+    return {m for m in found if m.split(".")[0] == "vrnn_lightning"}
+
+
+def package_files() -> list[Path]:
+    return sorted(PACKAGE.rglob("*.py"))
+
+
+def test_the_check_sees_relative_and_absolute_imports():
+    files = {p.relative_to(PACKAGE).as_posix(): imported_modules(p) for p in package_files()}
+    assert "vrnn_lightning.data.pipeline" in files["data/datamodule.py"]
+    assert "vrnn_lightning.model" in files["module.py"]  # `from .model import ...`
+
+
+def test_no_module_imports_a_command_file():
+    offenders = [
+        f"{path.relative_to(PACKAGE)} imports {module}"
+        for path in package_files()
+        for module in imported_modules(path)
+        if module.split(".")[1:2]
+        and module.split(".")[1] in COMMANDS
+        and len(module.split(".")) == 2
+    ]
+    assert not offenders, offenders
+
+
+def test_the_data_package_imports_nothing_above_it():
+    offenders = [
+        f"{path.relative_to(PACKAGE)} imports {module}"
+        for path in sorted((PACKAGE / "data").rglob("*.py"))
+        for module in imported_modules(path)
+        if module.split(".")[1] in ABOVE_DATA | COMMANDS
+    ]
+    assert not offenders, offenders
+
+
+def test_readers_do_not_import_the_corpora():
+    for reader in ("audio.py", "strokes.py", "source.py", "store.py"):
+        imports = imported_modules(PACKAGE / "data" / reader)
+        assert not any(m.startswith("vrnn_lightning.data.corpora") for m in imports), reader
+
+
+def test_no_test_imports_the_benchmarks():
+    """Tests check the package; bench/ may import the package, never the other way round."""
+    tests = Path(__file__).resolve().parent
+    offenders = []
+    for path in sorted(tests.glob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            names = []
+            if isinstance(node, ast.Import):
+                names = [a.name for a in node.names]
+            elif isinstance(node, ast.ImportFrom) and not node.level:
+                names = [node.module or ""]
+            offenders += [f"{path.name} imports {n}" for n in names if n.split(".")[0] == "bench"]
+    assert not offenders, offenders

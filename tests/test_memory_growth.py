@@ -1,0 +1,106 @@
+"""Memory must not grow with the number of training steps (issue: a per-step leak).
+
+Live tensors after ``gc.collect()`` are counted: exact, and stable on a shared machine where
+resident memory is not. Before the fix, every training step of a latent variant left its
+T per-step h_{t-1} and phi_z(z_t) tensors alive (a reference cycle through the autograd graph).
+"""
+
+import pytest
+import torch
+
+from tests.test_fit import tiny
+from vrnn_lightning.config import load_config
+from vrnn_lightning.estimators import elbo, importance_estimates
+from vrnn_lightning.memory import MemoryProbe, live_tensors
+from vrnn_lightning.model import VRNN
+from vrnn_lightning.training import train
+
+SMALL = dict(h_dim=16, z_dim=4, phi_x_dim=8, phi_z_dim=8, enc_dim=8, prior_dim=8, dec_dim=8)
+SMALL.update(mlp_layers=1, n_components=3)
+
+
+def _train_steps(model, optimiser, x, mask, n):
+    for _ in range(n):
+        terms = model(x, mask)
+        loss = -(terms.log_px - terms.kl).sum(1).mean()
+        optimiser.zero_grad()
+        loss.backward()
+        optimiser.step()
+
+
+@pytest.mark.parametrize(
+    "variant, observation",
+    [(v, "audio") for v in ("rnn_gauss", "rnn_gmm", "vrnn_gauss", "vrnn_gmm", "vrnn_i_gauss")]
+    + [("vrnn_i_gmm", "audio"), ("vrnn_gmm", "pen"), ("rnn_gmm", "pen")],
+)
+def test_training_steps_leave_no_tensor_behind(variant, observation):
+    torch.manual_seed(0)
+    x_dim = 3 if observation == "pen" else 10
+    model = VRNN(variant, x_dim=x_dim, observation=observation, **SMALL)
+    optimiser = torch.optim.Adam(model.parameters(), lr=1e-3)
+    x = torch.randn(4, 12, x_dim)
+    if observation == "pen":
+        x[..., 0] = (x[..., 0] > 0).float()
+    mask = torch.ones(4, 12, dtype=torch.bool)
+    mask[1, 9:] = False
+    _train_steps(model, optimiser, x, mask, 5)  # Adam's state exists from here on
+    before = live_tensors()
+    _train_steps(model, optimiser, x, mask, 100)
+    # a leak of one tensor per step and frame would be 100 x 12 x 2 here
+    assert live_tensors() - before <= 0
+
+
+def test_a_step_whose_backward_never_runs_leaves_nothing_behind():
+    # a non-finite loss is skipped without backward: its graph must still be freed
+    model = VRNN("vrnn_gmm", x_dim=10, **SMALL)
+    x = torch.randn(4, 12, 10)
+
+    def forward_only(n):
+        for _ in range(n):
+            terms = model(x)
+            -(terms.log_px - terms.kl).sum()  # built, never differentiated
+
+    forward_only(1)
+    before = live_tensors()
+    forward_only(50)
+    assert live_tensors() - before <= 0
+
+
+def test_evaluation_and_generation_leave_nothing_behind():
+    model = VRNN("vrnn_gmm", x_dim=10, **SMALL).eval()
+    x = torch.randn(4, 12, 10)
+    with torch.no_grad():
+        importance_estimates(model, x, k=8)
+        elbo(model, x)
+        model.generate(2, 6)
+        before = live_tensors()
+        for _ in range(30):
+            importance_estimates(model, x, k=8)
+            elbo(model, x)
+            model.generate(2, 6)
+    assert live_tensors() - before <= 0
+
+
+@pytest.mark.slow
+def test_a_whole_fit_holds_the_same_tensors_at_step_100_and_step_400(tmp_path):
+    # the real command's loop: Lightning, the module's noise generator, metrics, logging,
+    # checkpoints and the sample callback, with validation every second epoch (~45 steps)
+    cfg = load_config(
+        overrides=tiny(
+            tmp_path,
+            f"out_dir={tmp_path / 'run'}",
+            "model.variant=vrnn_gmm",
+            "trainer.max_steps=400",
+            "trainer.max_epochs=-1",
+            "trainer.check_val_every_n_epoch=2",
+            "trainer.early_stopping_patience=null",
+            "sample.every_n_validations=2",
+            "sample.n=1",
+            "sample.steps=4",
+            "logger.log_every_n_steps=10",
+        )
+    )
+    probe = MemoryProbe(every=50, count_tensors_at=(100, 400))
+    train(cfg, extra_callbacks=[probe])
+    assert set(probe.tensors) == {100, 400}
+    assert probe.tensors[400] - probe.tensors[100] <= 0, probe.tensors

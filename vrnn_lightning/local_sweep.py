@@ -1,0 +1,482 @@
+"""A W&B sweep YAML run on this machine with W&B's own sweep engine (what vrnn-sweep runs).
+
+Online, W&B runs the same file: ``wandb sweep FILE`` then ``wandb agent ENTITY/PROJECT/ID``.
+Locally, the ``sweeps`` package (the engine behind W&B's sweep server) validates the file,
+proposes runs (grid, random, bayes) and picks the runs hyperband stops. Each run is the
+subprocess the W&B agent would start: the command is built from ``command`` by the agent's own
+helpers, WANDB_RUN_ID is set to the run's id, and W&B logging stays offline or disabled (as the
+run's config says; online is refused). A run's val/elbo history is read from its metrics CSV
+while it runs (hyperband) and when it ends. The sweep's state is OUT/state.json, so a rerun
+continues: finished runs are skipped and runs an interrupted invocation left behind resume.
+At the end every finished run's best checkpoint is evaluated and the Table 1 report written
+(report.py): OUT/table1.md, OUT/table1.csv, OUT/runs.csv.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import os
+import subprocess
+import sys
+import tempfile
+import time
+import warnings
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import yaml
+from omegaconf import OmegaConf
+from omegaconf.errors import OmegaConfBaseException
+from rich.console import Console
+from wandb.sdk.launch.sweeps.utils import (
+    DEFAULT_SWEEP_COMMAND,
+    create_sweep_command,
+    create_sweep_command_args,
+)
+from wandb.sdk.lib.runid import generate_id
+
+with warnings.catch_warnings():  # the package's pydantic v1-style Config warns on import
+    warnings.simplefilter("ignore")
+    import sweeps
+    from sweeps.config.schema import validator as schema_validator
+
+from .config import ConfigError, load_config, parse_run_args
+from .report import (
+    ReportError,
+    RunResult,
+    evaluate_run,
+    folder_result,
+    metric_history,
+    rich_table,
+    write_report,
+)
+
+STATE_FILE = "state.json"
+STATE_VERSION = 1
+FIT_PROGRAMS = ("vrnn-fit", "vrnn_lightning.fit")
+# parameters that name or place a run rather than set it up: runs that differ only in these
+# (and the seed) are seeds of one setting in the report
+NOT_A_SETTING = ("seed", "name", "out_dir", "ckpt_path")
+ACTIVE = ("pending", "running", "preempting", "preempted")  # states a rerun resumes
+
+
+class SweepError(ValueError):
+    """A sweep that cannot run; the message names the file or key and what is expected."""
+
+
+def load_sweep(path: str | Path) -> dict:
+    """The sweep config in ``path``, validated by W&B's sweep schema."""
+    path = Path(path)
+    if not path.is_file():
+        raise SweepError(f"{path}: no such sweep file")
+    try:
+        config = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as err:
+        raise SweepError(f"{path}: not valid YAML: {err}") from None
+    if not isinstance(config, dict):
+        raise SweepError(f"{path}: a sweep config is a mapping (method, metric, parameters, ...)")
+    try:
+        violations = sweeps.schema_violations_from_proposed_config(config)
+    except ValueError as err:  # raised (not listed) for a parameter that is not a mapping
+        violations = [str(err)]
+    # the schema's messages do not say where: add the key path of each
+    where = {
+        e.message: ".".join(map(str, e.absolute_path)) for e in schema_validator.iter_errors(config)
+    }
+    violations = [f"{where[m]}: {m}" if where.get(m) else m for m in violations]
+    if violations:
+        raise SweepError(f"{path}: not a valid W&B sweep config: " + "; ".join(violations))
+    if "metric" not in config:
+        raise SweepError(f"{path}: metric: missing (e.g. name: val/elbo, goal: maximize)")
+    config.setdefault("name", path.stem)
+    return config
+
+
+def agent_command(sweep_config: dict, args: dict, args_json_file: Path) -> list[str]:
+    """The command W&B's agent runs for a run whose parameters are ``args`` ({key: {value}}),
+    built as wandb_agent.Agent._command_run builds it, with the agent's own helpers."""
+    # create_sweep_command fills ${envvar:NAME} in place: give it a copy
+    template = create_sweep_command(list(sweep_config.get("command") or DEFAULT_SWEEP_COMMAND))
+    sweep_vars = create_sweep_command_args({"args": args})
+    sweep_vars["interpreter"] = ["python"]
+    sweep_vars["args_json_file"] = [str(args_json_file)]
+    sweep_vars["env"] = ["/usr/bin/env"]
+    if "program" in sweep_config:
+        sweep_vars["program"] = [sweep_config["program"]]
+    elif "${program}" in template:
+        raise SweepError("program: the command uses ${program} but the sweep sets no program")
+    if "${args_json_file}" in template:
+        args_json_file.parent.mkdir(parents=True, exist_ok=True)
+        args_json_file.write_text(sweep_vars["args_json"][0])
+    command = []
+    for chunk in map(str, template):
+        if chunk.startswith("${") and chunk.endswith("}"):
+            command += [str(c) for c in sweep_vars.get(chunk[2:-1]) or []]
+        else:
+            command.append(chunk)
+    return command
+
+
+@contextlib.contextmanager
+def _environ(**values: str):
+    """os.environ with ``values`` set for the duration (config interpolations read it)."""
+    saved = {k: os.environ.get(k) for k in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
+def fit_config(command: list[str], run_id: str) -> dict:
+    """The resolved config vrnn-fit trains when it runs ``command`` with WANDB_RUN_ID=run_id;
+    SweepError naming the key when vrnn-fit would refuse it."""
+    starts = [i for i, word in enumerate(command) if Path(word).name in FIT_PROGRAMS]
+    if not starts:
+        raise SweepError(f"command: {' '.join(command)} does not run vrnn-fit")
+    fit_args = command[starts[0] + 1 :]
+    try:
+        config_path, overrides = parse_run_args(fit_args)
+    except SystemExit:
+        raise SweepError(f"command: vrnn-fit cannot parse {' '.join(fit_args)}") from None
+    try:
+        with _environ(WANDB_RUN_ID=run_id):
+            cfg = OmegaConf.to_container(load_config(config_path, overrides), resolve=True)
+    except (ConfigError, OmegaConfBaseException) as err:
+        raise SweepError(f"run {run_id}: {' '.join(fit_args)}: {err}") from None
+    wandb = cfg["logger"]["wandb"]
+    if wandb["enabled"] and wandb["mode"] == "online":
+        raise SweepError(
+            "logger.wandb.mode: online needs a W&B server; a local sweep runs offline or disabled"
+        )
+    return cfg
+
+
+@dataclass
+class LocalRun:
+    id: str
+    config: dict  # the run's sweep parameters as in W&B's run config: {key: {"value": ...}}
+    command: list[str]
+    out_dir: str
+    dataset: str
+    variant: str
+    seed: int
+    state: str = "pending"  # sweeps.RunState names
+    exitcode: int | None = None
+    stopped: bool = False  # stopped by hyperband
+    history: list[dict] = field(default_factory=list)
+
+    def setting(self, varied: list[str]) -> str:
+        """The run's values of the ``varied`` parameters apart from its seed and its name."""
+        kept = {k: self.config[k]["value"] for k in varied if k not in NOT_A_SETTING}
+        return json.dumps(kept, sort_keys=True)
+
+
+class LocalSweep:
+    """A sweep's runs, persisted in ``folder``/state.json."""
+
+    def __init__(
+        self,
+        folder: Path,
+        config: dict,
+        runs: list[LocalRun],
+        overrides: list[str] | None = None,
+        iw_samples: int | None = None,
+    ):
+        self.folder, self.config, self.runs = folder, config, runs
+        self.overrides = list(overrides or [])  # key=value added to every new run's command
+        self.iw_samples = iw_samples  # the K the sweep evaluates with (None: each run's own)
+
+    @classmethod
+    def open(cls, folder: str | Path, config: dict | None = None) -> LocalSweep:
+        """The sweep in ``folder``; a new one when there is none and ``config`` is given."""
+        folder = Path(folder)
+        path = folder / STATE_FILE
+        if not path.is_file():
+            if config is None:
+                raise SweepError(f"{path}: no local sweep state here")
+            return cls(folder, config, [])
+        state = json.loads(path.read_text())
+        if state.get("version") != STATE_VERSION:
+            raise SweepError(f"{path}: state version {state.get('version')}, not {STATE_VERSION}")
+        if config is not None and state["config"] != config:
+            raise SweepError(
+                f"{path}: this sweep was started from another sweep config; "
+                "use another --out folder, or delete this one to start over"
+            )
+        return cls(
+            folder,
+            state["config"],
+            [LocalRun(**r) for r in state["runs"]],
+            state.get("overrides"),
+            state.get("iw_samples"),
+        )
+
+    def save(self) -> None:
+        self.folder.mkdir(parents=True, exist_ok=True)
+        state = {
+            "version": STATE_VERSION,
+            "config": self.config,
+            "runs": [asdict(r) for r in self.runs],
+            "overrides": self.overrides,
+            "iw_samples": self.iw_samples,
+        }
+        tmp = self.folder / (STATE_FILE + ".tmp")
+        tmp.write_text(json.dumps(state, indent=1) + "\n")
+        os.replace(tmp, self.folder / STATE_FILE)  # a killed runner never leaves half a file
+
+    def sweep_runs(self) -> list[sweeps.SweepRun]:
+        """The runs as W&B's sweep engine sees them."""
+        metric = self.config["metric"]["name"]
+        out = []
+        for run in self.runs:
+            summary = {metric: run.history[-1][metric]} if run.history else {}
+            out.append(
+                sweeps.SweepRun(
+                    name=run.id,
+                    config=run.config,
+                    state=run.state,
+                    history=run.history,
+                    summary_metrics=summary,
+                    stopped=run.stopped,
+                    exitcode=run.exitcode,
+                )
+            )
+        return out
+
+    def results(self, iw_samples: int | None, console: Console) -> list[RunResult]:
+        """The finished runs, each evaluated at its best checkpoint."""
+        metric = self.config["metric"]["name"]
+        varied = [k for k, spec in self.config["parameters"].items() if "value" not in spec]
+        results = []
+        for run in self.runs:
+            if run.state != "finished":
+                continue
+            try:
+                evaluated = evaluate_run(run.out_dir, iw_samples)
+            except ReportError as err:
+                _say(console, f"vrnn-sweep: {run.id} left out of the table: {err}")
+                continue
+            best = _best([h[metric] for h in metric_history(run.out_dir, metric)], self.config)
+            results.append(
+                RunResult(
+                    run.id, run.variant, run.dataset, run.seed, run.setting(varied), best, evaluated
+                )
+            )
+        return results
+
+
+def _best(values: list[float], config: dict) -> float:
+    """The best of a run's metric values by the sweep's goal; nan when it logged none."""
+    if not values:
+        return math.nan
+    return max(values) if config["metric"]["goal"] == "maximize" else min(values)
+
+
+def _say(console: Console, text: str) -> None:
+    """A line of text as it is: no markup, no highlighting, not wrapped (commands, paths)."""
+    console.print(text, markup=False, highlight=False, soft_wrap=True)
+
+
+def _plain(value):
+    """JSON-safe Python values (the engine may propose numpy scalars), as W&B's server sends."""
+    return json.loads(json.dumps(value, default=lambda x: x.item()))
+
+
+class Runner:
+    """Proposes, launches, watches and stops the runs of a local sweep."""
+
+    def __init__(self, sweep: LocalSweep, cap: int | None, jobs: int, poll: float, console):
+        self.sweep, self.cap, self.jobs, self.poll, self.console = sweep, cap, jobs, poll, console
+        # validated, with W&B's defaults filled in (metric.impute, hyperband eta, ...)
+        self.engine_config = sweeps.SweepConfig(sweep.config)
+        self.procs: dict[str, subprocess.Popen] = {}
+        self.stop_sent: dict[str, float] = {}
+        self.kill_delay = 30.0  # as the agent: SIGTERM, then SIGKILL if still running
+        self.launched = 0
+        # runs an interrupted invocation left behind start again, as W&B resumes preempted runs
+        self.resume = [r for r in sweep.runs if r.state in ACTIVE]
+
+    def propose(self) -> LocalRun | None:
+        if self.resume:
+            return self.resume.pop(0)
+        if self.cap is not None and len(self.sweep.runs) >= self.cap:
+            return None
+        proposal = sweeps.next_run(self.engine_config, self.sweep.sweep_runs())
+        if proposal is None:  # a grid with every point run
+            return None
+        run_id = generate_id()
+        args = _plain(proposal.config)
+        command = agent_command(
+            self.sweep.config, args, self.sweep.folder / "args" / f"{run_id}.json"
+        )
+        command += self.sweep.overrides  # the invocation's key=value, last: they win
+        cfg = fit_config(command, run_id)  # refuses a bad run before anything starts
+        run = LocalRun(
+            run_id, args, command, cfg["out_dir"], cfg["data"]["dataset"],
+            cfg["model"]["variant"], cfg["seed"],
+        )  # fmt: skip
+        self.sweep.runs.append(run)
+        return run
+
+    def launch(self, run: LocalRun) -> None:
+        env = dict(os.environ, WANDB_RUN_ID=run.id)
+        # the venv's console scripts (vrnn-fit) and python, as if it were activated
+        env["PATH"] = os.path.dirname(sys.executable) + os.pathsep + env.get("PATH", "")
+        log = self.sweep.folder / "logs" / f"{run.id}.log"
+        log.parent.mkdir(parents=True, exist_ok=True)
+        with open(log, "ab") as out:
+            try:
+                self.procs[run.id] = subprocess.Popen(
+                    run.command, env=env, stdin=subprocess.DEVNULL, stdout=out, stderr=out
+                )
+            except FileNotFoundError:
+                raise SweepError(f"command: {run.command[0]} is not on PATH") from None
+        run.state, run.exitcode, run.stopped = "running", None, False
+        self.launched += 1
+        self.sweep.save()
+        varied = [k for k, spec in self.sweep.config["parameters"].items() if "value" not in spec]
+        params = " ".join(f"{k}={run.config[k]['value']}" for k in varied if k in run.config)
+        _say(self.console, f"vrnn-sweep: {run.id} started: {params} (log {log})")
+
+    def watch(self) -> None:
+        """Read the running runs' metrics, collect the ended ones, stop what hyperband says."""
+        metric = self.sweep.config["metric"]["name"]
+        runs = {r.id: r for r in self.sweep.runs}
+        for run_id, proc in list(self.procs.items()):
+            run = runs[run_id]
+            run.history = metric_history(run.out_dir, metric)
+            code = proc.poll()
+            if code is None:
+                continue
+            del self.procs[run_id]
+            run.exitcode = code
+            run.state = "killed" if run.stopped else "finished" if code == 0 else "failed"
+            best = _best([h[metric] for h in run.history], self.sweep.config)
+            _say(
+                self.console,
+                f"vrnn-sweep: {run_id} {run.state} (exit {code}), best {metric} {best:.2f}",
+            )
+        if "early_terminate" in self.sweep.config:
+            for proposal in sweeps.stop_runs(self.engine_config, self.sweep.sweep_runs()):
+                run = runs[proposal.name]
+                if run.id in self.procs and not run.stopped:
+                    run.stopped = True
+                    self.stop_sent[run.id] = time.monotonic()
+                    self.procs[run.id].terminate()
+                    _say(self.console, f"vrnn-sweep: {run.id} stopped by hyperband")
+        for run_id, sent in self.stop_sent.items():
+            if run_id in self.procs and time.monotonic() > sent + self.kill_delay:
+                self.procs[run_id].kill()
+        self.sweep.save()
+
+    def run(self) -> None:
+        try:
+            while True:
+                while len(self.procs) < self.jobs and (run := self.propose()) is not None:
+                    self.launch(run)
+                if not self.procs:
+                    break
+                time.sleep(self.poll)
+                self.watch()
+        except BaseException:  # Ctrl-C or an error: leave no run behind, resumable later
+            for run_id, proc in self.procs.items():
+                proc.terminate()
+                proc.wait()
+                next(r for r in self.sweep.runs if r.id == run_id).state = "preempted"
+            self.sweep.save()
+            raise
+
+
+def report(sweep: LocalSweep, iw_samples: int | None, console: Console) -> list[Path]:
+    """The sweep's Table 1; K: ``iw_samples``, else the one the sweep ran with."""
+    title = f"{sweep.config['name']}: log-likelihood per sequence (nats)"
+    k = iw_samples or sweep.iw_samples
+    return _write(sweep.folder, title, sweep.results(k, console), console)
+
+
+def report_folders(
+    folders: list[str], out: str | Path, iw_samples: int | None, console: Console
+) -> list[Path]:
+    """The report of run folders (e.g. an online sweep's runs/<sweep>-<run id>), each with
+    a best checkpoint; a folder holding state.json is a local sweep's runs."""
+    results = []
+    for folder in map(Path, folders):
+        if (folder / STATE_FILE).is_file():
+            sweep = LocalSweep.open(folder)
+            results += sweep.results(iw_samples or sweep.iw_samples, console)
+        else:
+            results.append(folder_result(folder, iw_samples))
+    return _write(out, "log-likelihood per sequence (nats)", results, console)
+
+
+def _write(folder, title: str, results: list[RunResult], console: Console) -> list[Path]:
+    paths = write_report(folder, title, results)
+    console.print(rich_table(title, results))
+    console.print("written " + ", ".join(map(str, paths)))
+    return paths
+
+
+def run_local(
+    sweep_file: str | Path,
+    out: str | Path | None = None,
+    count: int | None = None,
+    jobs: int = 1,
+    poll: float = 5.0,
+    iw_samples: int | None = None,
+    console: Console | None = None,
+    overrides: list[str] | None = None,
+) -> LocalSweep:
+    """Run the sweep in ``sweep_file`` here until it is done, then write the report.
+    ``overrides`` (key=value) are added to the command of every run started now."""
+    console = console or Console()
+    config = load_sweep(sweep_file)
+    folder = Path(out) if out else Path("sweeps_local") / config["name"]
+    sweep = LocalSweep.open(folder, config)
+    sweep.overrides = list(overrides or [])
+    if iw_samples is not None:
+        sweep.iw_samples = iw_samples
+    cap = count or config.get("run_cap")
+    if config["method"] != "grid" and not cap:
+        raise SweepError(
+            f"{sweep_file}: method {config['method']} proposes runs without end: "
+            "set run_cap in the file or pass --count N"
+        )
+    runner = Runner(sweep, cap, jobs, poll, console)
+    runner.run()
+    done = sum(r.state == "finished" for r in sweep.runs)
+    console.print(
+        f"vrnn-sweep: {sweep.config['name']}: {runner.launched} run(s) started now, "
+        f"{done} of {len(sweep.runs)} finished; state in {folder / STATE_FILE}"
+    )
+    report(sweep, iw_samples, console)
+    return sweep
+
+
+def check(
+    sweep_file: str | Path, console: Console, show: int = 5, overrides: list[str] | None = None
+) -> None:
+    """Validate the file and the runs it proposes (all of a grid, else ``show``): list them."""
+    config = load_sweep(sweep_file)
+    engine_config = sweeps.SweepConfig(config)
+    limit = math.inf if config["method"] == "grid" else show
+    runs: list[sweeps.SweepRun] = []
+    with tempfile.TemporaryDirectory() as tmp:  # for ${args_json_file}
+        while len(runs) < limit and (proposal := sweeps.next_run(engine_config, runs)):
+            run_id = generate_id()
+            args = _plain(proposal.config)
+            command = agent_command(config, args, Path(tmp) / f"{run_id}.json")
+            command += overrides or []
+            fit_config(command, run_id)
+            _say(console, f"{run_id}: {' '.join(command)}")
+            runs.append(sweeps.SweepRun(name=run_id, config=args, state="pending"))
+    console.print(
+        f"{sweep_file}: valid, {len(runs)} run(s) shown; online: wandb sweep {sweep_file} && "
+        f"wandb agent ENTITY/PROJECT/ID; here: vrnn-sweep {sweep_file} --local"
+    )
