@@ -96,7 +96,7 @@ def bench_reuse(tmp: Path, runs: int, n_files: int = 50, per_file: int = 4000):
             "test": seqs[n * 19 // 20 :],
         }
 
-    corpus = SimpleNamespace(KIND="audio", VERSION=2, find_sources=find_sources, read=None)
+    corpus = SimpleNamespace(OBSERVATION="audio", VERSION=2, find_sources=find_sources, read=None)
     cfg = as_data_config(dataset="blizzard", root=str(root), cache_dir=str(tmp / "reuse"))
     real_get, real_stat = pipeline.get_corpus, os.stat
     pipeline.get_corpus = lambda name: corpus

@@ -165,11 +165,11 @@ def test_a_checkpoint_describes_its_data_and_normalisation(speech):
     ckpt = torch.load(_last(speech), map_location="cpu", weights_only=True)
     d = ckpt[DESCRIPTION_KEY]
     data = d["data"]
-    assert data["kind"] == "audio" and data["x_dim"] == 200 and data["sample_rate"] == 16000
+    assert data["observation"] == "audio" and data["x_dim"] == 200 and data["sample_rate"] == 16000
     (store,) = (speech.parent / "cache").glob("synthetic_speech-*/train.h5")
     train = FrameStore(store)
     assert data["normalisation"] == {
-        "kind": "audio",
+        "observation": "audio",
         "mean": train.mean,
         "std": train.std,
         "amplitude_scale": train.amplitude_scale,

@@ -457,7 +457,7 @@ def test_iamondb_split_files_parsing_and_bad_xml(tmp_path):
     corpus = get_corpus("iamondb")
     cfg = config(tmp_path, dataset="iamondb")
     splits = corpus.find_sources(cfg)
-    assert corpus.KIND == "strokes"
+    assert corpus.OBSERVATION == "strokes"
     assert [len(splits[k]) for k in ("train", "valid", "test")] == [4, 3, 0]
     assert splits["valid"][0].name == "lineStrokes/c03/c03-000/c03-000x-01.xml"
     steps = corpus.read(splits["train"][0], cfg)

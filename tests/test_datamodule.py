@@ -139,7 +139,7 @@ def test_full_sequence_evaluation_masks(dm_factory):
 
 def test_model_facing_properties(dm_factory):
     dm = dm_factory()
-    assert dm.kind == "audio" and dm.x_dim == 50 and dm.frame_size == 50
+    assert dm.observation == "audio" and dm.x_dim == 50 and dm.frame_size == 50
     assert dm.sample_rate == 16000
     stats = dm.stats
     assert stats["std"] > 0 and stats["amplitude_scale"] == 32768.0

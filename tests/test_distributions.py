@@ -137,8 +137,8 @@ def test_kl_matches_monte_carlo():
 
 def test_output_head_rejects_bad_observation():
     with pytest.raises(ValueError, match="x_dim must be 3"):
-        output_head("pen", 4, 5, 1, 1e-4)
-    with pytest.raises(ValueError, match="model.observation"):
+        output_head("strokes", 4, 5, 1, 1e-4)
+    with pytest.raises(ValueError, match="observation: .video. is not an observation kind"):
         output_head("video", 4, 5, 1, 1e-4)
 
 

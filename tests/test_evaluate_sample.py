@@ -22,7 +22,7 @@ from vrnn_lightning import checkpoint, evaluate, fit, sample
 from vrnn_lightning.callbacks import log_to_wandb
 from vrnn_lightning.data.datamodule import FramesDataModule
 from vrnn_lightning.generation import Generated, generate_and_save
-from vrnn_lightning.model import build_model
+from vrnn_lightning.model import VRNN
 
 TINY = [
     "data.synthetic_sequences=24",
@@ -284,7 +284,7 @@ def test_generate_and_save_vrnn_strokes_with_kl_figure(handwriting, tmp_path):
     # a VRNN on the handwriting data (untrained: the files, not the quality, are under test)
     _, cfg = checkpoint.load_checkpoint(_ckpt(handwriting), [])
     cfg.model.variant = "vrnn_gauss"
-    model = build_model(cfg.model, "strokes", cfg.data.frame_size)
+    model = VRNN(observation="strokes", x_dim=3, **cfg.model)
     dm = FramesDataModule(cfg.data)
     before = torch.random.get_rng_state()
     out = generate_and_save(model, dm, tmp_path, n=2, steps=7, primer_steps=3, seed=5)

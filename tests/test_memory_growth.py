@@ -31,15 +31,15 @@ def _train_steps(model, optimiser, x, mask, n):
 @pytest.mark.parametrize(
     "variant, observation",
     [(v, "audio") for v in ("rnn_gauss", "rnn_gmm", "vrnn_gauss", "vrnn_gmm", "vrnn_i_gauss")]
-    + [("vrnn_i_gmm", "audio"), ("vrnn_gmm", "pen"), ("rnn_gmm", "pen")],
+    + [("vrnn_i_gmm", "audio"), ("vrnn_gmm", "strokes"), ("rnn_gmm", "strokes")],
 )
 def test_training_steps_leave_no_tensor_behind(variant, observation):
     torch.manual_seed(0)
-    x_dim = 3 if observation == "pen" else 10
+    x_dim = 3 if observation == "strokes" else 10
     model = VRNN(variant, x_dim=x_dim, observation=observation, **SMALL)
     optimiser = torch.optim.Adam(model.parameters(), lr=1e-3)
     x = torch.randn(4, 12, x_dim)
-    if observation == "pen":
+    if observation == "strokes":
         x[..., 0] = (x[..., 0] > 0).float()
     mask = torch.ones(4, 12, dtype=torch.bool)
     mask[1, 9:] = False

@@ -5,15 +5,14 @@ import itertools
 import pytest
 import torch
 
-from vrnn_lightning.config import VARIANTS
-from vrnn_lightning.model import VRNN
+from vrnn_lightning.model import VARIANTS, VRNN
 from vrnn_lightning.networks import PAPER_MAX_NORM
 
 SMALL = dict(
     h_dim=24, z_dim=4, phi_x_dim=12, phi_z_dim=10, enc_dim=9, prior_dim=8, dec_dim=11,
     mlp_layers=2, n_components=3,
 )  # fmt: skip
-KINDS = {"audio": 10, "pen": 3}
+KINDS = {"audio": 10, "strokes": 3}
 CASES = list(itertools.product(VARIANTS, KINDS))
 
 
@@ -25,7 +24,7 @@ def make(variant, observation, **kw):
 def data(observation, batch=4, steps=6, seed=1):
     g = torch.Generator().manual_seed(seed)
     x = torch.randn(batch, steps, KINDS[observation], generator=g)
-    if observation == "pen":
+    if observation == "strokes":
         x[..., 0] = (torch.rand(batch, steps, generator=g) < 0.3).float()
     return x
 
@@ -165,7 +164,7 @@ def test_generation_shape_finite_and_primer_prefix(variant, observation):
     assert samples.shape == (2, 9, KINDS[observation])
     assert torch.equal(samples[:, :4], primer.expand(2, -1, -1))
     assert torch.equal(means[:, :4], primer.expand(2, -1, -1))
-    if observation == "pen":
+    if observation == "strokes":
         assert set(samples[:, 4:, 0].unique().tolist()) <= {0.0, 1.0}
 
 

@@ -5,6 +5,7 @@ from pathlib import Path
 import lightning as L
 import pytest
 import torch
+from omegaconf import OmegaConf
 from torch.utils.data import DataLoader
 
 from vrnn_lightning import estimators
@@ -28,7 +29,15 @@ TINY = [
 
 def module(*overrides: str) -> VRNNModule:
     cfg = load_config(overrides=[*TINY, *overrides])
-    return VRNNModule(dict(cfg), data_kind="audio")
+    data = cfg.data
+    return VRNNModule(
+        cfg.model,
+        cfg.optim,
+        observation="audio",
+        x_dim=5,
+        batch_size=data.batch_size,
+        seq_len=data.seq_len,
+    )
 
 
 def batches(n: int, poison_from: int | None = None):
@@ -101,6 +110,55 @@ def test_max_norm_holds_after_every_step():
                 assert block.norm(dim=1).max() <= 0.05 + 1e-6
 
 
+def test_a_module_built_from_a_datamodule_trains_and_its_checkpoint_rebuilds_it(tmp_path):
+    # what a notebook does: no run config, a plain Trainer, Lightning's own checkpoint loading
+    from vrnn_lightning.data import SyntheticHandwriting
+
+    dm = SyntheticHandwriting(
+        cache_dir=str(tmp_path), synthetic_sequences=12, seq_len=8, batch_size=4
+    )
+    mod = VRNNModule.for_data(dm, {"variant": "vrnn_gmm", "h_dim": 8, "z_dim": 2}, {"lr": 0.01})
+    assert (mod.observation, mod.x_dim, mod.batch_size) == ("strokes", 3, 4)
+    run = trainer(max_steps=2, limit_val_batches=1, default_root_dir=str(tmp_path))
+    run.fit(mod, datamodule=dm)
+    assert run.global_step == 2
+    run.save_checkpoint(tmp_path / "m.ckpt")
+    back = VRNNModule.load_from_checkpoint(tmp_path / "m.ckpt")
+    assert back.model.observation == "strokes" and back.optim_cfg.lr == 0.01
+    for (name, p), q in zip(mod.state_dict().items(), back.state_dict().values(), strict=True):
+        torch.testing.assert_close(p, q, msg=name)
+
+
+def test_unknown_settings_name_their_key():
+    from vrnn_lightning.config import ConfigError
+
+    with pytest.raises(ConfigError, match="optim.lrr"):
+        VRNNModule(optim={"lrr": 1}, observation="audio", x_dim=5, batch_size=2)
+    with pytest.raises(ValueError, match="model.variant"):
+        VRNNModule({"variant": "vrnn"}, observation="audio", x_dim=5, batch_size=2)
+
+
+def test_a_checkpoint_written_before_the_explicit_arguments_still_loads(tmp_path):
+    # the module used to hold the whole run config and the corpus kind as its two arguments
+    from vrnn_lightning.checkpoint import load_checkpoint
+
+    cfg = load_config(overrides=[*TINY, "seed=7", "data.dataset=synthetic_speech"])
+    new = module()
+    legacy = {
+        "state_dict": new.state_dict(),
+        "hyper_parameters": {"config": OmegaConf.to_container(cfg), "data_kind": "audio"},
+    }
+    torch.save(legacy, tmp_path / "old.ckpt")
+    # (a checkpoint.Trained: the model and what it was trained on, and the run config)
+    loaded, run = load_checkpoint(tmp_path / "old.ckpt", [])
+    data = loaded.data
+    assert (data.observation, data.x_dim, run.data.batch_size, run.seed) == ("audio", 5, 2, 7)
+    assert run.model.variant == "vrnn_gauss" and run.data.frame_size == 5
+    old_model = new.model.state_dict()
+    for (name, p), q in zip(old_model.items(), loaded.model.state_dict().values(), strict=True):
+        torch.testing.assert_close(p, q, msg=name)
+
+
 # the original's clipping (gradients / batch size, norm 5) on each dataset's own loss scale
 PAPER_CLIP = {
     "blizzard.yaml": 5 * 128 * 40,  # per-frame mean loss: 25,600 here
@@ -118,12 +176,12 @@ def test_each_paper_config_clips_where_the_original_did(name):
 
 
 def test_the_clip_threshold_follows_its_scale_and_is_applied():
-    none = module("optim.grad_clip_scale=none").cfg
+    none = load_config(overrides=[*TINY, "optim.grad_clip_scale=none"])
     assert clip_threshold(none.optim, none.data) == 5.0
     mod = module("optim.grad_clip_scale=batch_frames", "data.seq_len=3", "optim.grad_clip=0.5")
-    assert clip_threshold(mod.cfg.optim, mod.cfg.data) == 0.5 * 2 * 3
-    assert clip_threshold(mod.cfg.optim, mod.cfg.data, world_size=4) == 0.5 * 8 * 3
-    off = module("optim.grad_clip=0").cfg
+    assert clip_threshold(mod.optim_cfg, mod) == 0.5 * 2 * 3
+    assert clip_threshold(mod.optim_cfg, mod, world_size=4) == 0.5 * 8 * 3
+    off = load_config(overrides=[*TINY, "optim.grad_clip=0"])
     assert clip_threshold(off.optim, off.data) is None
     for p in mod.parameters():
         p.grad = torch.full_like(p, 10.0)

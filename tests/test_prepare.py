@@ -48,7 +48,7 @@ def _read(source, cfg):
 
 
 def tiny_corpus(kind="audio"):
-    return SimpleNamespace(KIND=kind, find_sources=_find_sources, read=_read)
+    return SimpleNamespace(OBSERVATION=kind, find_sources=_find_sources, read=_read)
 
 
 @pytest.fixture

@@ -5,6 +5,7 @@ import csv
 import json
 import math
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -12,7 +13,6 @@ import yaml
 from rich.console import Console
 
 import vrnn_lightning.local_sweep as sweep_mod
-from vrnn_lightning.config import VARIANTS
 from vrnn_lightning.local_sweep import (
     LocalRun,
     LocalSweep,
@@ -24,6 +24,7 @@ from vrnn_lightning.local_sweep import (
     sweeps,
 )
 from vrnn_lightning.sweep import main
+from vrnn_lightning.variant import VARIANTS
 
 REPO = Path(__file__).resolve().parents[1]
 SWEEPS = sorted((REPO / "sweeps").glob("*.yaml"))
@@ -253,7 +254,7 @@ def test_an_interrupted_sweep_leaves_its_runs_preempted_and_a_rerun_resumes_them
     sweep = LocalSweep(tmp_path / "sweep", config, runs)
     runner = sweep_mod.Runner(sweep, cap=1, jobs=1, poll=0, console=Console(quiet=True))
     fake = FakeProcess()
-    fake.wait = lambda: fake.signals.append("WAIT")
+    fake.wait = lambda timeout=None: fake.signals.append("WAIT")
 
     def launch(run):
         runner.procs[run.id] = fake
@@ -314,9 +315,10 @@ def test_a_local_sweep_runs_writes_table1_and_a_rerun_does_no_work(tmp_path, mon
     assert md.splitlines()[2] == "| model | synthetic_speech |"
     assert list(rows) == list(VARIANTS)
     assert not rows["rnn_gauss"].startswith(">=") and math.isfinite(float(rows["rnn_gauss"]))
-    parts = rows["vrnn_gauss"].split(" / ")  # ELBO, IWAE(K), SMC(K): each ">= value"
-    assert len(parts) == 3 and all(p.startswith(">= ") for p in parts)
-    assert all(math.isfinite(float(p.removeprefix(">= "))) for p in parts)
+    parts = rows["vrnn_gauss"].split(" / ")  # each "NAME >= value": no IWAE reads as "≈"
+    names = [p.split(" >= ")[0] for p in parts]
+    assert names == ["ELBO", "IWAE(3)", "SMC(3)"], parts  # K = 3 below
+    assert all(math.isfinite(float(p.split(" >= ")[1])) for p in parts)
     assert all(rows[v] == "–" for v in VARIANTS if v not in ("rnn_gauss", "vrnn_gauss"))
 
     with open(out / "table1.csv", newline="") as f:
@@ -356,6 +358,26 @@ def test_a_local_sweep_runs_writes_table1_and_a_rerun_does_no_work(tmp_path, mon
     assert main(["report", *folders, "--out", str(tmp_path / "r"), "--iw-samples", "3"]) == 0
     from_folders = (tmp_path / "r" / "table1.md").read_text().splitlines()
     assert from_folders[1:] == md.splitlines()[1:]
+
+
+def test_each_of_j_jobs_runs_torch_on_cores_over_j_threads(tmp_path, monkeypatch):
+    # the child's environment as launch() builds it, and the thread count its torch takes
+    for name in sweep_mod.THREAD_VARIABLES:
+        monkeypatch.delenv(name, raising=False)
+    assert sweep_mod.job_environment({}, jobs=2, cores=8)["OMP_NUM_THREADS"] == "4"
+    assert sweep_mod.job_environment({}, jobs=3, cores=2)["MKL_NUM_THREADS"] == "1"
+    assert sweep_mod.job_environment({"OMP_NUM_THREADS": "3"}, 2, 8)["OMP_NUM_THREADS"] == "3"
+    cores = sweep_mod.available_cores()
+    config = {"name": "threads", "method": "grid", "metric": {"name": "val/elbo"},
+              "parameters": {"seed": {"values": [0]}}}  # fmt: skip
+    probe = "import torch; print(torch.get_num_threads())"
+    run = LocalRun("t0", {}, [sys.executable, "-c", probe], str(tmp_path / "t0"), "x", "v", 0)
+    sweep = LocalSweep(tmp_path / "sweep", config, [run])
+    runner = sweep_mod.Runner(sweep, cap=None, jobs=2, poll=0, console=Console(quiet=True))
+    runner.launch(run)
+    assert runner.procs["t0"].wait(timeout=60) == 0
+    log = (tmp_path / "sweep" / "logs" / "t0.log").read_text()
+    assert int(log.split()[-1]) == max(1, cores // 2)
 
 
 def test_help_lists_report_and_overrides(capsys):

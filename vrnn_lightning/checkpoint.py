@@ -2,9 +2,9 @@
 the data it was trained on, the device to run it on, the run folder it belongs to; export.
 
 A vrnn-fit checkpoint holds, beside Lightning's own entries, ``checkpoint["vrnn_lightning"]``
-(written by callbacks.DescribeCheckpoint at every save): the run config, what x_t is (kind,
-x_dim, frame size, sample rate), the normalisation the model was trained with, the corpus
-name and the fingerprint of its store, and the metrics at save time. That is enough to score
+(written by callbacks.DescribeCheckpoint at every save): the run config, what x_t is (audio or
+strokes, x_dim, frame size, sample rate), the normalisation the model was trained with, the
+corpus name and the fingerprint of its store, and the metrics at save time: enough to score
 and to generate without the training data.
 
 Loading never executes code from the file: checkpoints are read with
@@ -27,8 +27,8 @@ from omegaconf import DictConfig, OmegaConf
 from .config import Config, ConfigError, apply_overrides, merge_checked
 from .data.datamodule import FramesDataModule
 from .data.source import CorpusError
-from .data.store import SPLITS, Normalisation, is_finished
-from .model import VRNN, build_model
+from .data.store import SPLITS, Normalisation, is_finished, what_x_is
+from .model import VRNN
 
 DESCRIPTION_KEY = "vrnn_lightning"  # the checkpoint entry that describes the model
 FORMAT_VERSION = 1
@@ -42,7 +42,7 @@ class DataDescription:
     """What x_t is and how the training data was normalised."""
 
     dataset: str
-    kind: str  # "audio" or "strokes"
+    observation: str  # "audio" or "strokes" (data/store.py: what_x_is)
     x_dim: int
     frame_size: int  # samples per frame (audio); 1 for pen steps
     sample_rate: int | None  # audio only
@@ -99,7 +99,7 @@ def describe(
     train = datamodule.store("train")
     data = DataDescription(
         dataset=datamodule.cfg.dataset,
-        kind=datamodule.kind,
+        observation=datamodule.observation,
         x_dim=model.x_dim,
         frame_size=datamodule.frame_size,
         sample_rate=datamodule.sample_rate,
@@ -159,8 +159,10 @@ def read_checkpoint(path: str | Path) -> dict:
         )
     if not isinstance(ckpt, dict):
         raise ConfigError(f"{path} holds a {type(ckpt).__name__}, not a vrnn-fit checkpoint")
+    hparams = ckpt.get("hyper_parameters")
     if "state_dict" not in ckpt or not (
-        DESCRIPTION_KEY in ckpt or "config" in ckpt.get("hyper_parameters", {})
+        DESCRIPTION_KEY in ckpt
+        or (isinstance(hparams, dict) and ("config" in hparams or "observation" in hparams))
     ):
         keys = ", ".join(sorted(map(str, ckpt))[:8]) or "none"
         raise ConfigError(
@@ -171,19 +173,32 @@ def read_checkpoint(path: str | Path) -> dict:
 
 
 def _describe_legacy(ckpt: dict) -> dict:
-    """A checkpoint from before the description entry: config and kind from the module's
-    hyper-parameters; no normalisation (the store's is used, with a note)."""
+    """A checkpoint without the description entry (older, or trained outside vrnn-fit): the
+    config and what x_t is from the module's hyper-parameters, in either form VRNNModule has
+    saved (the whole run config and the corpus kind; or its explicit arguments, with the run
+    config beside them when vrnn-fit trained it); no normalisation (the store's is used, with
+    a note)."""
     hp = ckpt["hyper_parameters"]
-    cfg = OmegaConf.merge(OmegaConf.structured(Config), hp["config"])
-    kind = hp.get("data_kind", "audio")
+    if "config" in hp:
+        run, observation = hp["config"], hp["data_kind"]
+    else:
+        run = hp.get("run_config") or {
+            "model": hp["model"],
+            "optim": hp.get("optim", {}),
+            "seed": hp.get("seed", 0),
+        }
+        observation = hp["observation"]
+    cfg = OmegaConf.merge(OmegaConf.structured(Config), run)
+    _, x_dim = what_x_is({"kind": observation, "frame_size": cfg.data.frame_size})
+    audio = observation == "audio"
     return {
-        "config": hp["config"],
+        "config": run,
         "data": {
             "dataset": cfg.data.dataset,
-            "kind": kind,
-            "x_dim": cfg.data.frame_size if kind == "audio" else 3,
-            "frame_size": cfg.data.frame_size if kind == "audio" else 1,
-            "sample_rate": cfg.data.sample_rate if kind == "audio" else None,
+            "observation": observation,
+            "x_dim": hp.get("x_dim", x_dim),
+            "frame_size": cfg.data.frame_size if audio else 1,
+            "sample_rate": cfg.data.sample_rate if audio else None,
             "normalisation": None,
         },
         "metrics": {},
@@ -196,7 +211,9 @@ def _build(description: dict, weights: dict[str, torch.Tensor], source: Path) ->
         OmegaConf.structured(Config), description["config"], f"the config saved in {source}"
     )
     data = DataDescription.from_dict(description["data"])
-    model = build_model(cfg.model, data.kind, data.frame_size)
+    model = VRNN(
+        observation=data.observation, x_dim=data.x_dim, **OmegaConf.to_container(cfg.model)
+    )
     try:
         model.load_state_dict(weights)
     except RuntimeError as err:
@@ -275,10 +292,10 @@ def datamodule_for(
     if batch_size is not None:
         data["eval_batch_size"] = batch_size
     dm = FramesDataModule(data, seed=cfg.seed)
-    if dm.kind != trained.data.kind:
+    if dm.observation != trained.data.observation:
         raise ConfigError(
-            f"data.dataset: {cfg.data.dataset} is {dm.kind} data; the model was trained on "
-            f"{trained.data.kind}"
+            f"data.dataset: {cfg.data.dataset} is {dm.observation} data; the model was trained "
+            f"on {trained.data.observation}"
         )
     if dm.x_dim != trained.model.x_dim:
         raise ConfigError(
@@ -377,7 +394,7 @@ def model_card(trained: Trained, folder: Path, evaluations: list[dict]) -> str:
     norm = data.normalisation
     what = (
         f"{data.sample_rate} Hz audio in frames of {data.frame_size} samples"
-        if data.kind == "audio"
+        if data.observation == "audio"
         else "pen trajectories, one step (pen, dx, dy) per x_t"
     )
     lines = [
@@ -434,7 +451,7 @@ def model_card(trained: Trained, folder: Path, evaluations: list[dict]) -> str:
         "```",
         f"vrnn-sample --ckpt {folder} --out samples/",
         f"vrnn-eval --ckpt {folder} --inputs my_recording.wav"
-        if data.kind == "audio"
+        if data.observation == "audio"
         else f"vrnn-eval --ckpt {folder} --inputs my_strokes/",
         "```",
         "",

@@ -19,10 +19,8 @@ import yaml
 from omegaconf import DictConfig, OmegaConf, open_dict
 from omegaconf.errors import OmegaConfBaseException
 
-VARIANTS = ("rnn_gauss", "rnn_gmm", "vrnn_gauss", "vrnn_gmm", "vrnn_i_gauss", "vrnn_i_gmm")
-# what one step x_t is: a frame of data.frame_size samples, or a pen step (pen, dx, dy);
-# it follows from the corpus kind ("audio" or "strokes")
-OBSERVATIONS = ("audio", "pen")
+from .variant import VARIANTS
+
 GRAD_CLIP_SCALES = ("batch", "batch_frames", "none")
 OBJECTIVES = ("elbo", "iwae", "fivo")  # optim.objective: the bound training maximises
 

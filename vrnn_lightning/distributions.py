@@ -29,6 +29,10 @@ from torch.distributions import (
 
 from .networks import scale_head
 
+# what one step x_t is: a frame of audio samples (a Gaussian or GMM head), or a pen step
+# (pen, dx, dy) of handwriting strokes (a Bernoulli pen and a bivariate Gaussian or GMM)
+OBSERVATIONS = ("audio", "strokes")
+
 _SCALAR = torch.Size()  # a single sample
 # No argument validation in the training path: it costs a check per tensor per step, and a
 # NaN must reach the loss (where the training loop skips the step) instead of raising here.
@@ -281,12 +285,15 @@ def output_head(
     observation: str, in_features: int, x_dim: int, n_components: int, min_std: float
 ) -> nn.Module:
     """The decoder's output head for an observation kind; n_components=1 is the Gauss case."""
-    if observation == "pen":
+    if observation == "strokes":
         if x_dim != 3:
-            raise ValueError(f"pen observations are (pen, dx, dy): x_dim must be 3, got {x_dim}")
+            raise ValueError(f"pen steps are (pen, dx, dy): x_dim must be 3, got {x_dim}")
         return PenHead(in_features, n_components, min_std)
     if observation != "audio":
-        raise ValueError(f"model.observation must be 'audio' or 'pen', got '{observation}'")
+        raise ValueError(
+            f"observation: '{observation}' is not an observation kind; valid: "
+            f"{', '.join(OBSERVATIONS)}"
+        )
     if n_components == 1:
         return GaussianHead(in_features, x_dim, min_std)
     return GMMHead(in_features, x_dim, n_components, min_std)

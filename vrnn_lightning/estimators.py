@@ -7,7 +7,7 @@
 - ``smc``: the particle filter's estimate with K particles (vrnn_lightning/smc.py), resampling
   when the effective sample size falls below a fraction of K: a lower bound in expectation,
   typically tighter than IWAE(K) on long sequences.
-- ``paper_estimate``: what the paper's "~" column computed (its section 6 and the original
+- ``paper_estimate``: what the paper's "≈" column computed (its section 6 and the original
   test script): a log-mean-exp of the weights at each step, summed over time, with no
   resampling. It is not a bound and not a consistent estimator; it is here to compare like
   with like.

@@ -8,7 +8,7 @@
 - ELBO: the variational lower bound, one z sample per step (the paper's ">=" column).
 - IWAE: the sequence-level importance-weighted bound with K = eval.iw_samples samples.
 - SMC: the particle filter's bound with K particles (eval.resampling, eval.ess_threshold).
-- paper: the paper's per-step estimator with the same K (its "~" column; not a bound).
+- paper: the paper's per-step estimator with the same K (its "≈" column; not a bound).
 
 Each is reported per sequence (the mean over sequences of the sum over their frames, as the
 paper's Table 1) and per frame (the total over all frames / the number of frames). For the
@@ -62,8 +62,9 @@ def table(result: dict):
     from rich.table import Table
 
     from .estimators import ESTIMATORS
+    from .variant import Variant
 
-    exact = result["variant"].startswith("rnn")
+    exact = not Variant.parse(result["variant"]).has_latent
     k = result["iw_samples"]
     unit = "sequence" if result["eval_full_sequences"] else f"{result['seq_len']}-frame window"
     t = Table(

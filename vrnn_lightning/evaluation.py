@@ -127,7 +127,7 @@ def evaluate(trained: Trained, cfg: DictConfig, console: Console | None = None) 
     return result
 
 
-def input_files(paths: list[str], kind: str) -> tuple[list[Path], list[dict]]:
+def input_files(paths: list[str], observation: str) -> tuple[list[Path], list[dict]]:
     """The files named on --inputs, folders expanded (audio: the audio extensions; strokes:
     every file), and a {"file", "reason"} entry for each name that is neither."""
     from .data.corpora.splits import AUDIO_EXTENSIONS, list_files
@@ -136,7 +136,7 @@ def input_files(paths: list[str], kind: str) -> tuple[list[Path], list[dict]]:
     for name in paths:
         path = Path(name)
         if path.is_dir():
-            if kind == "audio":
+            if observation == "audio":
                 found = list_files(path, AUDIO_EXTENSIONS)
             else:  # every visible file: the reader says which it cannot read
                 found = sorted(p for p in path.rglob("*") if p.is_file() and p.name[0] != ".")
@@ -161,13 +161,13 @@ def input_reader(trained: Trained, cfg: DictConfig):
     # generated corpora read no files: take the plain reader of their kind
     dataset = cfg.data.dataset
     if dataset.startswith("synthetic_"):
-        dataset = "audio_folder" if trained.data.kind == "audio" else "gw_online"
+        dataset = "audio_folder" if trained.data.observation == "audio" else "gw_online"
     corpus = get_corpus(dataset)
     data = as_data_config(cfg.data)
 
     def read(path: Path):
         array = corpus.read(Source(name=str(path), path=path), data)
-        return to_frames(array, trained.data.kind, data)
+        return to_frames(array, trained.data.observation, data)
 
     return read
 
@@ -191,7 +191,7 @@ def evaluate_inputs(
             "record): score files with a checkpoint from this version, or score a split"
         )
     k = cfg.eval.iw_samples
-    files, skipped = input_files(paths, trained.data.kind)
+    files, skipped = input_files(paths, trained.data.observation)
     read = input_reader(trained, cfg)
     dev = device()
     model = trained.model.to(dev).eval()

@@ -129,7 +129,7 @@ def generate_and_save(
     what = f"continuing valid #{primer_index}" if primer_steps > 0 else "unconditional"
     heading = f"{title}: {n} samples, {what}" if title else f"{n} samples, {what}"
 
-    if data.kind == "audio":
+    if data.observation == "audio":
         rate = data.sample_rate
         out.sample_rate = rate
         primer_seconds = primer_steps * data.frame_size / rate if primer_steps else None

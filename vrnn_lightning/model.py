@@ -29,9 +29,9 @@ import torch.nn.functional as F
 from torch import nn
 from torch.distributions import Distribution, Normal, kl_divergence
 
-from .config import OBSERVATIONS, VARIANTS
-from .distributions import FAST, GaussianHead, output_head
+from .distributions import FAST, OBSERVATIONS, GaussianHead, output_head
 from .networks import PAPER_MAX_NORM, RecurrentWeightGrad, apply_max_norm, mlp, paper_init_
+from .variant import VARIANTS, Variant  # noqa: F401  (VARIANTS: the model's names)
 
 State = tuple[torch.Tensor, torch.Tensor]  # the LSTM's (h, c), each (B, h_dim)
 
@@ -80,17 +80,16 @@ class VRNN(nn.Module):
         compile: bool = False,
     ):
         super().__init__()
-        if variant not in VARIANTS:
-            raise ValueError(f"model.variant: '{variant}' is not one of {', '.join(VARIANTS)}")
+        parsed = Variant.parse(variant)
         if observation not in OBSERVATIONS:
-            raise ValueError(f"model.observation: '{observation}' is not one of {OBSERVATIONS}")
+            raise ValueError(f"observation: '{observation}' is not one of {OBSERVATIONS}")
         if init not in ("paper", "torch"):
             raise ValueError(f"model.init: '{init}' is not 'paper' or 'torch'")
         self.variant, self.observation = variant, observation
         self.x_dim, self.h_dim, self.z_dim = x_dim, h_dim, z_dim
-        self.latent = variant.startswith("vrnn")
-        self.learned_prior = variant in ("vrnn_gauss", "vrnn_gmm")
-        k = n_components if variant.endswith("gmm") else 1
+        self.latent = parsed.has_latent
+        self.learned_prior = parsed.learned_prior
+        k = n_components if parsed.mixture else 1
 
         self.phi_x = mlp(x_dim, phi_x_dim, mlp_layers)
         if self.latent:
@@ -448,11 +447,3 @@ def _masked(terms: StepTerms, mask: torch.Tensor) -> StepTerms:
         else torch.where(mask.unsqueeze(-1), terms.kl_per_dim, zero),
         final_state=terms.final_state,
     )
-
-
-def build_model(model_cfg, data_kind: str, frame_size: int) -> VRNN:
-    """A VRNN from the ``model`` config section (its keys are the constructor's keywords)
-    for a corpus of ``data_kind`` "audio" (x is a frame) or "strokes" (x is a pen step)."""
-    if data_kind == "strokes":
-        return VRNN(x_dim=3, observation="pen", **dict(model_cfg))
-    return VRNN(x_dim=frame_size, observation="audio", **dict(model_cfg))

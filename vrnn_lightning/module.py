@@ -5,13 +5,17 @@ Nothing here knows about file formats; the batches are ``{"x": (B, T, D), "mask"
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from dataclasses import asdict, is_dataclass
+
 import lightning as L
 import torch
 from omegaconf import DictConfig, OmegaConf
 from torchmetrics import MeanMetric
 
 from . import estimators
-from .model import VRNN, StepTerms, build_model
+from .config import ConfigError, ModelConfig, OptimConfig, check_values, merge_checked
+from .model import VRNN, StepTerms
 from .tbptt import CarriedState
 
 
@@ -22,8 +26,9 @@ def clip_threshold(optim, data, world_size: int = 1) -> float | None:
     if not optim.grad_clip or optim.grad_clip <= 0:
         return None
     batch = data.batch_size * world_size
-    scale = {"batch": batch, "batch_frames": batch * data.seq_len}
-    return float(optim.grad_clip * scale.get(optim.grad_clip_scale, 1))
+    if optim.grad_clip_scale == "batch_frames":
+        return float(optim.grad_clip * batch * data.seq_len)
+    return float(optim.grad_clip * (batch if optim.grad_clip_scale == "batch" else 1))
 
 
 class NonFiniteLossError(RuntimeError):
@@ -46,22 +51,58 @@ class VRNNModule(L.LightningModule):
     Validation always reports the ELBO (``val/elbo``) and adds the objective's bound
     (``val/iwae`` or ``val/fivo``).
 
-    ``config`` is the whole resolved run config (a plain dict, so that it is saved in every
-    checkpoint and a checkpoint alone rebuilds the run); ``data_kind`` is the corpus kind
-    ("audio" or "strokes").
+    ``model`` and ``optim`` are the config sections of those names (mappings or the dataclasses;
+    missing keys take the defaults, an unknown key is a ConfigError); ``observation`` and
+    ``x_dim`` say what x_t is; ``batch_size`` and ``seq_len`` are the training batch size
+    and window length (optim.grad_clip_scale sets the clip threshold from them, and carried
+    TBPTT state is one row per stream): the DataModule knows them all, and
+    ``VRNNModule.for_data(datamodule, ...)`` reads them from it. ``seed`` seeds the latent
+    noise. All of it is saved in every checkpoint, so a checkpoint alone rebuilds the module;
+    ``run_config`` (the whole run config, for vrnn-eval and vrnn-sample) is saved beside it.
     """
 
-    def __init__(self, config: dict, data_kind: str):
+    def __init__(
+        self,
+        model: Mapping | ModelConfig | None = None,
+        optim: Mapping | OptimConfig | None = None,
+        *,
+        observation: str,
+        x_dim: int,
+        batch_size: int,
+        seq_len: int | None = None,
+        seed: int = 0,
+        run_config: Mapping | None = None,
+    ):
         super().__init__()
-        self.save_hyperparameters()
-        self.cfg: DictConfig = OmegaConf.create(config)
-        self.data_kind = data_kind
-        self.model: VRNN = build_model(self.cfg.model, data_kind, self.cfg.data.frame_size)
-        self.carried = CarriedState(self.cfg.optim.tbptt_reset_every)
+        self.model_cfg: DictConfig = section(ModelConfig, model, "model")
+        self.optim_cfg: DictConfig = section(OptimConfig, optim, "optim")
+        self.observation, self.x_dim = observation, int(x_dim)
+        self.batch_size, self.seed = int(batch_size), int(seed)
+        self.seq_len = None if seq_len is None else int(seq_len)
+        if self.seq_len is None and self.optim_cfg.grad_clip_scale == "batch_frames":
+            raise ConfigError("optim.grad_clip_scale: batch_frames needs the module's seq_len")
+        self.run_config = None if run_config is None else OmegaConf.create(dict(run_config))
+        # plain containers, so that a checkpoint holds no class of this package
+        self.save_hyperparameters(
+            {
+                "model": OmegaConf.to_container(self.model_cfg),
+                "optim": OmegaConf.to_container(self.optim_cfg),
+                "observation": observation,
+                "x_dim": self.x_dim,
+                "batch_size": self.batch_size,
+                "seq_len": self.seq_len,
+                "seed": self.seed,
+                "run_config": None if run_config is None else _plain(run_config),
+            }
+        )
+        self.model: VRNN = VRNN(
+            observation=observation, x_dim=self.x_dim, **OmegaConf.to_container(self.model_cfg)
+        )
+        self.carried = CarriedState(self.optim_cfg.tbptt_reset_every)
         self.nonfinite_in_a_row = 0
         self.nonfinite_total = 0
         self._generator: torch.Generator | None = None
-        self._epoch_seed = self.cfg.seed
+        self._epoch_seed = self.seed
         # validation sums, weighted so that DDP and uneven batches reduce exactly
         self.val_elbo = MeanMetric()
         self.val_elbo_per_frame = MeanMetric()
@@ -69,29 +110,49 @@ class VRNNModule(L.LightningModule):
         self.val_log_px = MeanMetric()
         self.val_objective = MeanMetric()  # the training bound, when it is not the ELBO
 
+    @classmethod
+    def for_data(
+        cls,
+        datamodule,
+        model: Mapping | ModelConfig | None = None,
+        optim: Mapping | OptimConfig | None = None,
+        **kwargs,
+    ) -> VRNNModule:
+        """A module for the data of ``datamodule`` (a FramesDataModule): its observation kind,
+        x_dim and batch size."""
+        return cls(
+            model,
+            optim,
+            observation=datamodule.observation,
+            x_dim=datamodule.x_dim,
+            batch_size=datamodule.cfg.batch_size,
+            seq_len=datamodule.cfg.seq_len,
+            **kwargs,
+        )
+
     # ---- the objective ------------------------------------------------------------------
     def kl_weight(self) -> float:
-        steps = self.cfg.optim.kl_anneal_steps
+        steps = self.optim_cfg.kl_anneal_steps
         return 1.0 if steps <= 0 else min(1.0, (self.global_step + 1) / steps)
 
     def loss(self, terms: StepTerms, mask: torch.Tensor) -> torch.Tensor:
         """Minus the ELBO (KL annealed and floored by free bits when those options are on),
         summed over each sequence's frames, averaged over sequences."""
         kl = terms.kl
-        if self.cfg.optim.free_bits > 0 and terms.kl_per_dim is not None:
+        if self.optim_cfg.free_bits > 0 and terms.kl_per_dim is not None:
             # free bits: KL below the floor (per z dim and step) is not penalised
-            floor = torch.full_like(terms.kl_per_dim, self.cfg.optim.free_bits)
+            floor = torch.full_like(terms.kl_per_dim, self.optim_cfg.free_bits)
             kl = torch.where(mask, torch.maximum(terms.kl_per_dim, floor).sum(-1), 0.0)
         return -(terms.log_px - self.kl_weight() * kl).sum(1).mean()
 
     @property
     def objective(self) -> str:
-        # a checkpoint from before optim.objective existed trained the ELBO
-        return self.cfg.optim.get("objective", "elbo")
+        # a checkpoint from before optim.objective existed gets the default: the ELBO
+        return self.optim_cfg.objective
 
     def bound(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         """The training objective's bound of each sequence (B,) for iwae and fivo."""
-        objective, k = self.objective, self.cfg.optim.particles
+        objective, k = self.objective, self.optim_cfg.particles
         generator = self._noise(x.device)
         if objective == "iwae":
             return estimators.iwae(self.model, x, mask, k, generator).per_sequence
@@ -138,7 +199,7 @@ class VRNNModule(L.LightningModule):
         self.nonfinite_in_a_row += 1
         self.nonfinite_total += 1
         self.log("train/nonfinite_steps", float(self.nonfinite_total))
-        limit = self.cfg.optim.max_nonfinite_steps
+        limit = self.optim_cfg.max_nonfinite_steps
         if self.nonfinite_in_a_row >= limit:
             raise NonFiniteLossError(
                 f"{self.nonfinite_in_a_row} consecutive training steps had a non-finite loss "
@@ -173,7 +234,7 @@ class VRNNModule(L.LightningModule):
 
     # ---- optimisation ------------------------------------------------------------------
     def configure_optimizers(self):
-        opt = self.cfg.optim
+        opt = self.optim_cfg
         # fused: one kernel over all parameters (on a CPU ten times the per-tensor loop's
         # speed); not under 16-bit AMP, whose GradScaler must unscale before clipping
         fused = not str(self.trainer.precision).startswith("16")
@@ -184,7 +245,7 @@ class VRNNModule(L.LightningModule):
     def configure_gradient_clipping(
         self, optimizer, gradient_clip_val=None, gradient_clip_algorithm=None
     ):
-        threshold = clip_threshold(self.cfg.optim, self.cfg.data, self.trainer.world_size)
+        threshold = clip_threshold(self.optim_cfg, self, self.trainer.world_size)
         if threshold:
             # clipped here directly: Lightning's own clip_gradients refuses fused optimisers;
             # under 16-bit AMP the gradients are already unscaled at this point
@@ -192,13 +253,13 @@ class VRNNModule(L.LightningModule):
 
     def optimizer_step(self, *args, **kwargs):
         super().optimizer_step(*args, **kwargs)
-        if self.cfg.optim.max_norm:
-            self.model.apply_max_norm(self.cfg.optim.max_norm)
+        if self.optim_cfg.max_norm:
+            self.model.apply_max_norm(self.optim_cfg.max_norm)
 
     # ---- truncated BPTT: every rank's carried state in the checkpoint ---------------------
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         if self.carried.enabled:
-            zeros = torch.zeros(self.cfg.data.batch_size, self.cfg.model.h_dim, device=self.device)
+            zeros = torch.zeros(self.batch_size, self.model_cfg.h_dim, device=self.device)
             checkpoint["carried_state"] = self.carried.state_dict(
                 self.all_gather, self.trainer.world_size, zeros
             )
@@ -224,8 +285,27 @@ class VRNNModule(L.LightningModule):
         self._generator = None
 
     def on_train_batch_start(self, batch, batch_idx):
-        place = (self.cfg.seed * 100_003 + 2 * self.current_epoch) * 1_000_003 + batch_idx
+        place = (self.seed * 100_003 + 2 * self.current_epoch) * 1_000_003 + batch_idx
         self._reseed((place * 1009 + self.global_rank) % 2**63)
 
     def on_validation_epoch_start(self):
-        self._reseed(self.cfg.seed * 100_003 + 1 + 1_000_000 * self.global_rank)
+        self._reseed(self.seed * 100_003 + 1 + 1_000_000 * self.global_rank)
+
+
+def section(schema: type, values, name: str) -> DictConfig:
+    """A config section (``model``, ``optim``) from a mapping or its dataclass, over the
+    schema's defaults; ConfigError naming ``<name>.<key>`` for an unknown key or a wrong type."""
+    if values is None:
+        values = {}
+    elif is_dataclass(values):
+        values = asdict(values)
+    elif not isinstance(values, Mapping):
+        raise ConfigError(f"{name}: expected a mapping of {name}.* settings, got {values!r}")
+    schema_cfg = OmegaConf.create({name: OmegaConf.structured(schema)})
+    cfg = merge_checked(schema_cfg, {name: _plain(values)}, f"the {name} settings")
+    check_values(cfg)
+    return cfg[name]
+
+
+def _plain(values: Mapping) -> dict:
+    return OmegaConf.to_container(OmegaConf.create(dict(values)), resolve=True)

@@ -21,8 +21,8 @@ from pathlib import Path
 from omegaconf import OmegaConf
 from rich.table import Table
 
-from .config import VARIANTS
 from .estimators import ESTIMATORS
+from .variant import VARIANTS, Variant
 
 ESTIMATES = tuple(ESTIMATORS)
 IN_TABLE = [e for e in ESTIMATORS.values() if e.in_table]
@@ -151,10 +151,13 @@ def _number(mean: float, std: float) -> str:
 def cell_text(variant: str, cell: Cell | None) -> str:
     if cell is None:
         return "–"
-    if variant.startswith("rnn"):  # no latent variable: the ELBO is the exact log-likelihood
+    if not Variant.parse(variant).has_latent:  # the ELBO is the exact log-likelihood
         return _number(cell.mean("elbo"), cell.std("elbo"))
+    # every number with its estimator's name: an IWAE or SMC bound in the place of Table 1's
+    # second number must not read as the paper's "≈" (its per-step estimator, in the CSV)
+    k = cell.runs[0].eval["iw_samples"]
     return " / ".join(
-        f"{e.symbol} {_number(cell.mean(e.name), cell.std(e.name))}" for e in IN_TABLE
+        f"{e.label(k)} {_number(cell.mean(e.name), cell.std(e.name))}" for e in IN_TABLE
     )
 
 

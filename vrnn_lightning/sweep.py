@@ -22,6 +22,7 @@ from rich.console import Console
 from .local_sweep import (
     STATE_FILE,
     LocalSweep,
+    Stopped,
     SweepError,
     check,
     report,
@@ -62,7 +63,13 @@ def main(argv: list[str] | None = None) -> int:
         parser.add_argument("sweep", help="a W&B sweep YAML, e.g. sweeps/demo_variants.yaml")
         parser.add_argument("--local", action="store_true", help="run it on this machine")
         parser.add_argument("--count", type=_positive, help="runs in the sweep (default run_cap)")
-        parser.add_argument("--jobs", type=_positive, default=1, help="runs at once (default 1)")
+        parser.add_argument(
+            "--jobs",
+            type=_positive,
+            default=1,
+            help="runs at once (default 1), each on cores // jobs threads unless "
+            "OMP_NUM_THREADS is set",
+        )
         parser.add_argument("--out", help="state and report folder (default sweeps_local/NAME)")
         parser.add_argument("--poll", type=float, default=5.0, help="seconds between checks")
         parser.add_argument(
@@ -96,9 +103,14 @@ def main(argv: list[str] | None = None) -> int:
     except (SweepError, ReportError) as err:
         print(f"vrnn-sweep: {err}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print("vrnn-sweep: interrupted; run the same command again to continue", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as err:
+        why = f" by {err}" if isinstance(err, Stopped) else ""
+        print(
+            f"vrnn-sweep: interrupted{why}; its runs are stopped and marked preempted; "
+            "run the same command again to continue",
+            file=sys.stderr,
+        )
+        return 128 + err.signum if isinstance(err, Stopped) else 130
     return 0
 
 

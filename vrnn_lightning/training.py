@@ -154,7 +154,13 @@ def train(cfg: DictConfig, extra_callbacks: list | None = None, command: str | N
     L.seed_everything(cfg.seed, workers=True, verbose=False)
 
     datamodule = FramesDataModule(cfg.data, seed=cfg.seed)
-    module = VRNNModule(OmegaConf.to_container(cfg, resolve=True), data_kind=datamodule.kind)
+    module = VRNNModule.for_data(
+        datamodule,
+        cfg.model,
+        cfg.optim,
+        seed=cfg.seed,
+        run_config=OmegaConf.to_container(cfg, resolve=True),
+    )
     loggers = make_loggers(cfg, out_dir, resuming=ckpt_path is not None)
     try:
         trainer = L.Trainer(

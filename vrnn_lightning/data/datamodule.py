@@ -37,6 +37,7 @@ from vrnn_lightning.data.store import (
     Normalisation,
     as_data_config,
     is_finished,
+    what_x_is,
 )
 from vrnn_lightning.data.streams import StreamDataset, StreamSampler
 
@@ -158,7 +159,6 @@ class FramesDataModule(L.LightningDataModule):
         self.seed = seed
         self.stores: dict[str, FrameStore] = {}
         self.folder = None
-        self._kind: str | None = None
 
     # ---------------------------------------------------------------- preparation
 
@@ -254,23 +254,29 @@ class FramesDataModule(L.LightningDataModule):
     # ---------------------------------------------------------------- what the model needs
 
     @property
-    def kind(self) -> str:
-        """ "audio" or "strokes"; known from the corpus, without preparing it."""
-        if self._kind is None:
-            self._kind = get_corpus(self.cfg.dataset).KIND
-        return self._kind
+    def observation(self) -> str:
+        """What x_t is: "audio" (a frame of samples) or "strokes" (a pen step)."""
+        return self._what_x_is()[0]
 
     @property
     def x_dim(self) -> int:
-        return self.cfg.frame_size if self.kind == "audio" else 3
+        return self._what_x_is()[1]
+
+    def _what_x_is(self) -> tuple[str, int]:
+        # the train store's header once prepared; before that the header it will have,
+        # from the corpus and the config (no preparation needed to build a model)
+        if self.stores:
+            return what_x_is(self.stores["train"].attrs)
+        corpus = get_corpus(self.cfg.dataset)
+        return what_x_is({"kind": corpus.OBSERVATION, "frame_size": self.cfg.frame_size})
 
     @property
     def frame_size(self) -> int:
-        return self.cfg.frame_size if self.kind == "audio" else 1
+        return self.cfg.frame_size if self.observation == "audio" else 1
 
     @property
     def sample_rate(self) -> int | None:
-        return self.cfg.sample_rate if self.kind == "audio" else None
+        return self.cfg.sample_rate if self.observation == "audio" else None
 
     @property
     def stats(self) -> dict:

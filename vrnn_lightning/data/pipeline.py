@@ -46,6 +46,7 @@ from vrnn_lightning.data.store import (
     is_finished,
     read_header,
     store_dir,
+    what_x_is,
 )
 
 # ---------------------------------------------------------------- reading one source
@@ -258,7 +259,7 @@ def _write_split(
                     f"{cfg.dataset}: no usable {split} sequence in {len(sources)} sources"
                     + (f" (e.g. {reasons})" if reasons else "")
                 )
-            dim = cfg.frame_size if kind == "audio" else 3
+            dim = what_x_is(attrs)[1]
             writer = StoreWriter(
                 path, dim=dim, dtype=dtype, compression=cfg.compression, attrs=attrs
             )
@@ -326,7 +327,7 @@ def prepare(
     cfg = as_data_config(cfg)
     console = console or Console()
     corpus, sources, fp, folder = locate(cfg)
-    kind = corpus.KIND
+    kind = corpus.OBSERVATION
     splits = [s for s in SPLITS if s in sources]
     paths = {s: folder / f"{s}.h5" for s in splits}
     if all(is_finished(p, fp) for p in paths.values()):

@@ -57,6 +57,18 @@ _CHUNK_BYTES = 1 << 20  # ~1 MB chunks: a few thousand 200-sample int16 frames
 _FLUSH_CHUNKS = 8  # frames are buffered and written this many chunks at a time
 
 
+def what_x_is(header: Mapping) -> tuple[str, int]:
+    """(observation, x_dim) of a store from its header (or the header a preparation will
+    write): "audio", x_t a frame of ``frame_size`` samples; or "strokes", x_t a pen step
+    (pen, dx, dy). The one place this rule is written."""
+    observation = header["kind"]
+    if observation == "audio":
+        return observation, int(header["frame_size"])
+    if observation == "strokes":
+        return observation, 3
+    raise ValueError(f"observation kind '{observation}' is not 'audio' or 'strokes'")
+
+
 def as_data_config(cfg: DataConfig | DictConfig | Mapping | None = None, **overrides) -> DataConfig:
     """A typed ``DataConfig`` from a dataclass, a (Dict)Config or a mapping, plus overrides.
 
@@ -325,7 +337,7 @@ class Normalisation:
     samples; strokes: dx and dy, the pen bit is left as it is). ``amplitude_scale`` is the
     stored value of amplitude 1.0 (32768 for int16 stores, 1 for float32 ones)."""
 
-    kind: str
+    observation: str  # "audio" or "strokes"
     mean: float
     std: float
     amplitude_scale: float = 1.0
@@ -334,7 +346,7 @@ class Normalisation:
         """Frames as a reader returns them (audio: int16 values, or float on the [-1, 1]
         scale; strokes: (pen, dx, dy)) -> normalised float32, exactly as the store would."""
         x = frames.astype(np.float32)
-        if self.kind == "strokes":
+        if self.observation == "strokes":
             x[:, 1:3] = (x[:, 1:3] - self.mean) / self.std
             return x
         read_scale = INT16_SCALE if frames.dtype == np.int16 else 1.0
@@ -345,7 +357,7 @@ class Normalisation:
     def denormalise(self, x):
         """Normalised frames (numpy or torch, (..., D)) -> audio amplitude (1.0 = full scale)
         or (pen, dx, dy) pen offsets."""
-        if self.kind == "strokes":
+        if self.observation == "strokes":
             out = x * 1.0  # a copy of the same type
             out[..., 1:3] = x[..., 1:3] * self.std + self.mean
             return out
@@ -373,7 +385,7 @@ class FrameStore:
             self.dim = int(f["frames"].shape[1])
             self.dtype = f["frames"].dtype
         self.lengths = np.diff(self.offsets)
-        self.kind: str = self.attrs["kind"]
+        self.observation, self.x_dim = what_x_is(self.attrs)
         self.mean = float(self.attrs["mean"])
         self.std = float(self.attrs["std"])
         self._file: h5py.File | None = None
@@ -435,7 +447,7 @@ class FrameStore:
 
     def normalise(self, frames: np.ndarray) -> np.ndarray:
         x = frames.astype(np.float32)
-        if self.kind == "strokes":
+        if self.observation == "strokes":
             x[:, 1:3] = (x[:, 1:3] - self.mean) / self.std
             return x
         return (x - np.float32(self.mean)) / np.float32(self.std)
@@ -452,7 +464,7 @@ class FrameStore:
         """Back to data units: audio amplitude (1.0 = full scale), or (pen, dx, dy) offsets.
         Accepts a numpy array or a torch tensor of shape (..., D)."""
         scale = self.amplitude_scale
-        if self.kind == "strokes":
+        if self.observation == "strokes":
             out = x * 1.0  # a copy of the same type
             out[..., 1:3] = x[..., 1:3] * self.std + self.mean
             return out
@@ -465,11 +477,11 @@ class FrameStore:
     @property
     def normalisation(self) -> Normalisation:
         """The statistics this store normalises with (the train split's, unless replaced)."""
-        return Normalisation(self.kind, self.mean, self.std, self.amplitude_scale)
+        return Normalisation(self.observation, self.mean, self.std, self.amplitude_scale)
 
     def use_normalisation(self, norm: Normalisation) -> None:
         """Normalise (and denormalise) with ``norm``, e.g. a trained model's statistics,
         instead of this store's own; ``norm`` may be in other units (an int16-trained model
         reading a float32 store)."""
-        unit = norm.amplitude_scale / self.amplitude_scale if self.kind == "audio" else 1.0
+        unit = norm.amplitude_scale / self.amplitude_scale if self.observation == "audio" else 1.0
         self.mean, self.std = norm.mean / unit, norm.std / unit

@@ -2,7 +2,7 @@
 
 Each corpus is one small module exposing
 
-    KIND: str                                  # "audio" or "strokes"
+    OBSERVATION: str                           # what x_t is: "audio" or "strokes"
     def find_sources(cfg: DataConfig) -> dict[str, list[Source]]
         # split name ("train", "valid", "test") -> its sources, in a deterministic order;
         # raises CorpusError when the root is missing or holds nothing usable

@@ -27,7 +27,7 @@ from vrnn_lightning.data.corpora.splits import (
 from vrnn_lightning.data.source import BadInput, Source
 from vrnn_lightning.data.strokes import points_to_steps
 
-KIND = "strokes"
+OBSERVATION = "strokes"
 VERSION = 1  # bump when what read() returns changes: prepared stores are fingerprinted with it
 EXPECTED = "page folders of word files (.txt: the word, then one 'x y pen' point per line)"
 

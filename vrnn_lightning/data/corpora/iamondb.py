@@ -26,7 +26,7 @@ from vrnn_lightning.data.corpora.splits import list_files, relative_name, requir
 from vrnn_lightning.data.source import BadInput, CorpusError, Source
 from vrnn_lightning.data.strokes import points_to_steps
 
-KIND = "strokes"
+OBSERVATION = "strokes"
 VERSION = 1  # bump when what read() returns changes: prepared stores are fingerprinted with it
 EXPECTED = (
     "lineStrokes/**/*.xml and the split files trainset.txt, testset_v.txt, testset_t.txt, "

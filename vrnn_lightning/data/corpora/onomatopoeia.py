@@ -21,7 +21,7 @@ from vrnn_lightning.data.corpora.splits import (
 )
 from vrnn_lightning.data.source import Source
 
-KIND = "audio"
+OBSERVATION = "audio"
 # bump when what read() returns changes: prepared stores are fingerprinted with it
 VERSION = 2  # 2: 16-bit sources stay int16 when resampled or downmixed
 EXPECTED = "a folder of audio clips (WAV, FLAC, MP3, ... in any subfolder)"

@@ -29,7 +29,7 @@ from vrnn_lightning.data.corpora.synthetic_speech import generated_splits
 from vrnn_lightning.data.source import Source
 from vrnn_lightning.data.strokes import points_to_steps
 
-KIND = "strokes"
+OBSERVATION = "strokes"
 NAME = "synthetic_handwriting"
 RATE = 100.0  # points per second, a typical pen-tablet rate
 _SALT = 0x4A4D  # keeps this corpus's random streams apart from other generated corpora

@@ -29,7 +29,7 @@ import torchaudio.functional as AF
 from vrnn_lightning.data.corpora.splits import split_shuffled
 from vrnn_lightning.data.source import CorpusError, Source
 
-KIND = "audio"
+OBSERVATION = "audio"
 NAME = "synthetic_speech"
 _SALT = 0x5BEEC4  # keeps this corpus's random streams apart from other generated corpora
 

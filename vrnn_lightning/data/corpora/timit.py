@@ -20,7 +20,7 @@ from vrnn_lightning.data.audio import read_source
 from vrnn_lightning.data.corpora.splits import nothing_usable, require_root, split_counts
 from vrnn_lightning.data.source import CorpusError, Source
 
-KIND = "audio"
+OBSERVATION = "audio"
 # bump when what read() returns changes: prepared stores are fingerprinted with it
 VERSION = 2  # 2: 16-bit sources stay int16 when resampled or downmixed
 EXPECTED = "the LDC TIMIT folder: TRAIN/ and TEST/ holding DR*/SPEAKER/*.WAV (any letter case)"

@@ -1,0 +1,200 @@
+"""Soak: resident memory over thousands of training steps must stay flat.
+
+Each case runs in a fresh process. Training cases run the real `vrnn-fit` loop (the library's
+``fit``: Lightning, the module's noise generator, metrics, logging, checkpoints after every
+validation, the sample callback) on conf/demo.yaml with one variant of each family
+(rnn_*, vrnn_*, vrnn_i_*), in fp32 and bf16-mixed, and at a larger size for fewer steps; a
+callback samples resident memory (and CUDA memory on a GPU) every few steps and counts live
+tensors after a full garbage collection at the end of warm-up and at the end. The evaluation
+case scores batches with IWAE K=40 (`estimators.importance_estimates`, as vrnn-eval does)
+over and over. Growth is the least-squares slope of resident memory against the step after
+warm-up (the first quarter of the steps), in MB per 1,000 steps; the target is under 1 MB
+(allocator noise). W&B is off (its offline writer runs in its own process anyway).
+
+    python bench/bench_soak.py                       # 2,000 demo steps, 300 large, eval 300
+    python bench/bench_soak.py --steps 400 --large-steps 60 --eval-batches 60   # quick look
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))  # run as a script from anywhere
+
+FAMILIES = {"rnn_*": "rnn_gmm", "vrnn_*": "vrnn_gmm", "vrnn_i_*": "vrnn_i_gmm"}
+LARGE = [  # h 1024, z 128, four-layer MLPs: between the demo and the paper's TIMIT size
+    "model.h_dim=1024",
+    "model.z_dim=128",
+    "model.phi_x_dim=400",
+    "model.phi_z_dim=300",
+    "model.enc_dim=300",
+    "model.prior_dim=300",
+    "model.dec_dim=400",
+    "model.mlp_layers=4",
+    "model.n_components=20",
+]
+
+
+def growth(steps: np.ndarray, mb: np.ndarray) -> tuple[float, float]:
+    """(slope in MB per 1,000 steps, last minus first) after warm-up (the first quarter)."""
+    keep = steps >= steps.max() / 4
+    s, m = steps[keep], mb[keep]
+    slope = np.polyfit(s, m, 1)[0] * 1000 if len(s) > 2 else float("nan")
+    return float(slope), float(m[-1] - m[0])
+
+
+def train_case(variant: str, precision: str, steps: int, large: bool, workdir: str) -> dict:
+    """Runs in the child: one vrnn-fit run with a memory probe."""
+    from vrnn_lightning.config import load_config
+    from vrnn_lightning.fit import fit
+    from vrnn_lightning.memory import MemoryProbe
+
+    warm = max(steps // 4, 1)
+    cfg = load_config(
+        REPO / "conf" / "demo.yaml",
+        [
+            f"model.variant={variant}",
+            f"trainer.precision={precision}",
+            f"trainer.max_steps={steps}",
+            "trainer.max_epochs=-1",
+            "trainer.enable_progress_bar=false",
+            "trainer.accelerator=auto",
+            "trainer.devices=1",
+            "logger.wandb.mode=disabled",
+            f"data.cache_dir={workdir}/cache",
+            f"out_dir={workdir}/run",
+            *(LARGE + ["trainer.check_val_every_n_epoch=5"] if large else []),
+        ],
+    )
+    probe = MemoryProbe(every=5, count_tensors_at=(warm, steps))
+    start = time.perf_counter()
+    fit(cfg, extra_callbacks=[probe])
+    return {
+        "samples": probe.samples,
+        "tensors": probe.tensors,
+        "seconds": time.perf_counter() - start,
+    }
+
+
+def eval_case(batches: int) -> dict:
+    """Runs in the child: IWAE K=40 over demo-sized batches, again and again."""
+    import torch
+
+    from vrnn_lightning.estimators import importance_estimates
+    from vrnn_lightning.memory import live_tensors, resident_mb
+    from vrnn_lightning.model import VRNN
+
+    torch.manual_seed(0)
+    model = VRNN(
+        "vrnn_gmm", x_dim=200, h_dim=256, z_dim=32, phi_x_dim=128, phi_z_dim=64,
+        enc_dim=128, prior_dim=128, dec_dim=128, mlp_layers=2, n_components=5,
+    ).eval()  # fmt: skip
+    x = torch.randn(16, 40, 200)
+    mask = torch.ones(16, 40, dtype=torch.bool)
+    samples, tensors = [], {}
+    warm = max(batches // 4, 1)
+    start = time.perf_counter()
+    with torch.no_grad():
+        for i in range(1, batches + 1):
+            importance_estimates(model, x, mask, k=40)
+            if i % 5 == 0:
+                samples.append((i, resident_mb(), 0.0))
+            if i in (warm, batches):
+                tensors[i] = live_tensors()
+    return {"samples": samples, "tensors": tensors, "seconds": time.perf_counter() - start}
+
+
+def run_child(args: list[str], threads: int) -> dict:
+    env = dict(os.environ, OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) / "out.json"
+        cmd = [sys.executable, __file__, "--child", json.dumps(args), "--json", str(out)]
+        cmd += ["--workdir", tmp]
+        proc = subprocess.run(cmd, env=env, capture_output=True, text=True)
+        if proc.returncode != 0:
+            raise RuntimeError(f"case {args} failed:\n{proc.stderr[-3000:]}")
+        return json.loads(out.read_text())
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--steps", type=int, default=2000, help="demo-size training steps")
+    parser.add_argument("--large-steps", type=int, default=300)
+    parser.add_argument("--eval-batches", type=int, default=300)
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--precisions", nargs="+", default=["32-true", "bf16-mixed"])
+    parser.add_argument(
+        "--only", nargs="+", choices=["demo", "large", "eval"], default=["demo", "large", "eval"]
+    )
+    parser.add_argument("--child", help=argparse.SUPPRESS)
+    parser.add_argument("--json", help=argparse.SUPPRESS)
+    parser.add_argument("--workdir", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+
+    if args.child:  # one case, in this fresh process
+        kind, *rest = json.loads(args.child)
+        result = eval_case(*rest) if kind == "eval" else train_case(*rest, args.workdir)
+        Path(args.json).write_text(json.dumps(result))
+        return
+
+    cases = []
+    for precision in args.precisions:
+        for family, variant in FAMILIES.items():
+            cases.append(
+                (
+                    f"demo {family}",
+                    precision,
+                    args.steps,
+                    ["train", variant, precision, args.steps, False],
+                )
+            )
+    for family, variant in FAMILIES.items():
+        cases.append(
+            (
+                f"large {family}",
+                "32-true",
+                args.large_steps,
+                ["train", variant, "32-true", args.large_steps, True],
+            )
+        )
+    cases.append(("eval IWAE K=40", "32-true", args.eval_batches, ["eval", args.eval_batches]))
+    cases = [case for case in cases if case[0].split()[0] in args.only]
+    print(f"threads per case: {args.threads}; growth after warm-up (the first quarter of steps)")
+    header = (
+        f"{'case':<18}{'precision':<12}{'steps':>6}{'RSS start':>10}{'RSS end':>9}"
+        f"{'MB/1k steps':>12}{'end-start':>10}{'tensors':>9}{'wall s':>8}"
+    )
+    print(header)
+    print("-" * len(header))
+    worst = 0.0
+    for name, precision, steps, child_args in cases:
+        result = run_child(child_args, args.threads)
+        data = np.array(result["samples"], dtype=float)
+        slope, delta = growth(data[:, 0], data[:, 1])
+        worst = max(worst, slope)
+        counts = sorted(result["tensors"].items(), key=lambda kv: int(kv[0]))
+        tensors = counts[-1][1] - counts[0][1] if len(counts) == 2 else float("nan")
+        keep = data[:, 0] >= data[:, 0].max() / 4
+        print(
+            f"{name:<18}{precision:<12}{steps:>6}{data[keep][0, 1]:>10.1f}{data[-1, 1]:>9.1f}"
+            f"{slope:>12.2f}{delta:>10.2f}{tensors:>+9.0f}{result['seconds']:>8.0f}",
+            flush=True,
+        )
+        if data[:, 2].any():
+            cslope, _ = growth(data[:, 0], data[:, 2])
+            print(f"{'':<18}CUDA allocated: {cslope:.2f} MB per 1k steps")
+    print(f"worst growth: {worst:.2f} MB per 1,000 steps (target < 1)")
+
+
+if __name__ == "__main__":
+    main()
