@@ -22,9 +22,8 @@ from vrnn_lightning import evaluate, export, fit, load_pretrained, sample
 from vrnn_lightning.checkpoint import DESCRIPTION_KEY, load_trained
 from vrnn_lightning.data.store import FrameStore
 
+# shared/ beside the checkout
 FSDD = Path(__file__).resolve().parents[2] / "shared" / "data" / "fsdd" / "recordings"
-if not FSDD.is_dir():  # a worktree beside the main checkout
-    FSDD = Path("/work/shared/data/fsdd/recordings")
 
 TINY = [
     "data.seq_len=8",
