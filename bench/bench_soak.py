@@ -1,8 +1,8 @@
 """Soak: resident memory over thousands of training steps must stay flat.
 
-Each case runs in a fresh process. Training cases run the real `vrnn-fit` loop (the library's
-``fit``: Lightning, the module's noise generator, metrics, logging, checkpoints after every
-validation, the sample callback) on conf/demo.yaml with one variant of each family
+Each case runs in a fresh process. Training cases run the real `vrnn-fit` loop
+(``training.train``: Lightning, the module's noise generator, metrics, logging, checkpoints
+after every validation, the sample callback) on conf/demo.yaml with one variant of each family
 (rnn_*, vrnn_*, vrnn_i_*), in fp32 and bf16-mixed, and at a larger size for fewer steps; a
 callback samples resident memory (and CUDA memory on a GPU) every few steps and counts live
 tensors after a full garbage collection at the end of warm-up and at the end. The evaluation
@@ -56,8 +56,8 @@ def growth(steps: np.ndarray, mb: np.ndarray) -> tuple[float, float]:
 def train_case(variant: str, precision: str, steps: int, large: bool, workdir: str) -> dict:
     """Runs in the child: one vrnn-fit run with a memory probe."""
     from vrnn_lightning.config import load_config
-    from vrnn_lightning.fit import fit
     from vrnn_lightning.memory import MemoryProbe
+    from vrnn_lightning.training import train
 
     warm = max(steps // 4, 1)
     cfg = load_config(
@@ -78,7 +78,7 @@ def train_case(variant: str, precision: str, steps: int, large: bool, workdir: s
     )
     probe = MemoryProbe(every=5, count_tensors_at=(warm, steps))
     start = time.perf_counter()
-    fit(cfg, extra_callbacks=[probe])
+    train(cfg, extra_callbacks=[probe])
     return {
         "samples": probe.samples,
         "tensors": probe.tensors,

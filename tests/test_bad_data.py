@@ -4,6 +4,7 @@ a full disk and an empty validation split are reported, skipped or stopped with 
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import numpy as np
@@ -129,3 +130,107 @@ def test_absurd_pen_offset_is_skipped(tmp_path):
     assert "pen offset of 1e+30" in skipped["p0/w1.txt"]
     train = FrameStore(folder / "train.h5")
     assert train.std < 100
+
+
+def test_an_empty_validation_split_stops_training_naming_the_split(tmp_path, capsys):
+    from vrnn_lightning.fit import main as fit_main
+
+    root = tmp_path / "corpus"
+    root.mkdir()
+    for spk in "abcde0":
+        for i in range(2):
+            path = root / f"{spk}_{i}.wav"
+            if spk == "e":  # split_seed 0 makes e the valid speaker: all of its files are bad
+                path.write_bytes(b"RIFF....WAVEfmt nonsense")
+            else:
+                sf.write(path, _wave(ord(spk) + i), RATE, subtype="PCM_16")
+    code = fit_main(
+        [
+            "data.dataset=audio_folder",
+            f"data.root={root}",
+            f"data.cache_dir={tmp_path / 'cache'}",
+            f"data.sample_rate={RATE}",
+            "data.frame_size=50",
+            "data.seq_len=8",
+            "data.speaker_pattern=^(\\w+?)_",
+            "data.split_seed=0",
+            "data.valid_fraction=0.2",
+            "data.test_fraction=0.2",
+            "model.h_dim=8",
+            "model.z_dim=2",
+            "model.mlp_layers=1",
+            "model.n_components=2",
+            "logger.wandb.mode=disabled",
+            "trainer.enable_progress_bar=false",
+            "trainer.max_epochs=1",
+            "sample.every_n_validations=0",
+            f"out_dir={tmp_path / 'run'}",
+        ]
+    )
+    err = capsys.readouterr().err
+    assert code == 2
+    assert "the valid split has no usable sequence (every one of its 2 files was skipped" in err
+    assert "trainer.limit_val_batches=0" in err
+    assert not list((tmp_path / "run").glob("checkpoints/*.ckpt"))
+
+
+def _speaker_corpus(root: Path) -> None:
+    root.mkdir(parents=True)
+    for spk in "abcde0":
+        for i in range(2):
+            sf.write(root / f"{spk}_{i}.wav", _wave(ord(spk) + i), RATE, subtype="PCM_16")
+
+
+def test_odd_file_system_entries_are_reported_skipped_sources(tmp_path, monkeypatch):
+    root = tmp_path / "corpus"
+    _speaker_corpus(root)
+    sub = root / "sub"
+    sub.mkdir()
+    sf.write(sub / "a_sub.wav", _wave(7), RATE, subtype="PCM_16")
+    with open(bytes(root) + b"/a_\xff.wav", "wb") as f:  # a Latin-1 name on a UTF-8 system
+        f.write((root / "a_0.wav").read_bytes())
+    (root / "a_gone.wav").symlink_to(tmp_path / "nowhere.wav")
+    (sub / "loop").symlink_to(root)
+    locked = root / "locked"
+    locked.mkdir()
+    sf.write(locked / "a_locked.wav", _wave(8), RATE, subtype="PCM_16")
+    scandir = os.scandir
+
+    def unreadable(path="."):  # chmod 000 does not stop root: refuse it here
+        if Path(path) == locked:
+            raise PermissionError(13, "Permission denied", str(path))
+        return scandir(path)
+
+    monkeypatch.setattr("os.scandir", unreadable)
+    folder = pipeline.prepare(_cfg(tmp_path), progress=False)
+    skipped = _skipped(folder)
+    assert skipped == {
+        "a_\\xff.wav": "file name is not valid UTF-8; rename the file",
+        "a_gone.wav": f"broken symbolic link (to {tmp_path / 'nowhere.wav'})",
+        "sub/loop": "a link to a folder already listed (a loop?); left out",
+        "locked": "folder cannot be read (Permission denied)",
+    }
+    names = [n for s in ("train", "valid", "test") for n in FrameStore(folder / f"{s}.h5").names]
+    expected = [f"{s}_{i}.wav" for s in "abcde0" for i in range(2)] + ["sub/a_sub.wav"]
+    assert sorted(names) == sorted(expected)  # each file once
+    assert "a_\\xff.wav" in (folder / "report.txt").read_text()
+
+
+def test_a_rerun_after_a_failed_report_writes_it(tmp_path, monkeypatch):
+    _speaker_corpus(tmp_path / "corpus")
+    cfg = _cfg(tmp_path)
+
+    write_text = Path.write_text
+
+    def full_disk(self, *args, **kwargs):  # the disk fills up as report.txt is written
+        if self.name.startswith("report.txt"):
+            raise OSError(28, "No space left on device")
+        return write_text(self, *args, **kwargs)
+
+    with monkeypatch.context() as m:
+        m.setattr(Path, "write_text", full_disk)
+        with pytest.raises(OSError):
+            pipeline.prepare(cfg, progress=False)
+    folder = pipeline.prepare(cfg, progress=False)  # the stores are reused
+    assert json.loads((folder / "report.json").read_text())["splits"]["train"]["sequences"] == 8
+    assert "train: 8 sequences" in (folder / "report.txt").read_text()

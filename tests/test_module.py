@@ -255,3 +255,25 @@ def test_validation_reports_the_elbo_and_the_objective():
 def test_bad_objective_settings_name_the_key(override, named):
     with pytest.raises(ConfigError, match=named):
         load_config(overrides=[*TINY, "optim.objective=iwae", override])
+
+
+def test_training_metrics_are_logged_on_the_steps_the_loggers_write(tmp_path):
+    # the loss every step (the progress bar shows it); the rest only on logging steps
+    from lightning.pytorch.loggers import CSVLogger
+
+    mod = module()
+    calls = []
+    log = mod.log
+    mod.log = lambda name, *a, **k: calls.append((mod.global_step, name)) or log(name, *a, **k)
+    L.Trainer(
+        accelerator="cpu", logger=CSVLogger(tmp_path), enable_checkpointing=False,
+        enable_progress_bar=False, enable_model_summary=False, max_steps=4,
+        limit_val_batches=0, log_every_n_steps=2,
+    ).fit(mod, DataLoader(batches(4), batch_size=None))  # fmt: skip
+    assert [s for s, name in calls if name == "train/loss"] == [0, 1, 2, 3]
+    assert [s for s, name in calls if name == "train/elbo"] == [1, 3]
+    rows = next(tmp_path.glob("**/metrics.csv")).read_text().splitlines()
+    header = rows[0].split(",")
+    assert {"train/loss", "train/elbo", "train/kl", "train/log_px"} <= set(header)
+    written = [dict(zip(header, r.split(","), strict=True)) for r in rows[1:]]
+    assert [int(r["step"]) for r in written if r["train/elbo"]] == [1, 3]

@@ -31,6 +31,7 @@ from vrnn_lightning.data.buckets import LengthBucketSampler
 from vrnn_lightning.data.corpora import get_corpus
 from vrnn_lightning.data.norm_stats import load_norm_stats
 from vrnn_lightning.data.pipeline import locate, prepare
+from vrnn_lightning.data.source import CorpusError
 from vrnn_lightning.data.store import (
     SPLITS,
     FrameStore,
@@ -166,8 +167,30 @@ class FramesDataModule(L.LightningDataModule):
         prepare(self.cfg)
 
     def setup(self, stage: str | None = None) -> None:
-        if self.stores:
+        if not self.stores:
+            self._open_stores()
+        if stage == "fit":
+            self._check_validation()
+
+    def _check_validation(self) -> None:
+        """CorpusError when training would run without validation it was not told to skip:
+        no val/elbo, no best checkpoint, no early stopping, and not a word about it."""
+        if self.trainer is not None and self.trainer.limit_val_batches == 0:
+            return  # asked for: trainer.limit_val_batches=0
+        valid = self.stores.get("valid")
+        if valid is not None and len(valid) > 0:
             return
+        skipped = len(valid.attrs["skipped"]) if valid is not None else 0
+        why = f"every one of its {skipped} files was skipped" if skipped else "it has no files"
+        raise CorpusError(
+            f"{self.cfg.dataset}: the valid split has no usable sequence ({why}; see "
+            f"{self.folder / 'report.txt'}); training needs it for val/elbo, the best "
+            "checkpoint and early stopping. Fix or replace those files, change the split "
+            "(data.valid_fraction, data.split_seed), or train without validation with "
+            "trainer.limit_val_batches=0"
+        )
+
+    def _open_stores(self) -> None:
         _, sources, fp, folder = locate(self.cfg)
         paths = {s: folder / f"{s}.h5" for s in SPLITS if s in sources}
         if not all(is_finished(p, fp) for p in paths.values()):

@@ -35,6 +35,7 @@ from rich.table import Table
 
 from vrnn_lightning.config import DataConfig
 from vrnn_lightning.data.corpora import get_corpus
+from vrnn_lightning.data.corpora.splits import listing_problems, printable
 from vrnn_lightning.data.source import BadInput, CorpusError, Source
 from vrnn_lightning.data.store import (
     SPLITS,
@@ -213,10 +214,12 @@ def _write_split(
     attrs: dict,
     console: Console,
     progress: bool,
+    left_out: list[dict] = (),
 ) -> dict:
-    """Streams one split into its store; returns the finished file's header."""
+    """Streams one split into its store; returns the finished file's header. ``left_out``:
+    entries the listing left out, reported with this split's skipped files."""
     stats = RunningStats(kind)
-    skipped: list[dict] = []
+    skipped: list[dict] = list(left_out)
     writer: StoreWriter | None = None
     seconds = 0.0
     sr = cfg.sample_rate if kind == "audio" else 0
@@ -229,8 +232,10 @@ def _write_split(
         for source, (status, payload) in zip(
             sources, _load_all(sources, reader, cfg.prepare_workers), strict=True
         ):
+            if status == "ok" and printable(source.name) != source.name:
+                status, payload = "bad", "file name is not valid UTF-8; rename the file"
             if status == "bad":
-                skipped.append({"file": source.name, "reason": payload})
+                skipped.append({"file": printable(source.name), "reason": payload})
             else:
                 frames = payload
                 if writer is None:
@@ -326,12 +331,15 @@ def prepare(
     """
     cfg = as_data_config(cfg)
     console = console or Console()
-    corpus, sources, fp, folder = locate(cfg)
+    with listing_problems() as left_out:  # broken links, loops, unreadable folders, ...
+        corpus, sources, fp, folder = locate(cfg)
     kind = corpus.OBSERVATION
     splits = [s for s in SPLITS if s in sources]
     paths = {s: folder / f"{s}.h5" for s in splits}
     if all(is_finished(p, fp) for p in paths.values()):
         console.print(f"[green]reusing[/] {folder} (fingerprint {fp[:12]})")
+        if not _report_written(folder):  # a run that died writing it
+            write_report(folder, {s: read_header(paths[s]) for s in splits})
         return folder
 
     folder.mkdir(parents=True, exist_ok=True)
@@ -369,6 +377,7 @@ def prepare(
                     attrs=attrs,
                     console=console,
                     progress=progress,
+                    left_out=left_out if split == "train" else (),
                 )
         if split == "train":  # its dtype and stats apply to every split
             dtype = np.dtype(head["dtype"])
@@ -397,7 +406,7 @@ def write_report(folder: Path, headers: dict[str, dict]) -> dict:
             for s, h in headers.items()
         },
     }
-    (folder / "report.json").write_text(json.dumps(report, indent=2))
+    _write_atomically(folder / "report.json", json.dumps(report, indent=2))
     lines = [
         f"dataset {report['dataset']} ({report['kind']}), fingerprint {report['fingerprint']}",
         f"normalisation (train): mean {report['mean']:.6g}, std {report['std']:.6g}",
@@ -409,8 +418,26 @@ def write_report(folder: Path, headers: dict[str, dict]) -> dict:
             f"{r['seconds'] / 3600:.3f} h, {len(r['skipped'])} skipped"
         )
         lines += [f"  skipped {x['file']}: {x['reason']}" for x in r["skipped"]]
-    (folder / "report.txt").write_text("\n".join(lines) + "\n")
+    _write_atomically(folder / "report.txt", "\n".join(lines) + "\n")
     return report
+
+
+def _write_atomically(path: Path, text: str) -> None:
+    """``text`` at ``path`` complete or not at all (a rerun rewrites a missing report)."""
+    tmp = path.with_name(f"{path.name}.tmp-{os.getpid()}")
+    try:
+        tmp.write_text(text, encoding="utf-8", errors="backslashreplace")
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def _report_written(folder: Path) -> bool:
+    try:
+        json.loads((folder / "report.json").read_text())
+        return (folder / "report.txt").stat().st_size > 0
+    except (OSError, ValueError):
+        return False
 
 
 def print_summary(console: Console, folder: Path, report: dict) -> None:

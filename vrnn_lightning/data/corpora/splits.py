@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import os
 import random
-from collections.abc import Callable, Hashable, Sequence
+from collections.abc import Callable, Hashable, Iterator, Sequence
+from contextlib import contextmanager
+from contextvars import ContextVar
 from pathlib import Path
 from typing import TypeVar
 
@@ -49,19 +51,69 @@ def corpus_files(
     return root, files
 
 
+# Problems met while listing a corpus (a broken link, a link loop, an unreadable folder, a
+# name that is not UTF-8): collected here while the pipeline lists, and reported with the
+# train split's skipped files; each such entry is left out of the listing.
+_LISTING_PROBLEMS: ContextVar[list[dict] | None] = ContextVar("listing_problems", default=None)
+
+
+@contextmanager
+def listing_problems() -> Iterator[list[dict]]:
+    """Collects ``{"file", "reason"}`` for every entry ``list_files`` leaves out meanwhile."""
+    problems: list[dict] = []
+    token = _LISTING_PROBLEMS.set(problems)
+    try:
+        yield problems
+    finally:
+        _LISTING_PROBLEMS.reset(token)
+
+
+def printable(name: str) -> str:
+    """A file name as text that can be written anywhere: undecodable bytes as \\xNN."""
+    return name.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+
+
+def _left_out(root: Path, path: str, reason: str) -> None:
+    problems = _LISTING_PROBLEMS.get()
+    if problems is not None:
+        problems.append({"file": printable(os.path.relpath(path, root)), "reason": reason})
+
+
 def list_files(root: Path, extensions: Sequence[str]) -> list[Path]:
     """Files under ``root`` (recursive, following links) whose suffix is one of ``extensions``
     in any letter case, sorted by relative path; hidden files and folders (e.g. macOS ``._x``
-    resource forks) are skipped."""
+    resource forks) are skipped.
+
+    Left out, and reported when the pipeline lists (``listing_problems``): broken symbolic
+    links, a link to a folder already listed (a loop listed every file 41 times), folders
+    that cannot be read, and names that are not UTF-8 (they could not be stored or reported).
+    """
     extensions = tuple(e.lower() for e in extensions)
     found = []
-    for folder, dirs, names in os.walk(root, followlinks=True):
-        dirs[:] = [d for d in dirs if not d.startswith(".")]
-        found += [
-            Path(folder, n)
-            for n in names
-            if not n.startswith(".") and Path(n).suffix.lower() in extensions
-        ]
+    seen: set[tuple[int, int]] = set()
+
+    def unreadable(err: OSError) -> None:
+        _left_out(root, err.filename, f"folder cannot be read ({err.strerror})")
+
+    for folder, dirs, names in os.walk(root, followlinks=True, onerror=unreadable):
+        st = os.stat(folder)
+        if (st.st_dev, st.st_ino) in seen:  # reached again through a link: a loop or a copy
+            _left_out(root, folder, "a link to a folder already listed (a loop?); left out")
+            dirs[:] = []
+            continue
+        seen.add((st.st_dev, st.st_ino))
+        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+        for n in names:
+            if n.startswith(".") or Path(n).suffix.lower() not in extensions:
+                continue
+            path = os.path.join(folder, n)
+            if printable(n) != n:
+                _left_out(root, path, "file name is not valid UTF-8; rename the file")
+            elif not os.path.exists(path):
+                target = os.readlink(path) if os.path.islink(path) else "?"
+                _left_out(root, path, f"broken symbolic link (to {target})")
+            else:
+                found.append(Path(path))
     return sorted(found, key=lambda p: p.relative_to(root).as_posix())
 
 

@@ -1,0 +1,178 @@
+"""A whole vrnn-fit run's training speed against its bare model step.
+
+Runs ``vrnn-fit`` in this process (training.train, as the command does) for --steps training
+steps with a probe callback, and prints:
+
+- the run's training steps per second: the wall time of the training epochs with the data
+  loading, the Lightning loop, training_step, logging, backward, clipping, the optimiser,
+  max-norm and the progress bar in it; validation and what follows it (checkpoints,
+  generated samples) excluded and timed separately;
+- where each step's time went (the probe's hooks: data fetch and loop between steps;
+  training_step with its logging; backward; clipping + Adam + max-norm);
+- the bare step of the same model on one batch of the same shape (forward, backward, fused
+  Adam; bench_training's), timed right after the run in the same process;
+- clipping and max-norm alone.
+
+    python bench/bench_whole_run.py                                  # conf/demo.yaml
+    python bench/bench_whole_run.py --config conf/fsdd.yaml data.root=PATH/fsdd/recordings
+    python bench/bench_whole_run.py --steps 300 trainer.enable_progress_bar=false
+
+Target (issue 15): the run's rate >= 90% of the bare step's.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import lightning as L
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script from anywhere
+from bench.bench_training import make_step  # noqa: E402
+from vrnn_lightning.config import load_config  # noqa: E402
+from vrnn_lightning.networks import PAPER_MAX_NORM  # noqa: E402
+from vrnn_lightning.training import train  # noqa: E402
+
+PARTS = ("data + loop", "training_step + logging", "backward", "clip + Adam + max-norm")
+
+
+class StepProbe(L.Callback):
+    """Clock readings at the training loop's hooks; validation blocks timed apart. Added last,
+    so its on_validation_end comes after the checkpoints' and the samples'."""
+
+    def __init__(self):
+        self.parts = {p: [] for p in PARTS}
+        self.validation, self.after_validation = [], []
+        self.train_wall = 0.0
+        self.steps = 0
+        self._last_end = None
+        self._t = {}
+
+    def on_train_start(self, trainer, pl_module):
+        self.model = pl_module.model
+        self._start = time.perf_counter()
+
+    def on_train_end(self, trainer, pl_module):
+        wall = time.perf_counter() - self._start
+        self.train_wall = wall - sum(self.validation) - sum(self.after_validation)
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+        now = self._t["start"] = time.perf_counter()
+        if self._last_end is not None:
+            self.parts["data + loop"].append(now - self._last_end)
+
+    def on_before_backward(self, trainer, pl_module, loss):
+        self._t["backward"] = time.perf_counter()
+
+    def on_after_backward(self, trainer, pl_module):
+        self._t["after_backward"] = time.perf_counter()
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+        now = self._last_end = time.perf_counter()
+        t = self._t
+        if "backward" in t:  # a skipped (non-finite) step has none
+            self.parts["training_step + logging"].append(t["backward"] - t["start"])
+            self.parts["backward"].append(t["after_backward"] - t["backward"])
+            self.parts["clip + Adam + max-norm"].append(now - t["after_backward"])
+        self._t = {}
+        self.steps += 1
+
+    def on_validation_start(self, trainer, pl_module):
+        if not trainer.sanity_checking:
+            self._t["val"] = time.perf_counter()
+
+    def on_validation_epoch_end(self, trainer, pl_module):
+        if not trainer.sanity_checking:
+            self._t["val_end"] = time.perf_counter()
+            self.validation.append(self._t["val_end"] - self._t.pop("val"))
+
+    def on_validation_end(self, trainer, pl_module):
+        if not trainer.sanity_checking:
+            self.after_validation.append(time.perf_counter() - self._t.pop("val_end"))
+            self._last_end = None  # the next gap is not a data fetch
+
+
+def _median_time(fn, repeats: int, device: torch.device) -> float:
+    def timed():
+        start = time.perf_counter()
+        fn()
+        if device.type == "cuda":
+            torch.cuda.synchronize()  # kernels run asynchronously: wait before reading
+        return time.perf_counter() - start
+
+    timed()  # warm up
+    return statistics.median(timed() for _ in range(repeats))
+
+
+def bare_step_seconds(model, cfg, repeats: int) -> float:
+    """bench_training's step (forward, backward, fused Adam) of a copy of the run's model, on
+    the device the run trained on."""
+    device = next(model.parameters()).device
+    torch.manual_seed(0)
+    x = torch.randn(cfg.data.batch_size, cfg.data.seq_len, model.x_dim, device=device)
+    return _median_time(make_step("ours32", copy.deepcopy(model), x), repeats, device)
+
+
+def constraint_seconds(model, cfg, repeats: int) -> tuple[float, float]:
+    """Clipping (clip_grad_norm_ over all gradients) and max-norm, each alone, per step."""
+    model = copy.deepcopy(model)
+    device = next(model.parameters()).device
+    x = torch.randn(cfg.data.batch_size, cfg.data.seq_len, model.x_dim, device=device)
+    terms = model(x)
+    (terms.log_px - terms.kl).sum().backward()
+    params = list(model.parameters())
+    clip = _median_time(lambda: torch.nn.utils.clip_grad_norm_(params, 1e9), repeats, device)
+    max_norm = _median_time(lambda: model.apply_max_norm(PAPER_MAX_NORM), repeats, device)
+    return clip, max_norm
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--config", default="conf/demo.yaml")
+    parser.add_argument("--steps", type=int, default=200, help="training steps in the run")
+    parser.add_argument("--repeats", type=int, default=10, help="bare steps timed")
+    parser.add_argument("overrides", nargs="*", help="key=value overrides of the run config")
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        overrides = [
+            f"out_dir={tmp}/run",
+            f"trainer.max_steps={args.steps}",
+            "trainer.max_epochs=-1",
+            "trainer.early_stopping_patience=null",
+            "logger.wandb.mode=disabled",
+            *args.overrides,
+        ]
+        cfg = load_config(args.config, overrides)
+        probe = StepProbe()
+        train(cfg, extra_callbacks=[probe])
+    bare = bare_step_seconds(probe.model, cfg, args.repeats)
+    clip, max_norm = constraint_seconds(probe.model, cfg, args.repeats)
+    run_rate = probe.steps / probe.train_wall
+    print(f"\n{args.config} ({cfg.model.variant}, h {cfg.model.h_dim}, batch "
+          f"{cfg.data.batch_size} x {cfg.data.seq_len}), {probe.steps} steps, "
+          f"torch on {torch.get_num_threads()} threads")  # fmt: skip
+    print(f"  bare step (fwd, bwd, fused Adam)   {bare * 1e3:8.1f} ms/step  {1 / bare:.2f} steps/s")
+    print(f"  whole run, training only           {1e3 / run_rate:8.1f} ms/step  "
+          f"{run_rate:.2f} steps/s")  # fmt: skip
+    print(f"  run rate / bare rate               {run_rate * bare:8.2f}   (target >= 0.90)")
+    print("  per step, medians:")
+    for part in PARTS:
+        values = probe.parts[part]
+        if values:
+            print(f"    {part:30} {statistics.median(values) * 1e3:8.2f} ms")
+    print(f"    (alone: clipping {clip * 1e3:.2f} ms, max-norm {max_norm * 1e3:.2f} ms)")
+    n_val = len(probe.validation)
+    if n_val:
+        print(f"  validations: {n_val}, {statistics.median(probe.validation):.2f} s each; then "
+              f"checkpoints + samples {statistics.median(probe.after_validation):.2f} s each "
+              "(excluded above)")  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,24 @@
+"""bench/gpu_check.sh: without CUDA it runs its quick CPU fallback end to end."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def test_gpu_check_without_cuda_runs_the_cpu_fallback_of_every_part():
+    env = dict(os.environ, CUDA_VISIBLE_DEVICES="", PYTHON=sys.executable)
+    done = subprocess.run(
+        ["bash", str(REPO / "bench" / "gpu_check.sh")],
+        env=env, capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    out = done.stdout
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    assert "quick CPU fallback" in out
+    for mode in ("naive fp32", "eager fp32", "naive bf16", "eager bf16"):
+        assert f"  {mode} " in out, mode
+    assert "IWAE / (K x ELBO)" in out
+    assert "real-time factor" in out
+    assert "whole run, training only" in out and "6 steps" in out
