@@ -22,8 +22,9 @@ from vrnn_lightning import evaluate, export, fit, load_pretrained, sample
 from vrnn_lightning.checkpoint import DESCRIPTION_KEY, load_trained
 from vrnn_lightning.data.store import FrameStore
 
-# shared/ beside the checkout
-FSDD = Path(__file__).resolve().parents[2] / "shared" / "data" / "fsdd" / "recordings"
+# shared/ beside the checkout, or where $VRNN_SHARED says (a git worktree elsewhere)
+SHARED = Path(os.environ.get("VRNN_SHARED", Path(__file__).resolve().parents[2] / "shared"))
+FSDD = SHARED / "data" / "fsdd" / "recordings"
 
 TINY = [
     "data.seq_len=8",
