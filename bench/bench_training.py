@@ -40,7 +40,7 @@ SIZES = {
                    prior_dim=128, dec_dim=128, mlp_layers=2, n_components=5),
         batch=32, steps=40,
     ),
-    # the paper's TIMIT size (vrnn_spec.md 1.3): LSTM 2000, z 200, four-layer MLPs, 20-GMM
+    # the paper's TIMIT size (the paper's section 5): LSTM 2000, z 200, four-layer MLPs, 20-GMM
     "timit": dict(
         model=dict(h_dim=2000, z_dim=200, phi_x_dim=400, phi_z_dim=300, enc_dim=300,
                    prior_dim=300, dec_dim=400, mlp_layers=4, n_components=20),

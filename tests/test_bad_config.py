@@ -5,29 +5,9 @@ from __future__ import annotations
 
 import pytest
 import torch
+from conftest import tiny
 
 from vrnn_lightning.fit import main as fit_main
-
-SMALL = [
-    "data.dataset=synthetic_speech",
-    "data.synthetic_sequences=20",
-    "data.synthetic_seconds=0.5",
-    "data.seq_len=8",
-    "model.h_dim=8",
-    "model.z_dim=2",
-    "model.phi_x_dim=8",
-    "model.phi_z_dim=4",
-    "model.enc_dim=4",
-    "model.prior_dim=4",
-    "model.dec_dim=8",
-    "model.mlp_layers=1",
-    "model.n_components=2",
-    "logger.wandb.mode=disabled",
-    "trainer.enable_progress_bar=false",
-    "trainer.max_steps=2",
-    "trainer.limit_val_batches=1",
-    "sample.every_n_validations=0",
-]
 
 BAD_VALUES = [
     ("data.batch_size=0", "an integer >= 1"),
@@ -53,9 +33,7 @@ BAD_VALUES = [
 
 @pytest.mark.parametrize("override,expected", BAD_VALUES, ids=[b[0] for b in BAD_VALUES])
 def test_bad_value_is_exit_2_naming_the_key_before_any_work(tmp_path, capsys, override, expected):
-    code = fit_main(
-        [*SMALL, f"data.cache_dir={tmp_path / 'cache'}", f"out_dir={tmp_path / 'run'}", override]
-    )
+    code = fit_main(tiny(tmp_path, f"out_dir={tmp_path / 'run'}", override))
     err = capsys.readouterr().err
     assert code == 2
     key = override.split("=")[0]
@@ -65,7 +43,7 @@ def test_bad_value_is_exit_2_naming_the_key_before_any_work(tmp_path, capsys, ov
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has a GPU")
 def test_gpu_accelerator_without_a_gpu_is_exit_2(tmp_path, capsys):
-    code = fit_main([*SMALL, f"out_dir={tmp_path / 'run'}", "trainer.accelerator=gpu"])
+    code = fit_main(tiny(tmp_path, f"out_dir={tmp_path / 'run'}", "trainer.accelerator=gpu"))
     assert code == 2
     assert "trainer.accelerator: 'gpu' but this machine has no CUDA GPU" in capsys.readouterr().err
     assert not (tmp_path / "run").exists()

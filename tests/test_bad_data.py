@@ -5,11 +5,15 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
+import sys
 from pathlib import Path
 
+import lightning as L
 import numpy as np
 import pytest
 import soundfile as sf
+import torch
 
 from vrnn_lightning.data import pipeline
 from vrnn_lightning.data.corpora import get_corpus
@@ -234,3 +238,118 @@ def test_a_rerun_after_a_failed_report_writes_it(tmp_path, monkeypatch):
     folder = pipeline.prepare(cfg, progress=False)  # the stores are reused
     assert json.loads((folder / "report.json").read_text())["splits"]["train"]["sequences"] == 8
     assert "train: 8 sequences" in (folder / "report.txt").read_text()
+
+
+# ---------------------------------------------------------------- a full disk
+
+
+def _fsdd_subset(tmp_path: Path, n: int) -> Path:
+    root = tmp_path / "fsdd"
+    root.mkdir()
+    for p in sorted(FSDD.glob("*.wav"))[:n]:
+        (root / p.name).symlink_to(p)
+    return root
+
+
+def test_a_full_disk_is_exit_2_with_no_unfinished_store(tmp_path, monkeypatch, capsys):
+    from collections import namedtuple
+
+    from vrnn_lightning import prepare
+
+    _speaker_corpus(tmp_path / "corpus")
+    usage = namedtuple("usage", "total used free")
+    monkeypatch.setattr(
+        "vrnn_lightning.data.store.shutil.disk_usage", lambda p: usage(2 << 20, 1 << 20, 1 << 20)
+    )
+    cfg = _cfg(tmp_path)
+    args = [f"data.{k}={v}" for k, v in cfg.__dict__.items() if v is not None]
+    assert prepare.main(args) == 2
+    err = capsys.readouterr().err
+    assert "the disk is full: 1.0 MB free" in err and "data.cache_dir" in err
+    assert not [p for p in (tmp_path / "cache").rglob("*") if p.is_file()]
+
+
+FSDD = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "fsdd" / "recordings"
+
+
+def _small_tmpfs(path: Path, size: str) -> bool:
+    path.mkdir()
+    if os.geteuid() != 0:
+        return False
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(path)])
+    return done.returncode == 0
+
+
+@pytest.mark.skipif(not FSDD.is_dir(), reason="../shared/data/fsdd is not available")
+def test_a_really_full_disk_is_exit_2_not_a_segfault(tmp_path):
+    """On a 2 MB tmpfs (root only): h5py meeting ENOSPC crashed the process (exit 139)."""
+    full = tmp_path / "full"
+    if not _small_tmpfs(full, "2m"):
+        pytest.skip("needs root to mount a small tmpfs")
+    try:
+        root = _fsdd_subset(tmp_path, 300)
+        args = ["data.dataset=audio_folder", f"data.root={root}", f"data.cache_dir={full}"]
+        done = subprocess.run(
+            [sys.executable, "-m", "vrnn_lightning.prepare", *args, "data.sample_rate=8000"],
+            capture_output=True,
+            text=True,
+            timeout=300,
+            cwd=Path(__file__).resolve().parents[1],
+        )
+        assert done.returncode == 2, done.stderr[-2000:]
+        assert "the disk is full" in done.stderr
+        assert not list(full.rglob("*.tmp-*"))
+    finally:
+        subprocess.run(["umount", str(full)])
+
+
+def test_a_checkpoint_cut_short_by_a_full_disk_leaves_the_previous_one(tmp_path, monkeypatch):
+    from vrnn_lightning.checkpoint_io import AtomicCheckpointIO
+
+    io = AtomicCheckpointIO()
+    path = tmp_path / "checkpoints" / "best.ckpt"
+    io.save_checkpoint({"step": 1, "w": torch.ones(3)}, path)
+    save = torch.save
+
+    def full_disk(obj, f, *args, **kwargs):
+        save(obj, f, *args, **kwargs)
+        f.truncate(10)  # what made it to disk
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr("vrnn_lightning.checkpoint_io.torch.save", full_disk)
+    with pytest.raises(OSError, match="No space"):
+        io.save_checkpoint({"step": 2, "w": torch.zeros(3)}, path)
+    assert torch.load(path, weights_only=True)["step"] == 1
+    assert [p.name for p in path.parent.iterdir()] == ["best.ckpt"]
+
+
+def test_training_writes_checkpoints_atomically(tmp_path):
+    from vrnn_lightning.checkpoint_io import AtomicCheckpointIO
+    from vrnn_lightning.config import load_config
+    from vrnn_lightning.training import train
+
+    seen = []
+
+    class Probe(L.Callback):
+        def on_fit_start(self, trainer, module):
+            seen.append(trainer.strategy.checkpoint_io)
+
+    small = [
+        "data.synthetic_sequences=12",
+        "data.synthetic_seconds=0.5",
+        "data.seq_len=8",
+        "model.h_dim=8",
+        "model.z_dim=2",
+        "model.mlp_layers=1",
+        "model.n_components=2",
+        "logger.wandb.mode=disabled",
+        "trainer.enable_progress_bar=false",
+        "trainer.max_steps=1",
+        "trainer.limit_val_batches=1",
+        "sample.every_n_validations=0",
+        f"data.cache_dir={tmp_path / 'cache'}",
+        f"out_dir={tmp_path / 'run'}",
+    ]
+    train(load_config(None, small), extra_callbacks=[Probe()])
+    assert isinstance(seen[0], AtomicCheckpointIO)
+    assert list((tmp_path / "run" / "checkpoints").glob("*.ckpt"))

@@ -508,6 +508,7 @@ def test_gw_online_pages_and_malformed_file(tmp_path):
 # ---------------------------------------------------------------- real data
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not (REAL / "fsdd/recordings").is_dir(), reason="no ../shared/data/fsdd")
 def test_real_fsdd_by_speaker():
     root = REAL / "fsdd/recordings"
@@ -532,6 +533,7 @@ def test_real_fsdd_by_speaker():
     np.testing.assert_array_equal(up, q16(ref.numpy()))
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not (REAL / "gw-online").is_dir(), reason="no ../shared/data/gw-online")
 def test_real_gw_online_words():
     root = REAL / "gw-online"

@@ -26,7 +26,7 @@ torch.manual_seed(0)
 
 
 def _spec_gauss_nll(x, mu, sigma):
-    # the original code's formula (spec section 3), summed over dims
+    # the original's formula (cle's cost.py; docs/paper.md), summed over dims
     return 0.5 * ((x - mu) ** 2 / sigma**2 + 2 * sigma.log() + math.log(2 * math.pi)).sum(-1)
 
 
@@ -51,7 +51,7 @@ def test_gmm_head_matches_spec_layout_and_formula():
     d, k = 6, 4
     head = GMMHead(8, d, k)
     hidden, x = torch.randn(5, 8), torch.randn(5, d)
-    # spec: outputs reshaped (N, D, K), one weight per component shared across the D dims
+    # cle's GMM: outputs reshaped (N, D, K), one weight per component shared across D dims
     mu = head.mu(hidden).view(5, d, k)
     sigma = (torch.nn.functional.softplus(head.std(hidden)) + 1e-4).view(5, d, k)
     log_alpha = torch.log_softmax(head.logits(hidden), -1)

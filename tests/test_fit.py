@@ -9,41 +9,12 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import REPO, tiny
 
 from vrnn_lightning.config import load_config
 from vrnn_lightning.fit import main as fit_main
 
-REPO = Path(__file__).resolve().parents[1]
 CONFIGS = sorted((REPO / "conf").glob("*.yaml"))
-
-
-def tiny(tmp_path: Path, *extra: str) -> list[str]:
-    """Overrides for a model and corpus small enough for a test."""
-    return [
-        "data.dataset=synthetic_speech",
-        "data.synthetic_sequences=40",
-        "data.synthetic_seconds=0.5",
-        "data.seq_len=8",
-        "data.batch_size=8",
-        "data.eval_batch_size=8",
-        f"data.cache_dir={tmp_path / 'cache'}",
-        "model.h_dim=16",
-        "model.z_dim=4",
-        "model.phi_x_dim=16",
-        "model.phi_z_dim=8",
-        "model.enc_dim=8",
-        "model.prior_dim=8",
-        "model.dec_dim=16",
-        "model.mlp_layers=1",
-        "model.n_components=2",
-        "logger.wandb.mode=disabled",
-        "logger.log_every_n_steps=1",
-        "trainer.enable_progress_bar=false",
-        "trainer.accelerator=cpu",
-        "trainer.devices=1",
-        "sample.every_n_validations=0",
-        *extra,
-    ]
 
 
 def run_cli(args: list[str], timeout: float = 300) -> subprocess.CompletedProcess:
@@ -95,6 +66,7 @@ def _final_state(out_dir: Path) -> tuple[dict, float]:
     return ckpt["state_dict"], float(elbo), ckpt["epoch"], ckpt["global_step"]
 
 
+@pytest.mark.slow
 def test_a_killed_run_resumes_to_the_same_weights_and_metrics(tmp_path):
     epochs = ["trainer.max_epochs=4", "trainer.early_stopping_patience=null"]
     straight = tmp_path / "straight"
@@ -131,6 +103,7 @@ def test_a_killed_run_resumes_to_the_same_weights_and_metrics(tmp_path):
     assert len(list((killed / "csv").glob("version_*/metrics.csv"))) == 2
 
 
+@pytest.mark.slow
 def test_ddp_on_cpu_with_two_processes_trains_and_validates(tmp_path):
     out = tmp_path / "ddp"
     result = run_cli(
@@ -149,6 +122,7 @@ def test_ddp_on_cpu_with_two_processes_trains_and_validates(tmp_path):
     assert "val/elbo" in metrics
 
 
+@pytest.mark.slow
 def test_bf16_mixed_on_cpu_trains(tmp_path):
     out = tmp_path / "bf16"
     args = tiny(tmp_path, f"out_dir={out}", "trainer.precision=bf16-mixed", "trainer.max_epochs=2")
@@ -163,6 +137,7 @@ def test_bf16_mixed_on_cpu_trains(tmp_path):
     assert len(elbos) == 2 and all(torch.isfinite(torch.tensor(elbos)))
 
 
+@pytest.mark.slow
 def test_last_checkpoint_is_the_latest_even_without_improvement(tmp_path):
     """ckpt_path=last resumes from the last validation, not from the last improvement."""
     out = tmp_path / "flat"
@@ -175,8 +150,9 @@ def test_last_checkpoint_is_the_latest_even_without_improvement(tmp_path):
     assert len(best) == 1 and best[0].name.startswith("best-epoch=0-")
 
 
+@pytest.mark.slow
 def test_fivo_objective_trains_and_resumes(tmp_path):
-    """vrnn-fit --config conf/demo.yaml optim.objective=fivo optim.particles=4, at a tiny size:
+    """vrnn-fit --config conf/debug.yaml optim.objective=fivo optim.particles=4 (tiny):
     it trains, validates the ELBO and the FIVO bound, and a run resumed from its last
     checkpoint ends with the weights of an uninterrupted one (the particle filter's draws
     come from the module's seeded generator)."""
@@ -184,7 +160,7 @@ def test_fivo_objective_trains_and_resumes(tmp_path):
     def fit(out: Path, *extra: str) -> int:
         fivo = ["optim.objective=fivo", "optim.particles=4", "trainer.early_stopping_patience=null"]
         args = tiny(tmp_path, f"out_dir={out}", *fivo, *extra)
-        return fit_main(["--config", "conf/demo.yaml", *args])
+        return fit_main(args)
 
     assert fit(tmp_path / "straight", "trainer.max_epochs=2") == 0
     assert fit(tmp_path / "resumed", "trainer.max_epochs=1") == 0

@@ -4,6 +4,7 @@ nothing imports a command file, and the data package imports nothing above it.""
 from __future__ import annotations
 
 import ast
+import re
 from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parents[1] / "vrnn_lightning"
@@ -77,4 +78,28 @@ def test_no_test_imports_the_benchmarks():
             elif isinstance(node, ast.ImportFrom) and not node.level:
                 names = [node.module or ""]
             offenders += [f"{path.name} imports {n}" for n in names if n.split(".")[0] == "bench"]
+    assert not offenders, offenders
+
+
+def test_nothing_cites_a_document_outside_the_repository():
+    """Code, configs and docs cite the paper's sections, the original code's files or
+    docs/paper.md: never "spec 5.5" or vrnn_spec.md, which a reader of the repository lacks."""
+    root = PACKAGE.parent
+    files = [
+        *root.glob("*.md"),
+        *(
+            p
+            for d in ("vrnn_lightning", "tests", "bench", "conf", "sweeps", "docs")
+            for p in (root / d).rglob("*")
+            if p.suffix in {".py", ".yaml", ".md"}
+        ),
+    ]
+    pattern = re.compile(r"vrnn_spec|spec\.md|\bspec (section )?§?\d|#\s*spec\b")
+    offenders = [
+        f"{p.relative_to(root)}:{n}"
+        for p in files
+        if p.name != "test_layout.py"
+        for n, line in enumerate(p.read_text().splitlines(), 1)
+        if pattern.search(line)
+    ]
     assert not offenders, offenders

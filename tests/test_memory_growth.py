@@ -7,9 +7,8 @@ T per-step h_{t-1} and phi_z(z_t) tensors alive (a reference cycle through the a
 
 import pytest
 import torch
+from conftest import tiny_config
 
-from tests.test_fit import tiny
-from vrnn_lightning.config import load_config
 from vrnn_lightning.estimators import elbo, importance_estimates
 from vrnn_lightning.memory import MemoryProbe, live_tensors
 from vrnn_lightning.model import VRNN
@@ -85,20 +84,18 @@ def test_evaluation_and_generation_leave_nothing_behind():
 def test_a_whole_fit_holds_the_same_tensors_at_step_100_and_step_400(tmp_path):
     # the real command's loop: Lightning, the module's noise generator, metrics, logging,
     # checkpoints and the sample callback, with validation every second epoch (~45 steps)
-    cfg = load_config(
-        overrides=tiny(
-            tmp_path,
-            f"out_dir={tmp_path / 'run'}",
-            "model.variant=vrnn_gmm",
-            "trainer.max_steps=400",
-            "trainer.max_epochs=-1",
-            "trainer.check_val_every_n_epoch=2",
-            "trainer.early_stopping_patience=null",
-            "sample.every_n_validations=2",
-            "sample.n=1",
-            "sample.steps=4",
-            "logger.log_every_n_steps=10",
-        )
+    cfg = tiny_config(
+        f"data.cache_dir={tmp_path / 'cache'}",
+        f"out_dir={tmp_path / 'run'}",
+        "model.variant=vrnn_gmm",
+        "trainer.max_steps=400",
+        "trainer.max_epochs=-1",
+        "trainer.check_val_every_n_epoch=2",
+        "trainer.early_stopping_patience=null",
+        "sample.every_n_validations=2",
+        "sample.n=1",
+        "sample.steps=4",
+        "logger.log_every_n_steps=10",
     )
     probe = MemoryProbe(every=50, count_tensors_at=(100, 400))
     train(cfg, extra_callbacks=[probe])

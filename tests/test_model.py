@@ -210,6 +210,7 @@ def test_bad_arguments_name_the_key():
         VRNN("rnn_gauss", **{**SMALL, "mlp_layers": 0})
 
 
+@pytest.mark.slow
 def test_compiled_decoder_gives_the_same_terms_and_gradients():
     """model.compile=true (torch.compile of the decoder and output density) changes no number."""
     x = data("audio")

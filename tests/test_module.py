@@ -5,6 +5,7 @@ from pathlib import Path
 import lightning as L
 import pytest
 import torch
+from conftest import tiny_config
 from omegaconf import OmegaConf
 from torch.utils.data import DataLoader
 
@@ -12,23 +13,13 @@ from vrnn_lightning import estimators
 from vrnn_lightning.config import ConfigError, load_config
 from vrnn_lightning.module import NonFiniteLossError, VRNNModule, clip_threshold
 
-TINY = [
-    "model.variant=vrnn_gauss",
-    "model.h_dim=8",
-    "model.z_dim=2",
-    "model.phi_x_dim=4",
-    "model.phi_z_dim=4",
-    "model.enc_dim=4",
-    "model.prior_dim=4",
-    "model.dec_dim=4",
-    "model.mlp_layers=1",
-    "data.frame_size=5",
-    "data.batch_size=2",
-]
+# conf/debug.yaml with what the tests below compute with: a Gaussian VRNN, z_dim 2 (the
+# free-bits arithmetic), 5-sample frames, batches of 2 (the clip threshold)
+TINY = ["model.variant=vrnn_gauss", "model.z_dim=2", "data.frame_size=5", "data.batch_size=2"]
 
 
 def module(*overrides: str) -> VRNNModule:
-    cfg = load_config(overrides=[*TINY, *overrides])
+    cfg = tiny_config(*TINY, *overrides)
     data = cfg.data
     return VRNNModule(
         cfg.model,
@@ -142,7 +133,7 @@ def test_a_checkpoint_written_before_the_explicit_arguments_still_loads(tmp_path
     # the module used to hold the whole run config and the corpus kind as its two arguments
     from vrnn_lightning.checkpoint import load_checkpoint
 
-    cfg = load_config(overrides=[*TINY, "seed=7", "data.dataset=synthetic_speech"])
+    cfg = tiny_config(*TINY, "seed=7", "data.dataset=synthetic_speech")
     new = module()
     legacy = {
         "state_dict": new.state_dict(),
@@ -176,12 +167,12 @@ def test_each_paper_config_clips_where_the_original_did(name):
 
 
 def test_the_clip_threshold_follows_its_scale_and_is_applied():
-    none = load_config(overrides=[*TINY, "optim.grad_clip_scale=none"])
+    none = tiny_config(*TINY, "optim.grad_clip_scale=none")
     assert clip_threshold(none.optim, none.data) == 5.0
     mod = module("optim.grad_clip_scale=batch_frames", "data.seq_len=3", "optim.grad_clip=0.5")
     assert clip_threshold(mod.optim_cfg, mod) == 0.5 * 2 * 3
     assert clip_threshold(mod.optim_cfg, mod, world_size=4) == 0.5 * 8 * 3
-    off = load_config(overrides=[*TINY, "optim.grad_clip=0"])
+    off = tiny_config(*TINY, "optim.grad_clip=0")
     assert clip_threshold(off.optim, off.data) is None
     for p in mod.parameters():
         p.grad = torch.full_like(p, 10.0)
@@ -254,7 +245,7 @@ def test_validation_reports_the_elbo_and_the_objective():
 )
 def test_bad_objective_settings_name_the_key(override, named):
     with pytest.raises(ConfigError, match=named):
-        load_config(overrides=[*TINY, "optim.objective=iwae", override])
+        tiny_config(*TINY, "optim.objective=iwae", override)
 
 
 def test_training_metrics_are_logged_on_the_steps_the_loggers_write(tmp_path):

@@ -6,7 +6,7 @@ import json
 
 import numpy as np
 import pytest
-from test_fit import tiny
+from conftest import tiny
 from test_prepare import corpus, data_cfg, write_audio_corpus  # noqa: F401  (fixture)
 
 from vrnn_lightning.config import ConfigError

@@ -276,6 +276,7 @@ def _fsdd_subset(tmp_path, n=50) -> Path:
     return root
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not FSDD.is_dir(), reason="../shared/data/fsdd is not available")
 def test_real_fsdd_round_trip(tmp_path):
     sf = pytest.importorskip("soundfile")
@@ -312,6 +313,7 @@ def _read_gw(path: Path) -> np.ndarray:
     return np.array([[float(v) for v in ln.split()] for ln in lines if ln.strip()])
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not GW.is_dir(), reason="../shared/data/gw-online is not available")
 def test_real_gw_online_round_trip(tmp_path):
     cfg = as_data_config(dataset="gw_online", root=str(GW), cache_dir=str(tmp_path / "cache"))
@@ -330,7 +332,8 @@ def test_real_gw_online_round_trip(tmp_path):
     assert counts + sum(len(s["skipped"]) for s in _report(folder)["splits"].values()) == 2404
     train = FrameStore(folder / "train.h5")
     d = np.concatenate([train.raw(i)[:, 1:] for i in range(len(train))]).astype(np.float64)
-    # spec 5.5's scalar pair: sums over both coordinates divided by the number of steps
+    # the original's scalar pair (docs/paper.md, Normalisation): sums over both
+    # coordinates divided by the number of steps
     mean = d.sum() / len(d)
     assert train.mean == pytest.approx(mean, rel=1e-9)
     assert train.std == pytest.approx(np.sqrt((d**2).sum() / len(d) - mean**2), rel=1e-9)

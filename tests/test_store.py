@@ -99,7 +99,7 @@ def test_running_stats():
     s = RunningStats("strokes")
     s.update(steps)
     d = steps[:, 1:]
-    paper_mean = d.sum() / 100  # spec 5.5: both coordinates' sums over the number of steps
+    paper_mean = d.sum() / 100  # docs/paper.md, Normalisation: both coordinates' sums / steps
     paper_std = np.sqrt((d**2).sum() / 100 - paper_mean**2)
     assert s.result("paper") == pytest.approx((paper_mean, paper_std))
     assert s.result("pooled") == pytest.approx((d.mean(), d.std()))

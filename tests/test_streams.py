@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import pytest
 import torch
+from conftest import tiny, tiny_config
 from lightning.fabric.utilities.distributed import DistributedSamplerWrapper
-from test_fit import run_cli, tiny
+from test_fit import run_cli
 from test_prepare import corpus, data_cfg, write_audio_corpus  # noqa: F401  (fixture)
 
 from vrnn_lightning.config import ConfigError, load_config
@@ -84,17 +83,14 @@ def _record_noise(module):
 def _module(reset_every: int) -> VRNNModule:
     """A tiny module with torch's initialisation (the state matters more than under the
     paper's small uniform weights)."""
-    cfg = load_config(
-        overrides=[
-            *[o for o in tiny(Path(".")) if o.startswith("model.")],
-            "model.variant=vrnn_gmm",
-            "data.frame_size=50",
-            f"data.seq_len={SEQ}",
-            f"data.batch_size={BATCH}",
-            "data.streams=true",
-            f"optim.tbptt_reset_every={reset_every}",
-            "model.init=torch",
-        ]
+    cfg = tiny_config(
+        "model.variant=vrnn_gmm",
+        "data.frame_size=50",
+        f"data.seq_len={SEQ}",
+        f"data.batch_size={BATCH}",
+        "data.streams=true",
+        f"optim.tbptt_reset_every={reset_every}",
+        "model.init=torch",
     )
     return VRNNModule(
         cfg.model,
@@ -150,6 +146,7 @@ def _weights(out):
     return ckpt["state_dict"], ckpt["global_step"]
 
 
+@pytest.mark.slow
 def test_a_run_resumed_in_mid_epoch_carries_on_with_the_same_streams_and_states(tmp_path):
     # 22 batches an epoch; a validation (and last.ckpt) every 4: the kill lands after batch 4,
     # in the middle of a group of 3 carried batches, and the run crosses an epoch boundary
@@ -175,6 +172,7 @@ def test_a_run_resumed_in_mid_epoch_carries_on_with_the_same_streams_and_states(
         torch.testing.assert_close(got[name], value, rtol=1e-5, atol=1e-6, msg=name)
 
 
+@pytest.mark.slow
 def test_ddp_on_cpu_carries_and_checkpoints_every_ranks_state(tmp_path):
     out = tmp_path / "ddp"
     args = [

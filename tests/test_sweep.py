@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from conftest import TINY_SETTINGS
 from rich.console import Console
 
 import vrnn_lightning.local_sweep as sweep_mod
@@ -28,30 +29,7 @@ from vrnn_lightning.variant import VARIANTS
 
 REPO = Path(__file__).resolve().parents[1]
 SWEEPS = sorted((REPO / "sweeps").glob("*.yaml"))
-TINY = {  # as tests/test_fit.py's tiny(): a model and corpus that train in seconds
-    "data.dataset": "synthetic_speech",
-    "data.synthetic_sequences": 40,
-    "data.synthetic_seconds": 0.5,
-    "data.seq_len": 8,
-    "data.batch_size": 8,
-    "data.eval_batch_size": 8,
-    "model.h_dim": 16,
-    "model.z_dim": 4,
-    "model.phi_x_dim": 16,
-    "model.phi_z_dim": 8,
-    "model.enc_dim": 8,
-    "model.prior_dim": 8,
-    "model.dec_dim": 16,
-    "model.mlp_layers": 1,
-    "model.n_components": 2,
-    "logger.wandb.mode": "disabled",
-    "trainer.enable_progress_bar": False,
-    "trainer.accelerator": "cpu",
-    "trainer.devices": 1,
-    "trainer.max_epochs": 2,
-    "sample.every_n_validations": 0,
-    "eval.batch_size": 4,
-}
+TINY = {**TINY_SETTINGS, "eval.batch_size": 4}  # conf/debug.yaml as sweep parameters
 
 
 def test_every_dataset_config_has_a_variants_sweep_and_each_family_a_search():
@@ -292,6 +270,7 @@ def _tiny_sweep(tmp_path: Path) -> Path:
     return path
 
 
+@pytest.mark.slow
 def test_a_local_sweep_runs_writes_table1_and_a_rerun_does_no_work(tmp_path, monkeypatch):
     monkeypatch.chdir(REPO)
     out = tmp_path / "sweep"
@@ -360,6 +339,7 @@ def test_a_local_sweep_runs_writes_table1_and_a_rerun_does_no_work(tmp_path, mon
     assert from_folders[1:] == md.splitlines()[1:]
 
 
+@pytest.mark.slow
 def test_each_of_j_jobs_runs_torch_on_cores_over_j_threads(tmp_path, monkeypatch):
     # the child's environment as launch() builds it, and the thread count its torch takes
     for name in sweep_mod.THREAD_VARIABLES:

@@ -29,6 +29,7 @@ def _digest(corpus: str, seed: int) -> str:
 # ---------------------------------------------------------------- determinism and interface
 
 
+@pytest.mark.slow
 def test_same_seed_is_bit_identical_across_processes_and_thread_counts():
     here = {c: _digest(c, 3) for c in CORPORA}
     # the child skips vrnn_lightning/data/__init__.py (it imports Lightning, seconds of

@@ -79,7 +79,7 @@ class DataConfig:
     speaker_pattern: str | None = None  # regex whose group 1 is the speaker in a file name
     compression: str | None = "lzf"  # HDF5 filter for the frames dataset (None, lzf, gzip)
     # (dx, dy) statistics of stroke corpora: "paper" reproduces the original code's quirk
-    # (spec 5.5), "pooled" is the plain scalar mean/std over both coordinates
+    # (docs/paper.md, Normalisation), "pooled" is the plain scalar mean/std over both coordinates
     stroke_stats: str = "paper"
     synthetic_sequences: int = 600  # size of the generated demo corpora
     synthetic_seconds: float = 2.0

@@ -11,6 +11,7 @@ The pipeline itself is vrnn_lightning.data.pipeline.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 from rich.console import Console
@@ -18,6 +19,7 @@ from rich.console import Console
 from .config import ConfigError, load_config
 from .data.pipeline import prepare
 from .data.source import CorpusError
+from .data.store import DiskFull
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -33,6 +35,12 @@ def main(argv: list[str] | None = None) -> int:
         prepare(cfg.data, console=console)
     except (ConfigError, CorpusError) as err:
         print(f"vrnn-prepare: {err}", file=sys.stderr)
+        if isinstance(err, DiskFull) and err.hdf5_failed:
+            # h5py after a failed write crashes the process at exit (a segmentation fault):
+            # the temporary is already gone, so end here with the message and the exit code
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os._exit(2)
         return 2
     except KeyboardInterrupt:
         print("vrnn-prepare: interrupted; no finished store was left behind", file=sys.stderr)

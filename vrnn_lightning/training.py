@@ -19,6 +19,7 @@ from lightning.pytorch.loggers import CSVLogger, WandbLogger
 from lightning.pytorch.utilities import rank_zero_only
 from omegaconf import DictConfig, OmegaConf
 
+from .checkpoint_io import AtomicCheckpointIO
 from .config import ConfigError, check_hardware, to_yaml, wandb_mode
 from .data.datamodule import FramesDataModule
 from .module import VRNNModule
@@ -170,6 +171,7 @@ def train(cfg: DictConfig, extra_callbacks: list | None = None, command: str | N
             logger=loggers,
             callbacks=make_callbacks(cfg, out_dir, command) + list(extra_callbacks or []),
             log_every_n_steps=cfg.logger.log_every_n_steps,
+            plugins=[AtomicCheckpointIO()],  # a checkpoint is complete or absent, never truncated
         )
     except (ValueError, TypeError) as err:  # Lightning's MisconfigurationException included
         close_wandb(loggers)

@@ -65,7 +65,8 @@ def to_frames(array: np.ndarray, kind: str, cfg: DataConfig) -> np.ndarray:
             raise BadInput(
                 f"shorter than one frame ({len(array)} samples < frame_size {cfg.frame_size})"
             )
-        frames = array[: n * cfg.frame_size].reshape(n, cfg.frame_size)  # tail dropped (5.2)
+        # the tail shorter than a frame is dropped, as the original's segment_axis
+        frames = array[: n * cfg.frame_size].reshape(n, cfg.frame_size)
     else:
         if array.ndim != 2 or array.shape[1] != 3:
             raise BadInput(f"expected (T, 3) steps (pen, dx, dy), got shape {array.shape}")

@@ -16,9 +16,11 @@ file, so each file is self-contained. They are applied when reading, which keeps
 from __future__ import annotations
 
 import dataclasses
+import errno
 import hashlib
 import json
 import os
+import shutil
 import socket
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -30,7 +32,7 @@ import numpy as np
 from omegaconf import DictConfig, OmegaConf
 
 from vrnn_lightning.config import ConfigError, DataConfig
-from vrnn_lightning.data.source import Source
+from vrnn_lightning.data.source import CorpusError, Source
 
 # 2: statistics of the stored values (a mixed int16/float corpus had them on the wrong scale)
 FORMAT_VERSION = 2
@@ -55,6 +57,26 @@ LOADER_KEYS = frozenset(
 )
 _CHUNK_BYTES = 1 << 20  # ~1 MB chunks: a few thousand 200-sample int16 frames
 _FLUSH_CHUNKS = 8  # frames are buffered and written this many chunks at a time
+# Room kept free beyond what a write needs: HDF5's chunk cache and metadata. HDF5 must never
+# meet a full disk itself: after a failed write h5py crashes the process (a segmentation
+# fault when the file is closed again or at exit), so the writer checks for room first.
+_FREE_RESERVE = 4 << 20
+
+
+class DiskFull(CorpusError):
+    """No room on the disk for a store; its temporary file was removed.
+
+    ``hdf5_failed``: HDF5 itself met the full disk (another process filled it between our
+    check and the write); h5py cannot be used safely afterwards, so a command ends at once.
+    """
+
+    def __init__(self, message: str, hdf5_failed: bool = False):
+        super().__init__(message)
+        self.hdf5_failed = hdf5_failed
+
+
+def _out_of_space(err: BaseException) -> bool:
+    return getattr(err, "errno", None) == errno.ENOSPC or "No space left on device" in str(err)
 
 
 def what_x_is(header: Mapping) -> tuple[str, int]:
@@ -192,8 +214,9 @@ class RunningStats:
 
     audio:   scalar mean/std over all samples.
     strokes: one scalar (mean, std) pair for (dx, dy); the pen bit is not normalised.
-             rule "paper" reproduces the original code's quirk (spec 5.5): sums over both
-             coordinates divided by the number of steps; rule "pooled" divides by 2 * steps.
+             rule "paper" reproduces the original code's quirk (docs/paper.md,
+             Normalisation): sums over both coordinates divided by the number of steps;
+             rule "pooled" divides by 2 * steps.
     """
 
     def __init__(self, kind: str):
@@ -268,8 +291,32 @@ class StoreWriter:
         self._buffer: list[np.ndarray] = []
         self._buffered = 0
         self._written = 0
+        self._hdf5_failed = False
         self.offsets = [0]
         self.names: list[str] = []
+
+    def _make_room(self, nbytes: int) -> None:
+        """DiskFull unless ``nbytes`` (and the reserve) fit on the store's disk."""
+        free = shutil.disk_usage(self.tmp.parent).free
+        need = nbytes + _FREE_RESERVE
+        if free < need:
+            raise DiskFull(
+                f"{self.path.parent}: the disk is full: {free / 2**20:.1f} MB free, "
+                f"{need / 2**20:.1f} MB needed to go on writing {self.path.name}. Free some "
+                "space or set data.cache_dir to a bigger disk; no unfinished store was left"
+            )
+
+    def _hdf5_error(self, err: Exception) -> Exception:
+        if not _out_of_space(err):
+            return err
+        self._hdf5_failed = True
+        return DiskFull(
+            f"{self.path.parent}: the disk filled up while writing {self.path.name} "
+            f"({os.strerror(errno.ENOSPC)}). Free some space or set data.cache_dir to a bigger "
+            "disk; "
+            "no unfinished store was left",
+            hdf5_failed=True,
+        )
 
     @property
     def n_frames(self) -> int:
@@ -293,14 +340,27 @@ class StoreWriter:
         if not self._buffer:
             return
         block = np.concatenate(self._buffer)
+        self._make_room(block.nbytes)
         end = self._written + len(block)
-        self._frames.resize(end, axis=0)
-        self._frames[self._written : end] = block
+        try:
+            self._frames.resize(end, axis=0)
+            self._frames[self._written : end] = block
+        except (OSError, RuntimeError) as err:
+            raise self._hdf5_error(err) from None
         self._written = end
         self._buffer, self._buffered = [], 0
 
     def finish(self, **attrs: Any) -> Path:
         self._flush()
+        self._make_room(8 * len(self.offsets) + sum(len(n) + 16 for n in self.names))
+        try:
+            self._finish(attrs)
+        except (OSError, RuntimeError) as err:
+            raise self._hdf5_error(err) from None
+        os.replace(self.tmp, self.path)
+        return self.path
+
+    def _finish(self, attrs: dict) -> None:
         f = self._file
         f.create_dataset("offsets", data=np.asarray(self.offsets, dtype=np.int64))
         f.create_dataset("names", data=self.names, dtype=h5py.string_dtype("utf-8"))
@@ -314,12 +374,11 @@ class StoreWriter:
         f.attrs["n_frames"] = self.n_frames
         f.attrs["complete"] = True  # last: a file without it is never trusted
         f.close()
-        os.replace(self.tmp, self.path)
-        return self.path
 
     def abort(self) -> None:
         try:
-            self._file.close()
+            if not self._hdf5_failed:  # closing it again would crash the process
+                self._file.close()
         finally:
             self.tmp.unlink(missing_ok=True)
 
@@ -385,7 +444,7 @@ class FrameStore:
             self.dim = int(f["frames"].shape[1])
             self.dtype = f["frames"].dtype
         self.lengths = np.diff(self.offsets)
-        self.observation, self.x_dim = what_x_is(self.attrs)
+        self.observation: str = self.attrs["kind"]  # what x_t is: what_x_is(self.attrs)
         self.mean = float(self.attrs["mean"])
         self.std = float(self.attrs["std"])
         self._file: h5py.File | None = None

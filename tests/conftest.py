@@ -1,0 +1,46 @@
+"""What many tests share: the tiny run of conf/debug.yaml, and the ``slow`` marker's rule.
+
+    fit_main(tiny(tmp_path, "trainer.max_epochs=1"))       # vrnn-fit's arguments
+    cfg = tiny_config("model.z_dim=2")                      # the resolved config
+    TINY_SETTINGS                                           # its keys as a flat dict (sweeps)
+
+``pytest -m "not slow"`` leaves out the tests marked slow (DDP, bf16, real data, whole runs
+resumed or swept): the inner loop; CI runs everything.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import yaml
+from omegaconf import DictConfig
+
+from vrnn_lightning.config import load_config
+
+REPO = Path(__file__).resolve().parents[1]
+DEBUG_CONFIG = REPO / "conf" / "debug.yaml"
+
+
+def tiny(tmp_path: Path, *extra: str) -> list[str]:
+    """vrnn-fit's arguments for the tiny run, its prepared data under ``tmp_path``."""
+    return ["--config", str(DEBUG_CONFIG), f"data.cache_dir={tmp_path / 'cache'}", *extra]
+
+
+def tiny_config(*overrides: str) -> DictConfig:
+    """The tiny run's resolved config with ``key=value`` overrides."""
+    return load_config(DEBUG_CONFIG, list(overrides))
+
+
+def _flat(tree: dict, prefix: str = "") -> dict:
+    out = {}
+    for key, value in tree.items():
+        if isinstance(value, dict):
+            out.update(_flat(value, f"{prefix}{key}."))
+        else:
+            out[f"{prefix}{key}"] = value
+    return out
+
+
+# conf/debug.yaml as dotted keys (what a sweep passes as parameters), its name aside
+TINY_SETTINGS = {k: v for k, v in _flat(yaml.safe_load(DEBUG_CONFIG.read_text())).items()}
+TINY_SETTINGS.pop("name")
