@@ -206,6 +206,25 @@ def _describe_legacy(ckpt: dict) -> dict:
     }
 
 
+def module_arguments(hparams: dict) -> dict:
+    """VRNNModule's keywords from a checkpoint's hyper-parameters, also from a checkpoint
+    written when the module took the whole run config and the corpus kind."""
+    if "config" not in hparams:
+        return dict(hparams)
+    config, observation = hparams["config"], hparams["data_kind"]
+    _, x_dim = what_x_is({"kind": observation, "frame_size": config["data"]["frame_size"]})
+    return {
+        "model": config["model"],
+        "optim": config["optim"],
+        "observation": observation,
+        "x_dim": x_dim,
+        "batch_size": config["data"]["batch_size"],
+        "seq_len": config["data"]["seq_len"],
+        "seed": config["seed"],
+        "run_config": config,
+    }
+
+
 def _build(description: dict, weights: dict[str, torch.Tensor], source: Path) -> Trained:
     cfg = merge_checked(
         OmegaConf.structured(Config), description["config"], f"the config saved in {source}"
