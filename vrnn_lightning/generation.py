@@ -14,7 +14,9 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from omegaconf import DictConfig
 
+from .checkpoint import datamodule_for, device, load_checkpoint
 from .config import ConfigError
 from .data.audio import write_wav
 from .model import VRNN
@@ -159,3 +161,24 @@ def generate_and_save(
             )
             out.images.append((path, "valid #0: per-step KL"))
     return out
+
+
+def sample_checkpoint(
+    ckpt: str | Path, folder: str | Path, overrides: list[str] | None = None
+) -> tuple[Generated, DictConfig]:
+    """What vrnn-sample does: generate from a vrnn-fit checkpoint as its run config's
+    ``sample`` section says (with ``overrides``), saved under ``folder``."""
+    module, cfg = load_checkpoint(ckpt, list(overrides or []))
+    s = cfg.sample
+    generated = generate_and_save(
+        module.model.to(device()),
+        datamodule_for(module, cfg),
+        folder,
+        n=s.n,
+        steps=s.steps,
+        primer_steps=s.primer_steps,
+        primer_index=s.primer_index,
+        seed=cfg.seed,
+        title=f"{cfg.model.variant} {cfg.data.dataset}",
+    )
+    return generated, cfg

@@ -188,7 +188,8 @@ class VRNNModule(L.LightningModule):
     def _logs_written(self) -> bool:
         """Whether this step's metrics reach the loggers (every log_every_n_steps steps): each
         self.log costs about 1 ms on a CPU, worth skipping on the steps nobody sees."""
-        connector = getattr(self.trainer, "_logger_connector", None)
+        # no Trainer (a test or a notebook calling training_step): log everything
+        connector = getattr(self._trainer, "_logger_connector", None)
         return getattr(connector, "should_update_logs", True)
 
     def _bound_training_step(self, x: torch.Tensor, mask: torch.Tensor):

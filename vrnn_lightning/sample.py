@@ -18,10 +18,9 @@ import sys
 
 from rich.console import Console
 
-from .checkpoint import datamodule_for, device, load_checkpoint
 from .config import ConfigError
 from .data.source import CorpusError
-from .generation import generate_and_save
+from .generation import sample_checkpoint
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -36,26 +35,14 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
     try:
-        module, cfg = load_checkpoint(args.ckpt, args.overrides)
-        model = module.model.to(device())
-        s = cfg.sample
-        generated = generate_and_save(
-            model,
-            datamodule_for(module, cfg),
-            args.out,
-            n=s.n,
-            steps=s.steps,
-            primer_steps=s.primer_steps,
-            primer_index=cfg.sample.primer_index,
-            seed=cfg.seed,
-            title=f"{cfg.model.variant} {cfg.data.dataset}",
-        )
+        generated, cfg = sample_checkpoint(args.ckpt, args.out, args.overrides)
     except (ConfigError, CorpusError) as err:
         print(f"vrnn-sample: {err}", file=sys.stderr)
         return 2
     console = Console()
     for path, caption in generated.audio + generated.images:
         console.print(f"{path}  [dim]{caption}[/dim]")
+    s = cfg.sample
     console.print(f"vrnn-sample: {s.n} samples of {s.steps} steps in {generated.folder}")
     return 0
 
