@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 
 import lightning as L
+import torch
 from lightning.pytorch.callbacks import (
     EarlyStopping,
     LearningRateMonitor,
@@ -60,6 +61,26 @@ def resolve_ckpt_path(cfg: DictConfig) -> str | None:
     if not Path(cfg.ckpt_path).is_file():
         raise ConfigError(f"ckpt_path: checkpoint {cfg.ckpt_path} does not exist")
     return cfg.ckpt_path
+
+
+def check_resume(cfg: DictConfig, ckpt_path: str) -> None:
+    """ConfigError naming the first model key that differs from the checkpoint being resumed,
+    before anything is written: resuming with another model.h_dim wrote the new config.yaml
+    beside the old checkpoints, then failed with a size-mismatch traceback."""
+    from .checkpoint import module_arguments
+
+    try:
+        saved = torch.load(ckpt_path, map_location="cpu", weights_only=True, mmap=True)
+        model = module_arguments(saved["hyper_parameters"])["model"]
+    except Exception as err:  # not a vrnn-fit checkpoint: Lightning says why when it loads
+        raise ConfigError(f"ckpt_path: cannot resume from {ckpt_path}: {err}") from None
+    for key, value in cfg.model.items():
+        if key != "compile" and key in model and model[key] != value:
+            raise ConfigError(
+                f"model.{key}: {value!r} here, but the run being resumed ({ckpt_path}) was "
+                f"trained with {model[key]!r}; resume with the same model.* settings, or start "
+                "a new run with another name=... or out_dir=..."
+            )
 
 
 def make_loggers(cfg: DictConfig, out_dir: Path, resuming: bool) -> list:
@@ -128,6 +149,8 @@ def train(cfg: DictConfig, extra_callbacks: list | None = None) -> Path:
     out_dir = Path(cfg.out_dir)
     check_hardware(cfg)  # before the run folder is made
     ckpt_path = resolve_ckpt_path(cfg)
+    if ckpt_path is not None:
+        check_resume(cfg, ckpt_path)  # before anything is written
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "config.yaml").write_text(to_yaml(cfg))
     L.seed_everything(cfg.seed, workers=True, verbose=False)
