@@ -31,13 +31,8 @@ else
   echo "no CUDA device: the quick CPU fallback"
   "$python" bench/gpu_check.py --cpu --repeats 2 || status=$?
   echo
-  echo "vrnn-fit, conf/demo.yaml shrunk to a tiny model and corpus, 6 steps on the CPU:"
-  "$python" bench/bench_whole_run.py --steps 6 --repeats 2 \
-    trainer.accelerator=cpu trainer.devices=1 trainer.enable_progress_bar=false \
-    trainer.limit_val_batches=1 "data.cache_dir=$work/cache" \
-    data.synthetic_sequences=12 data.synthetic_seconds=0.5 data.seq_len=10 \
-    data.batch_size=4 data.eval_batch_size=4 model.h_dim=16 model.z_dim=4 \
-    model.phi_x_dim=8 model.phi_z_dim=8 model.enc_dim=8 model.prior_dim=8 model.dec_dim=8 \
-    model.mlp_layers=1 model.n_components=2 sample.n=1 sample.steps=4 || status=$?
+  echo "vrnn-fit, conf/debug.yaml (the tiny run), 6 steps on the CPU:"
+  "$python" bench/bench_whole_run.py --config conf/debug.yaml --steps 6 --warmup 1 \
+    --repeats 2 trainer.limit_val_batches=1 "data.cache_dir=$work/cache" || status=$?
 fi
 exit "$status"
