@@ -24,7 +24,7 @@ from vrnn_lightning.data.store import FrameStore
 
 # shared/ beside the checkout, or where $VRNN_SHARED says (a git worktree elsewhere)
 SHARED = Path(os.environ.get("VRNN_SHARED", Path(__file__).resolve().parents[2] / "shared"))
-FSDD = SHARED / "data" / "fsdd" / "recordings"
+FSDD_DIR = SHARED / "data" / "fsdd" / "recordings"
 
 TINY = [
     "data.seq_len=8",
@@ -72,13 +72,13 @@ def speech(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def fsdd(tmp_path_factory) -> Path:
-    if not FSDD.is_dir():
-        pytest.skip(f"no FSDD recordings at {FSDD}")
+    if not FSDD_DIR.is_dir():
+        pytest.skip(f"no FSDD recordings at {FSDD_DIR}")
     tmp = tmp_path_factory.mktemp("fsdd")
     root = tmp / "recordings"
     root.mkdir()
-    for name in sorted(os.listdir(FSDD))[:8]:
-        (root / name).symlink_to(FSDD / name)
+    for name in sorted(os.listdir(FSDD_DIR))[:8]:
+        (root / name).symlink_to(FSDD_DIR / name)
     args = [
         *TINY,
         "data.dataset=audio_folder",
@@ -328,3 +328,32 @@ def test_decoder_means_are_peak_normalised_and_the_gain_recorded(speech, tmp_pat
     assert sample.main(args) == 0
     wave, _ = sf.read(str(raw / "sample_00_mean.wav"))
     np.testing.assert_allclose(wave, np.clip(means[0], -1, 1), atol=1 / 2**14)
+
+
+# ------------------------------------------------------------------------ the command line
+
+
+@pytest.mark.parametrize("command", [evaluate, sample])
+def test_print_config_shows_the_checkpoint_config_with_overrides(command, speech, capsys):
+    import yaml
+
+    args = ["--ckpt", str(_last(speech)), "--print-config", "eval.iw_samples=7", "sample.n=5"]
+    assert command.main(args) == 0
+    printed = yaml.safe_load(capsys.readouterr().out)
+    assert printed["model"]["h_dim"] == 16
+    assert printed["eval"]["iw_samples"] == 7 and printed["sample"]["n"] == 5
+
+
+def test_fsdd_is_a_named_datamodule_split_by_speaker():
+    from vrnn_lightning.data import FSDD
+    from vrnn_lightning.data.pipeline import locate
+
+    if not FSDD_DIR.is_dir():
+        pytest.skip(f"no FSDD recordings at {FSDD_DIR}")
+    dm = FSDD(root=str(FSDD_DIR), batch_size=8)
+    assert dm.cfg.dataset == "audio_folder" and dm.sample_rate == 8000 and dm.x_dim == 200
+    _, sources, _, _ = locate(dm.cfg)
+    speakers = {split: {s.speaker for s in found} for split, found in sources.items()}
+    assert all(speakers.values())
+    assert not speakers["train"] & speakers["valid"]
+    assert not speakers["train"] & speakers["test"]

@@ -97,7 +97,7 @@ def test_python_m_lists_the_commands_and_the_version():
     assert 'vrnn-export = "vrnn_lightning.export:main"' in toml
 
 
-@pytest.mark.parametrize("command", ["fit", "sample", "export"])
+@pytest.mark.parametrize("command", ["fit", "evaluate", "sample", "export"])
 def test_help_names_the_sections_without_importing_torch(command):
     code = (
         f"import sys\nfrom vrnn_lightning import {command}\n"
