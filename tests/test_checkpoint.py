@@ -387,3 +387,15 @@ def test_stroke_files_are_scored_with_the_pen_model(tmp_path):
     assert row["elbo"] == row["iwae"] == row["paper_estimate"]
     (skipped,) = result["skipped"]
     assert "broken.txt" in skipped["file"] and "expected 'x y pen'" in skipped["reason"]
+
+
+def test_a_wav_at_another_rate_in_stereo_is_resampled_downmixed_and_framed(speech, tmp_path):
+    wav = tmp_path / "stereo_8k.wav"
+    rng = np.random.default_rng(0)
+    sf.write(wav, 0.1 * rng.standard_normal((4000, 2)), 8000, subtype="FLOAT")  # 0.5 s
+    out = tmp_path / "wav.json"
+    args = ["--ckpt", str(_last(speech)), "--inputs", str(wav), "--out", str(out)]
+    assert evaluate.main(args) == 0
+    (row,) = json.loads(out.read_text())["files"]
+    assert row["n_frames"] == 8000 // 200  # 0.5 s at the model's 16 kHz, 200-sample frames
+    assert np.isfinite(row["elbo"]["per_sequence"])
