@@ -1,9 +1,9 @@
 # The image that cluster jobs run: vrnn-fit on a CUDA PyTorch base. Usage: docs/docker.md.
 #
 # The base is a build argument so the same file also builds on another torch image with
-# torch>=2.4 (CI builds it on a CPU stand-in: .ci/image_check). The default is pinned; never
+# torch>=2.6 (CI builds it on a CPU stand-in: .ci/image_check). The default is pinned; never
 # `latest`. The base's torch (and torchaudio, if it has one) is kept: see the pip step below.
-ARG BASE=pytorch/pytorch:2.5.1-cuda12.4-cudnn9-runtime
+ARG BASE=pytorch/pytorch:2.6.0-cuda12.4-cudnn9-runtime
 FROM ${BASE}
 
 SHELL ["/bin/bash", "-o", "pipefail", "-c"]
@@ -26,7 +26,7 @@ WORKDIR /workspace
 # Install the package first (this layer changes only when the code or its dependencies do).
 COPY pyproject.toml README.md ./
 COPY vrnn_lightning/ vrnn_lightning/
-# Pin the torch packages the base already has, so that pip keeps them (torch>=2.4 is all the
+# Pin the torch packages the base already has, so that pip keeps them (torch>=2.6 is all the
 # project asks for) and fails rather than swap in another torch build.
 RUN python -c "import torch; print('base torch', torch.__version__)" \
  && python -m pip list --format=freeze \

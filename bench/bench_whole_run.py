@@ -1,7 +1,7 @@
 """A whole vrnn-fit run's training speed against its bare model step.
 
-Runs ``vrnn-fit`` in this process (training.train, as the command does) for --steps training
-steps with a probe callback, and prints:
+Runs ``vrnn-fit`` in this process (training.train, as the command does) for --warmup then
+--steps training steps with a probe callback, and prints, over the steps after the warm-up:
 
 - the run's training steps per second: the wall time of the training epochs with the data
   loading, the Lightning loop, training_step, logging, backward, clipping, the optimiser,
@@ -39,26 +39,45 @@ from vrnn_lightning.config import load_config  # noqa: E402
 from vrnn_lightning.networks import PAPER_MAX_NORM  # noqa: E402
 from vrnn_lightning.training import train  # noqa: E402
 
-PARTS = ("data + loop", "training_step + logging", "backward", "clip + Adam + max-norm")
+PARTS = (
+    "data + loop",
+    "training_step + logging",
+    "  of which the model's forward",
+    "backward",
+    "clip + Adam + max-norm",
+)
 
 
 class StepProbe(L.Callback):
     """Clock readings at the training loop's hooks; validation blocks timed apart. Added last,
     so its on_validation_end comes after the checkpoints' and the samples'."""
 
-    def __init__(self):
+    def __init__(self, warmup: int):
+        self.warmup = warmup  # steps left out of the rate (first-step allocations, kernels)
         self.parts = {p: [] for p in PARTS}
         self.validation, self.after_validation = [], []
         self.train_wall = 0.0
-        self.steps = 0
+        self.steps = 0  # timed steps, after the warm-up
+        self._seen = 0
+        self._start = None
         self._last_end = None
         self._t = {}
 
     def on_train_start(self, trainer, pl_module):
         self.model = pl_module.model
-        self._start = time.perf_counter()
+        self.model.register_forward_pre_hook(self._forward_start)
+        self.model.register_forward_hook(self._forward_end)
+
+    def _forward_start(self, module, args):
+        self._t["forward"] = time.perf_counter()
+
+    def _forward_end(self, module, args, output):
+        if "forward" in self._t and "start" in self._t:  # a training step's, not validation's
+            self._t["forward_s"] = time.perf_counter() - self._t.pop("forward")
 
     def on_train_end(self, trainer, pl_module):
+        if self._start is None:
+            raise SystemExit(f"the run ended within its {self.warmup} warm-up steps")
         wall = time.perf_counter() - self._start
         self.train_wall = wall - sum(self.validation) - sum(self.after_validation)
 
@@ -76,8 +95,17 @@ class StepProbe(L.Callback):
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
         now = self._last_end = time.perf_counter()
         t = self._t
+        self._seen += 1
+        if self._seen <= self.warmup:
+            if self._seen == self.warmup:  # the clock starts: validations after this count
+                self._start = now
+                self.validation.clear()
+                self.after_validation.clear()
+            self._t = {}
+            return
         if "backward" in t:  # a skipped (non-finite) step has none
             self.parts["training_step + logging"].append(t["backward"] - t["start"])
+            self.parts["  of which the model's forward"].append(t.get("forward_s", 0.0))
             self.parts["backward"].append(t["after_backward"] - t["backward"])
             self.parts["clip + Adam + max-norm"].append(now - t["after_backward"])
         self._t = {}
@@ -137,19 +165,20 @@ def main() -> None:
     parser.add_argument("--config", default="conf/demo.yaml")
     parser.add_argument("--steps", type=int, default=200, help="training steps in the run")
     parser.add_argument("--repeats", type=int, default=10, help="bare steps timed")
+    parser.add_argument("--warmup", type=int, default=3, help="run steps left out of the rate")
     parser.add_argument("overrides", nargs="*", help="key=value overrides of the run config")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         overrides = [
             f"out_dir={tmp}/run",
-            f"trainer.max_steps={args.steps}",
+            f"trainer.max_steps={args.steps + args.warmup}",
             "trainer.max_epochs=-1",
             "trainer.early_stopping_patience=null",
             "logger.wandb.mode=disabled",
             *args.overrides,
         ]
         cfg = load_config(args.config, overrides)
-        probe = StepProbe()
+        probe = StepProbe(args.warmup)
         train(cfg, extra_callbacks=[probe])
     bare = bare_step_seconds(probe.model, cfg, args.repeats)
     clip, max_norm = constraint_seconds(probe.model, cfg, args.repeats)

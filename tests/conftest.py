@@ -1,11 +1,12 @@
-"""What many tests share: the tiny run of conf/debug.yaml, and the ``slow`` marker's rule.
+"""What many tests share: the tiny run of conf/debug.yaml.
 
     fit_main(tiny(tmp_path, "trainer.max_epochs=1"))       # vrnn-fit's arguments
     cfg = tiny_config("model.z_dim=2")                      # the resolved config
     TINY_SETTINGS                                           # its keys as a flat dict (sweeps)
 
-``pytest -m "not slow"`` leaves out the tests marked slow (DDP, bf16, real data, whole runs
-resumed or swept): the inner loop; CI runs everything.
+Tests marked ``@pytest.mark.slow`` (DDP, bf16, real data, whole runs resumed or swept; the
+marker is registered in pyproject.toml) are left out by ``pytest -m "not slow"``, the inner
+loop; CI's plain ``pytest`` runs everything.
 """
 
 from __future__ import annotations
@@ -42,5 +43,5 @@ def _flat(tree: dict, prefix: str = "") -> dict:
 
 
 # conf/debug.yaml as dotted keys (what a sweep passes as parameters), its name aside
-TINY_SETTINGS = {k: v for k, v in _flat(yaml.safe_load(DEBUG_CONFIG.read_text())).items()}
+TINY_SETTINGS = _flat(yaml.safe_load(DEBUG_CONFIG.read_text()))
 TINY_SETTINGS.pop("name")

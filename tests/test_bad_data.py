@@ -269,7 +269,9 @@ def test_a_full_disk_is_exit_2_with_no_unfinished_store(tmp_path, monkeypatch, c
     assert not [p for p in (tmp_path / "cache").rglob("*") if p.is_file()]
 
 
-FSDD = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "fsdd" / "recordings"
+# shared/ beside the checkout, or where $VRNN_SHARED says (a git worktree elsewhere)
+SHARED = Path(os.environ.get("VRNN_SHARED", Path(__file__).resolve().parents[2] / "shared"))
+FSDD = SHARED / "data" / "fsdd" / "recordings"
 
 
 def _small_tmpfs(path: Path, size: str) -> bool:
@@ -280,6 +282,7 @@ def _small_tmpfs(path: Path, size: str) -> bool:
     return done.returncode == 0
 
 
+@pytest.mark.slow  # real data on a real (tiny) disk
 @pytest.mark.skipif(not FSDD.is_dir(), reason="../shared/data/fsdd is not available")
 def test_a_really_full_disk_is_exit_2_not_a_segfault(tmp_path):
     """On a 2 MB tmpfs (root only): h5py meeting ENOSPC crashed the process (exit 139)."""

@@ -19,7 +19,7 @@ ROOT = Path(__file__).resolve().parents[1]
 DOCKERFILE = ROOT / "Dockerfile"
 DOCKERIGNORE = ROOT / ".dockerignore"
 
-# pytorch/pytorch:<torch>-cuda<cuda>-cudnn<cudnn>-runtime, e.g. 2.5.1-cuda12.4-cudnn9-runtime
+# pytorch/pytorch:<torch>-cuda<cuda>-cudnn<cudnn>-runtime, e.g. 2.6.0-cuda12.4-cudnn9-runtime
 BASE_TAG = re.compile(
     r"^pytorch/pytorch:(?P<torch>\d+\.\d+\.\d+)-cuda(?P<cuda>\d+\.\d+)-cudnn(?P<cudnn>\d+)-runtime$"
 )
@@ -52,7 +52,12 @@ def test_default_base_is_a_pinned_cuda_runtime_pytorch_image(parser):
     assert match, f"default base {base!r} is not pytorch/pytorch:<x.y.z>-cuda<v>-cudnn<v>-runtime"
     assert "latest" not in base
     torch_version = tuple(int(p) for p in match["torch"].split("."))
-    assert torch_version >= (2, 4, 0), f"the base's torch {match['torch']} is older than 2.4"
+    # the project's floor (pyproject.toml): torch>=X.Y
+    floor = re.search(r'"torch>=(\d+)\.(\d+)"', (ROOT / "pyproject.toml").read_text())
+    assert floor, "pyproject.toml names no torch>=X.Y floor"
+    assert torch_version[:2] >= tuple(map(int, floor.groups())), (
+        f"the base's torch {match['torch']} is older than the project's floor"
+    )
     assert arg_defaults(parser)["BASE"] == base
 
 

@@ -88,9 +88,14 @@ def test_callback_wrote_audio_samples_each_validation(speech):
     # 6 training batches per epoch, 2 epochs; no step=0 from the sanity check
     assert folders == ["step=12", "step=6"]
     last = speech / "samples" / "step=12"
-    for name in ("sample_00.wav", "sample_01_sampled.wav", "waveforms.png", "kl_valid_00.png"):
+    for name in (
+        "sample_00_mean.wav",
+        "sample_01_sampled.wav",
+        "waveforms.png",
+        "kl_valid_00.png",
+    ):
         assert (last / name).stat().st_size > 0, name
-    wave, rate = sf.read(str(last / "sample_00.wav"))
+    wave, rate = sf.read(str(last / "sample_00_mean.wav"))
     assert rate == 16000 and wave.shape == (6 * 200,)
 
 
@@ -180,7 +185,7 @@ def test_eval_rnn_reports_the_exact_likelihood_three_times(handwriting, tmp_path
     result = json.loads(out.read_text())
     _check_result(result, "test", 40)
     assert result["elbo"] == result["iwae"] == result["paper_estimate"]
-    exact = {k: result["smc"][k] for k in ("per_sequence", "per_frame")}
+    exact = {k: result["smc"][k] for k in ("per_sequence", "per_frame", "nonfinite_sequences")}
     assert exact == result["elbo"] and result["smc"]["resampled_per_sequence"] == 0
     assert "exact log-likelihood" in capsys.readouterr().out
 
@@ -217,16 +222,17 @@ def test_missing_checkpoint_exits_2(tmp_path, capsys):
 def test_sample_audio_continues_a_primer(speech, tmp_path):
     out = tmp_path / "samples"
     args = ["--ckpt", _ckpt(speech), "--out", str(out), "sample.n=3", "sample.steps=5"]
-    assert sample.main([*args, "sample.primer_steps=4"]) == 0
+    # raw levels: the mean WAV is then the de-normalised means themselves
+    assert sample.main([*args, "sample.primer_steps=4", "sample.peak_normalise=false"]) == 0
     for i in range(3):
-        for name in (f"sample_{i:02d}.wav", f"sample_{i:02d}_sampled.wav"):
+        for name in (f"sample_{i:02d}_mean.wav", f"sample_{i:02d}_sampled.wav"):
             wave, rate = sf.read(str(out / name))
             assert rate == 16000 and wave.shape == ((4 + 5) * 200,), name
             assert np.isfinite(wave).all()
     assert (out / "waveforms.png").is_file() and (out / "kl_valid_00.png").is_file()
     # the primer is valid sequence 0, copied unchanged (up to 16-bit rounding)
     means = np.load(out / "means.npy")
-    primer, _ = sf.read(str(out / "sample_01.wav"))
+    primer, _ = sf.read(str(out / "sample_01_mean.wav"))
     np.testing.assert_allclose(primer[: 4 * 200], means[1, :4].reshape(-1), atol=1 / 2**14)
     np.testing.assert_allclose(means[0, :4], means[2, :4])
     assert not np.allclose(means[0, 4:], means[2, 4:])  # each continuation draws its own

@@ -5,9 +5,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 REPO = Path(__file__).resolve().parents[1]
 
 
+@pytest.mark.slow  # a whole (tiny) run: about 20 s on a quiet 2-core machine
 def test_gpu_check_without_cuda_runs_the_cpu_fallback_of_every_part():
     env = dict(os.environ, CUDA_VISIBLE_DEVICES="", PYTHON=sys.executable)
     done = subprocess.run(

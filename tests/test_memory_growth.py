@@ -27,6 +27,7 @@ def _train_steps(model, optimiser, x, mask, n):
         optimiser.step()
 
 
+@pytest.mark.slow  # 100 training steps per case, ~1 min in all
 @pytest.mark.parametrize(
     "variant, observation",
     [(v, "audio") for v in ("rnn_gauss", "rnn_gmm", "vrnn_gauss", "vrnn_gmm", "vrnn_i_gauss")]

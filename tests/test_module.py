@@ -140,10 +140,13 @@ def test_a_checkpoint_written_before_the_explicit_arguments_still_loads(tmp_path
         "hyper_parameters": {"config": OmegaConf.to_container(cfg), "data_kind": "audio"},
     }
     torch.save(legacy, tmp_path / "old.ckpt")
+    # (a checkpoint.Trained: the model and what it was trained on, and the run config)
     loaded, run = load_checkpoint(tmp_path / "old.ckpt", [])
-    assert (loaded.observation, loaded.x_dim, loaded.batch_size, loaded.seed) == ("audio", 5, 2, 7)
+    data = loaded.data
+    assert (data.observation, data.x_dim, run.data.batch_size, run.seed) == ("audio", 5, 2, 7)
     assert run.model.variant == "vrnn_gauss" and run.data.frame_size == 5
-    for (name, p), q in zip(new.state_dict().items(), loaded.state_dict().values(), strict=True):
+    old_model = new.model.state_dict()
+    for (name, p), q in zip(old_model.items(), loaded.model.state_dict().values(), strict=True):
         torch.testing.assert_close(p, q, msg=name)
 
 

@@ -69,7 +69,8 @@ def test_sweep_yaml_is_valid_and_every_run_it_proposes_is_a_vrnn_fit_config(path
         runs.append(sweeps.SweepRun(name=run_id, config=proposal.config, state="finished"))
     assert len(out_dirs) == len(runs)
     if grid:
-        assert len(runs) == 18
+        seeds = raw["parameters"]["seed"]["values"]
+        assert len(seeds) >= 3 and len(runs) == len(VARIANTS) * len(seeds)
         assert {r.config["model.variant"]["value"] for r in runs} == set(VARIANTS)
     else:
         assert raw["early_terminate"]["type"] == "hyperband"
@@ -275,7 +276,8 @@ def test_a_local_sweep_runs_writes_table1_and_a_rerun_does_no_work(tmp_path, mon
     monkeypatch.chdir(REPO)
     out = tmp_path / "sweep"
     args = [str(_tiny_sweep(tmp_path)), "--local", "--out", str(out), "--poll", "0.5"]
-    assert main([*args, "--iw-samples", "3"]) == 0
+    # key=value after the options: applied to every run
+    assert main([*args, "--iw-samples", "3", "sample.steps=3"]) == 0
 
     state = json.loads((out / "state.json").read_text())
     assert sorted(r["variant"] for r in state["runs"]) == ["rnn_gauss", "vrnn_gauss"]
@@ -283,6 +285,8 @@ def test_a_local_sweep_runs_writes_table1_and_a_rerun_does_no_work(tmp_path, mon
     run_dirs = [Path(r["out_dir"]) for r in state["runs"]]
     assert sorted(run_dirs) == sorted(tmp_path / "runs" / r["id"] for r in state["runs"])
     assert all(len(r["history"]) == 2 for r in state["runs"]), "one val/elbo per epoch"
+    for d in run_dirs:
+        assert yaml.safe_load((d / "config.yaml").read_text())["sample"]["steps"] == 3
 
     md = (out / "table1.md").read_text()
     rows = {
@@ -325,6 +329,10 @@ def test_a_local_sweep_runs_writes_table1_and_a_rerun_does_no_work(tmp_path, mon
     assert (out / "table1.md").read_text() == md
     assert main(["report", str(out), "--iw-samples", "3"]) == 0
     assert (out / "table1.md").read_text() == md
+    # report alone evaluates with the sweep's own K (3, not the runs' eval.iw_samples)
+    assert main(["report", str(out)]) == 0
+    assert (out / "table1.md").read_text() == md
+    assert {d: (d / "sweep_eval.json").stat().st_mtime_ns for d in run_dirs} == evals
     # the runs of an online sweep are run folders: the same table from them
     folders = [str(d) for d in run_dirs]
     assert main(["report", *folders, "--out", str(tmp_path / "r"), "--iw-samples", "3"]) == 0
@@ -351,3 +359,10 @@ def test_each_of_j_jobs_runs_torch_on_cores_over_j_threads(tmp_path, monkeypatch
     assert runner.procs["t0"].wait(timeout=60) == 0
     log = (tmp_path / "sweep" / "logs" / "t0.log").read_text()
     assert int(log.split()[-1]) == max(1, cores // 2)
+
+
+def test_help_lists_report_and_overrides(capsys):
+    with pytest.raises(SystemExit):
+        main(["--help"])
+    out = capsys.readouterr().out
+    assert "vrnn-sweep report" in out and "key=value" in out

@@ -1,13 +1,20 @@
-"""Training callbacks: samples written (and logged to W&B) as the model trains."""
+"""Training callbacks: samples written (and logged to W&B) as the model trains; the
+description every checkpoint carries."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 import lightning as L
+from lightning.pytorch.callbacks import ModelSummary, RichProgressBar
 from lightning.pytorch.loggers import WandbLogger
 from lightning.pytorch.utilities import rank_zero_warn
+from lightning.pytorch.utilities.model_summary.model_summary import (
+    get_formatted_model_size,
+    get_human_readable_count,
+)
 
+from .checkpoint import DESCRIPTION_KEY, describe
 from .generation import Generated, generate_and_save
 
 
@@ -26,6 +33,7 @@ class SampleCallback(L.Callback):
         every_n_validations: int = 1,
         primer_index: int = 0,
         seed: int = 0,
+        peak_normalise: bool = True,
     ):
         super().__init__()
         self.out_dir = Path(out_dir)
@@ -33,6 +41,7 @@ class SampleCallback(L.Callback):
         self.primer_steps, self.primer_index = primer_steps, primer_index
         self.every_n_validations = every_n_validations
         self.seed = seed
+        self.peak_normalise = peak_normalise
         self.validations = 0  # finished validations, sanity check excluded
 
     @classmethod
@@ -46,6 +55,7 @@ class SampleCallback(L.Callback):
             every_n_validations=s.every_n_validations,
             primer_index=cfg.sample.primer_index,
             seed=cfg.seed,
+            peak_normalise=s.peak_normalise,
         )
 
     # the count survives a resume, so "every n validations" keeps its rhythm
@@ -79,6 +89,7 @@ class SampleCallback(L.Callback):
             # the same seed every time: samples from successive checkpoints compare directly
             seed=self.seed,
             title=f"step {step}",
+            peak_normalise=self.peak_normalise,
         )
         for logger in trainer.loggers:
             if isinstance(logger, WandbLogger):
@@ -103,3 +114,65 @@ def log_to_wandb(logger: WandbLogger, generated: Generated, step: int) -> None:
             )
     except Exception as err:  # logging must never end a training run
         rank_zero_warn(f"SampleCallback: could not log samples to W&B: {err}")
+
+
+class DescribeCheckpoint(L.Callback):
+    """Adds ``checkpoint["vrnn_lightning"]`` to every checkpoint: the run config, what x_t is,
+    the training normalisation and store fingerprint, and the metrics at save time, so that
+    the checkpoint alone scores and generates (vrnn_lightning.checkpoint)."""
+
+    def __init__(self, config: dict, command: str | None = None):
+        super().__init__()
+        self.config = config
+        self.command = command  # the vrnn-fit command line, for the model card
+
+    def on_save_checkpoint(self, trainer: L.Trainer, pl_module: L.LightningModule, checkpoint):
+        metrics = {
+            k: v for k, v in trainer.callback_metrics.items() if getattr(v, "numel", int)() == 1
+        }
+        checkpoint[DESCRIPTION_KEY] = describe(
+            self.config,
+            trainer.datamodule,
+            pl_module.model,
+            metrics,
+            trainer.global_step,
+            self.command,
+        )
+
+
+class ParameterSummary(ModelSummary):
+    """Lightning's model summary without the columns that say nothing here: FLOPs (always 0:
+    the module has no example input) and the train/eval mode of every submodule."""
+
+    @staticmethod
+    def summarize(
+        summary_data, total_parameters, trainable_parameters, model_size, *args, **kwargs
+    ) -> None:
+        from rich import get_console
+        from rich.table import Table
+
+        columns = dict(summary_data)
+        table = Table(header_style="bold magenta")
+        names = [c for c in ("Name", "Type", "Params", "Params per Device") if c in columns]
+        table.add_column(" ", style="dim")
+        for name in names:
+            table.add_column(name, justify="right" if name.startswith("Params") else "left")
+        for i, row in enumerate(zip(*(columns[c] for c in names), strict=True)):
+            table.add_row(str(i), *row)
+        console = get_console()
+        console.print(table)
+        console.print(
+            f"[bold]Trainable params[/]: {get_human_readable_count(int(trainable_parameters))}"
+            f"   [bold]Total params[/]: {get_human_readable_count(int(total_parameters))}"
+            f"   [bold]Size[/]: {get_formatted_model_size(model_size)} MB"
+        )
+
+
+class ProgressBar(RichProgressBar):
+    """Rich's progress bar without ``v_num`` (the logger's version number: 0 for a first CSV
+    run, the tail of a W&B id otherwise; the run folder says which run it is)."""
+
+    def get_metrics(self, trainer, pl_module):
+        items = super().get_metrics(trainer, pl_module)
+        items.pop("v_num", None)
+        return items

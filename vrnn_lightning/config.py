@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, OmegaConf, open_dict
 from omegaconf.errors import OmegaConfBaseException
 
 from .variant import VARIANTS
@@ -125,12 +125,14 @@ class WandbConfig:
 @dataclass
 class LoggerConfig:
     wandb: WandbConfig = field(default_factory=WandbConfig)
+    tensorboard: bool = False  # also write TensorBoard event files to <out_dir>/tensorboard
     log_every_n_steps: int = 50
 
 
 @dataclass
 class TrainerConfig:
-    """Passed through to lightning.Trainer (plus what fit.py adds)."""
+    """Passed through to lightning.Trainer (plus what fit.py adds). Any other Trainer keyword
+    is accepted too, as ``trainer.NAME=value`` (checked against the Trainer's signature)."""
 
     accelerator: str = "auto"
     devices: Any = "auto"
@@ -166,6 +168,9 @@ class SampleConfig:
     primer_steps: int = 0  # >0: continue this many steps of a dataset sequence
     primer_index: int = 0  # which validation sequence primes the continuation
     every_n_validations: int = 1  # samples written at the end of validation; 0: never
+    # decoder means (*_mean.wav) scaled to a -1 dBFS peak (the gain is in samples.json): a
+    # mean is far quieter than speech; false keeps their raw level
+    peak_normalise: bool = True
 
 
 @dataclass
@@ -398,6 +403,7 @@ def merge_file(cfg: DictConfig, path: str | Path) -> DictConfig:
             f"{path}: expected a mapping of sections (model:, data:, optim:, ...), "
             f"got a {'list' if OmegaConf.is_list(update) else type(update).__name__}"
         )
+    cfg = _admit_trainer_keys(cfg, update, str(path))
     try:
         return OmegaConf.merge(cfg, update)
     except OmegaConfBaseException as err:
@@ -439,9 +445,61 @@ def _line_of(text: str, key: str) -> int | None:
     return line
 
 
+# lightning.Trainer arguments that vrnn-fit sets itself: the config key to use instead
+TRAINER_KEYS_SET_BY_FIT = {
+    "logger": "logger.* (CSV always; logger.wandb.*, logger.tensorboard)",
+    "callbacks": "the callbacks vrnn-fit adds (checkpoints, samples, early stopping)",
+    "default_root_dir": "out_dir",
+    "log_every_n_steps": "logger.log_every_n_steps",
+    "gradient_clip_val": "optim.grad_clip (the module clips gradients itself)",
+    "gradient_clip_algorithm": "optim.grad_clip (global L2 norm)",
+    "enable_checkpointing": "nothing: vrnn-fit always writes best and last checkpoints",
+}
+
+
+def trainer_keywords() -> set[str]:
+    """The keyword arguments of lightning.Trainer (imported only when asked)."""
+    import inspect
+
+    import lightning
+
+    return set(inspect.signature(lightning.Trainer.__init__).parameters) - {"self"}
+
+
+def _admit_trainer_keys(cfg: DictConfig, update, source: str) -> DictConfig:
+    """Any lightning.Trainer keyword is a ``trainer.*`` key: the schema lists the common ones,
+    and a keyword it does not list is added here after checking it against the Trainer's
+    signature (ConfigError naming the key otherwise)."""
+    trainer = update.get("trainer") if isinstance(update, (dict, DictConfig)) else None
+    if not isinstance(trainer, (dict, DictConfig)):
+        return cfg
+    new = [str(k) for k in trainer if k not in cfg.trainer]
+    if not new:
+        return cfg
+    allowed = trainer_keywords()
+    for key in new:
+        if key in TRAINER_KEYS_SET_BY_FIT:
+            raise ConfigError(
+                f"{source}: key 'trainer.{key}': vrnn-fit sets it; use "
+                f"{TRAINER_KEYS_SET_BY_FIT[key]}"
+            )
+        if key not in allowed:
+            raise ConfigError(
+                f"{source}: key 'trainer.{key}': not a lightning.Trainer argument nor a "
+                f"trainer key of the schema (e.g. trainer.fast_dev_run, "
+                f"trainer.accumulate_grad_batches)"
+            )
+    cfg = cfg.copy()
+    with open_dict(cfg.trainer):
+        for key in new:
+            cfg.trainer[key] = None
+    return cfg
+
+
 def merge_checked(cfg: DictConfig, update, source: str) -> DictConfig:
     """``cfg`` updated by a dict-like ``update``; errors name ``source`` and the key."""
     try:
+        cfg = _admit_trainer_keys(cfg, update, source)
         return OmegaConf.merge(cfg, update)
     except OmegaConfBaseException as err:
         raise ConfigError(_describe(err, source)) from None
@@ -464,14 +522,23 @@ def to_yaml(cfg: DictConfig) -> str:
     return OmegaConf.to_yaml(cfg, resolve=True)
 
 
-def parse_run_args(argv: list[str] | None = None) -> tuple[str | None, list[str]]:
-    """vrnn-fit's command line (``--config FILE`` and ``key=value`` overrides) -> (path,
-    overrides); shared with the sweep, which must read a run's command as vrnn-fit does."""
+def run_parser() -> argparse.ArgumentParser:
+    """vrnn-fit's command line: ``--config FILE``, ``--print-config`` and ``key=value``."""
+    from .cli import SECTIONS, add_print_config
+
     parser = argparse.ArgumentParser(
         prog="vrnn-fit",
         description="Train a VRNN variant. Overrides are key=value, e.g. model.variant=vrnn_gmm.",
+        epilog=SECTIONS,
     )
     parser.add_argument("--config", help="YAML config (see conf/)")
+    add_print_config(parser)
     parser.add_argument("overrides", nargs="*", help="key=value overrides of the config")
-    args = parser.parse_args(argv)
+    return parser
+
+
+def parse_run_args(argv: list[str] | None = None) -> tuple[str | None, list[str]]:
+    """vrnn-fit's command line (``--config FILE`` and ``key=value`` overrides) -> (path,
+    overrides); shared with the sweep, which must read a run's command as vrnn-fit does."""
+    args = run_parser().parse_args(argv)
     return args.config, args.overrides

@@ -5,23 +5,34 @@
 
 The run folder (``out_dir``, default runs/<name>) holds the resolved config, a CSV of every
 logged metric, the checkpoints (best on val/elbo, and last), generated samples and, unless
-disabled, the offline W&B run (``wandb sync`` uploads it later).
+disabled, the offline W&B run (``wandb sync`` uploads it later), and at the end
+``learning_curves.png`` (from the CSV). ``logger.tensorboard=true`` adds TensorBoard event
+files under ``tensorboard/``. ``--print-config`` prints the resolved config and exits.
 """
 
 from __future__ import annotations
 
+import shlex
 import sys
 
-from .config import ConfigError, load_config, parse_run_args
+from .cli import print_config_and_exit
+from .config import ConfigError, load_config, run_parser
 from .data.source import CorpusError
-from .training import train
+
+# training (torch, Lightning) is imported when there is something to train: --help and
+# --print-config answer at once
 
 
 def main(argv: list[str] | None = None) -> int:
-    config_path, overrides = parse_run_args(argv)
+    argv = sys.argv[1:] if argv is None else list(argv)
+    args = run_parser().parse_args(argv)
     try:
-        cfg = load_config(config_path, overrides)
-        out_dir = train(cfg)
+        cfg = load_config(args.config, args.overrides)
+        if args.print_config:
+            return print_config_and_exit(cfg)
+        from .training import train
+
+        out_dir = train(cfg, command=shlex.join(["vrnn-fit", *argv]))
     except (ConfigError, CorpusError) as err:
         print(f"vrnn-fit: {err}", file=sys.stderr)
         return 2

@@ -1,7 +1,9 @@
 """Generate from a model and save what it made: shared by vrnn-sample and the SampleCallback.
 
-Audio: WAV files of the de-normalised decoder means (what the paper saved as audio) and of the
-sampled frames (``*_sampled.wav``), at the dataset's sample rate, plus a waveform PNG.
+Audio: WAV files of the de-normalised decoder means (``*_mean.wav``, what the paper saved as
+audio; peak-normalised by default, since a mean is far quieter than speech: the gain is in
+``samples.json`` and in the WAV's comment) and of the sampled frames that were fed back
+(``*_sampled.wav``, at their own level), at the dataset's sample rate, plus a waveform PNG.
 Handwriting: a PNG of the sampled strokes. Both: the de-normalised arrays as .npy files.
 For the VRNN variants also the paper's Figure 2: a validation waveform with the KL of each
 frame under it (handwriting: a validation line coloured by the KL of each pen step).
@@ -9,6 +11,7 @@ frame under it (handwriting: a validation line coloured by the KL of each pen st
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -23,6 +26,8 @@ from .plots import plot_kl_over_strokes, plot_kl_over_waveform, plot_strokes, pl
 # the Figure 2 plot scores at most this many steps of the validation sequence (a long
 # utterance would make an unreadable plot and a slow forward pass)
 KL_PLOT_MAX_STEPS = 1000
+# peak level of a peak-normalised decoder mean: -1 dBFS
+MEAN_PEAK = 10 ** (-1 / 20)
 
 
 @dataclass
@@ -72,16 +77,28 @@ def generate_and_save(
     seed: int | None = None,
     kl_plot: bool = True,
     title: str = "",
+    data=None,
+    peak_normalise: bool = True,
 ) -> Generated:
     """Sample ``n`` sequences of ``steps`` steps (after a primer of ``primer_steps`` steps of
     validation sequence ``primer_index`` when > 0) and save them under ``folder``.
 
+    ``data`` says what x_t is and denormalises (a FramesDataModule or a trained model's
+    checkpoint.DataDescription; default: ``datamodule``). ``datamodule`` may be None when the
+    training data is not at hand: no primer then, and no KL figure.
     The model runs in eval mode without gradients and is put back as it was. With ``seed``
     the draws come from a forked RNG: reproducible, and the caller's random stream (e.g. the
     training run's) is left untouched.
     """
     if n < 1 or steps < 1:
         raise ConfigError(f"sample.n and sample.steps must be >= 1, got n={n}, steps={steps}")
+    data = datamodule if data is None else data
+    if primer_steps > 0 and datamodule is None:
+        raise ConfigError(
+            "sample.primer_steps: a primer is a validation sequence, and the training data "
+            "(data.root / data.cache_dir) is not available"
+        )
+    kl_plot = kl_plot and datamodule is not None
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     device = next(model.parameters()).device
@@ -104,25 +121,34 @@ def generate_and_save(
         model.train(was_training)
 
     out = Generated(folder=folder)
-    samples = datamodule.denormalise(samples.float().cpu().numpy())
-    means = datamodule.denormalise(means.float().cpu().numpy())
+    samples = data.denormalise(samples.float().cpu().numpy())
+    means = data.denormalise(means.float().cpu().numpy())
     np.save(folder / "samples.npy", samples)
     np.save(folder / "means.npy", means)
     out.arrays = [folder / "samples.npy", folder / "means.npy"]
     what = f"continuing valid #{primer_index}" if primer_steps > 0 else "unconditional"
     heading = f"{title}: {n} samples, {what}" if title else f"{n} samples, {what}"
 
-    if datamodule.observation == "audio":
-        rate = datamodule.sample_rate
+    if data.observation == "audio":
+        rate = data.sample_rate
         out.sample_rate = rate
-        primer_seconds = primer_steps * datamodule.frame_size / rate if primer_steps else None
+        primer_seconds = primer_steps * data.frame_size / rate if primer_steps else None
         waves_mean = means.reshape(n, -1)  # frames back to one waveform per sample
         waves_sampled = samples.reshape(n, -1)
+        files = {}
         for i in range(n):
-            path = write_wav(folder / f"sample_{i:02d}.wav", waves_mean[i], rate)
-            out.audio.append((path, f"sample {i} (decoder mean)"))
+            peak = float(np.abs(waves_mean[i]).max())
+            gain = MEAN_PEAK / peak if peak_normalise and peak > 0 else 1.0
+            note = f"decoder mean x {gain:.4g} (peak-normalised)" if gain != 1.0 else "raw level"
+            path = write_wav(
+                folder / f"sample_{i:02d}_mean.wav", waves_mean[i] * gain, rate, comment=note
+            )
+            files[path.name] = {"what": "decoder mean", "gain": gain, "raw_peak": peak}
+            out.audio.append((path, f"sample {i} (decoder mean, {note})"))
             path = write_wav(folder / f"sample_{i:02d}_sampled.wav", waves_sampled[i], rate)
+            files[path.name] = {"what": "sampled frames (fed back)", "gain": 1.0}
             out.audio.append((path, f"sample {i} (sampled frames)"))
+        (folder / "samples.json").write_text(json.dumps(files, indent=2) + "\n")
         path = folder / "waveforms.png"
         primer_note = "; dashed: end of primer" if primer_steps else ""
         plot_waveforms(
@@ -134,12 +160,12 @@ def generate_and_save(
         )
         out.images.append((path, "decoder means"))
         if kl is not None:
-            wave = datamodule.denormalise(kl_x.numpy()).reshape(-1)
+            wave = data.denormalise(kl_x.numpy()).reshape(-1)
             path = folder / "kl_valid_00.png"
             plot_kl_over_waveform(
                 wave,
                 kl,
-                datamodule.frame_size,
+                data.frame_size,
                 rate,
                 path,
                 title=f"{title} valid #0: waveform and per-frame KL".strip(),
@@ -152,7 +178,7 @@ def generate_and_save(
         if kl is not None:
             path = folder / "kl_valid_00.png"
             plot_kl_over_strokes(
-                datamodule.denormalise(kl_x.numpy()),
+                data.denormalise(kl_x.numpy()),
                 kl,
                 path,
                 title=f"{title} valid #0: strokes coloured by per-step KL".strip(),

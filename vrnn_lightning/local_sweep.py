@@ -250,8 +250,17 @@ class LocalRun:
 class LocalSweep:
     """A sweep's runs, persisted in ``folder``/state.json."""
 
-    def __init__(self, folder: Path, config: dict, runs: list[LocalRun]):
+    def __init__(
+        self,
+        folder: Path,
+        config: dict,
+        runs: list[LocalRun],
+        overrides: list[str] | None = None,
+        iw_samples: int | None = None,
+    ):
         self.folder, self.config, self.runs = folder, config, runs
+        self.overrides = list(overrides or [])  # key=value added to every new run's command
+        self.iw_samples = iw_samples  # the K the sweep evaluates with (None: each run's own)
 
     @classmethod
     def open(cls, folder: str | Path, config: dict | None = None) -> LocalSweep:
@@ -278,7 +287,7 @@ class LocalSweep:
                 f"{path}: this sweep was started from another sweep config; "
                 "use another --out folder, or delete this one to start over"
             )
-        return cls(folder, saved, runs)
+        return cls(folder, saved, runs, state.get("overrides"), state.get("iw_samples"))
 
     def save(self) -> None:
         self.folder.mkdir(parents=True, exist_ok=True)
@@ -286,6 +295,8 @@ class LocalSweep:
             "version": STATE_VERSION,
             "config": self.config,
             "runs": [asdict(r) for r in self.runs],
+            "overrides": self.overrides,
+            "iw_samples": self.iw_samples,
         }
         tmp = self.folder / (STATE_FILE + ".tmp")
         tmp.write_text(json.dumps(state, indent=1) + "\n")
@@ -383,6 +394,7 @@ class Runner:
         command = agent_command(
             self.sweep.config, args, self.sweep.folder / "args" / f"{run_id}.json"
         )
+        command += self.sweep.overrides  # the invocation's key=value, last: they win
         cfg = fit_config(command, run_id)  # refuses a bad run before anything starts
         run = LocalRun(
             run_id, args, command, cfg["out_dir"], cfg["data"]["dataset"],
@@ -476,8 +488,10 @@ class Runner:
 
 
 def report(sweep: LocalSweep, iw_samples: int | None, console: Console) -> list[Path]:
+    """The sweep's Table 1; K: ``iw_samples``, else the one the sweep ran with."""
     title = f"{sweep.config['name']}: log-likelihood per sequence (nats)"
-    return _write(sweep.folder, title, sweep.results(iw_samples, console), console)
+    k = iw_samples or sweep.iw_samples
+    return _write(sweep.folder, title, sweep.results(k, console), console)
 
 
 def report_folders(
@@ -488,7 +502,8 @@ def report_folders(
     results = []
     for folder in map(Path, folders):
         if (folder / STATE_FILE).is_file():
-            results += LocalSweep.open(folder).results(iw_samples, console)
+            sweep = LocalSweep.open(folder)
+            results += sweep.results(iw_samples or sweep.iw_samples, console)
         else:
             results.append(folder_result(folder, iw_samples))
     return _write(out, "log-likelihood per sequence (nats)", results, console)
@@ -509,12 +524,17 @@ def run_local(
     poll: float = 5.0,
     iw_samples: int | None = None,
     console: Console | None = None,
+    overrides: list[str] | None = None,
 ) -> LocalSweep:
-    """Run the sweep in ``sweep_file`` here until it is done, then write the report."""
+    """Run the sweep in ``sweep_file`` here until it is done, then write the report.
+    ``overrides`` (key=value) are added to the command of every run started now."""
     console = console or Console()
     config = load_sweep(sweep_file)
     folder = Path(out) if out else Path("sweeps_local") / config["name"]
     sweep = LocalSweep.open(folder, config)
+    sweep.overrides = list(overrides or [])
+    if iw_samples is not None:
+        sweep.iw_samples = iw_samples
     cap = count or config.get("run_cap")
     if config["method"] != "grid" and not cap:
         raise SweepError(
@@ -532,7 +552,9 @@ def run_local(
     return sweep
 
 
-def check(sweep_file: str | Path, console: Console, show: int = 5) -> None:
+def check(
+    sweep_file: str | Path, console: Console, show: int = 5, overrides: list[str] | None = None
+) -> None:
     """Validate the file and the runs it proposes (all of a grid, else ``show``): list them."""
     config = load_sweep(sweep_file)
     engine_config = sweeps.SweepConfig(config)
@@ -543,6 +565,7 @@ def check(sweep_file: str | Path, console: Console, show: int = 5) -> None:
             run_id = generate_id()
             args = _plain(proposal.config)
             command = agent_command(config, args, Path(tmp) / f"{run_id}.json")
+            command += overrides or []
             fit_config(command, run_id)
             _say(console, f"{run_id}: {shlex.join(command)}")  # safe to paste into a shell
             runs.append(sweeps.SweepRun(name=run_id, config=args, state="pending"))

@@ -10,8 +10,9 @@ from dataclasses import asdict, is_dataclass
 
 import lightning as L
 import torch
+from lightning.pytorch.utilities import rank_zero_info
 from omegaconf import DictConfig, OmegaConf
-from torchmetrics import MeanMetric
+from torchmetrics import MeanMetric, SumMetric
 
 from . import estimators
 from .config import ConfigError, ModelConfig, OptimConfig, check_values, merge_checked
@@ -109,6 +110,7 @@ class VRNNModule(L.LightningModule):
         self.val_kl = MeanMetric()
         self.val_log_px = MeanMetric()
         self.val_objective = MeanMetric()  # the training bound, when it is not the ELBO
+        self.val_nonfinite = SumMetric()  # sequences left out of the means: a non-finite ELBO
 
     @classmethod
     def for_data(
@@ -188,7 +190,7 @@ class VRNNModule(L.LightningModule):
     def _logs_written(self) -> bool:
         """Whether this step's metrics reach the loggers (every log_every_n_steps steps): each
         self.log costs about 1 ms on a CPU, worth skipping on the steps nobody sees."""
-        connector = getattr(self.trainer, "_logger_connector", None)
+        connector = getattr(self._trainer, "_logger_connector", None)  # None: no Trainer
         return getattr(connector, "should_update_logs", True)
 
     def _bound_training_step(self, x: torch.Tensor, mask: torch.Tensor):
@@ -209,6 +211,13 @@ class VRNNModule(L.LightningModule):
         self.nonfinite_total += 1
         self.log("train/nonfinite_steps", float(self.nonfinite_total))
         limit = self.optim_cfg.max_nonfinite_steps
+        total = self.nonfinite_total
+        if total <= 10 or total % 100 == 0:  # said, not only a CSV column; a flood is thinned
+            rank_zero_info(
+                f"step {self.global_step}: non-finite loss, step skipped "
+                f"({self.nonfinite_in_a_row} in a row, {total} in all; training stops after "
+                f"{limit} in a row: optim.max_nonfinite_steps)"
+            )
         if self.nonfinite_in_a_row >= limit:
             raise NonFiniteLossError(
                 f"{self.nonfinite_in_a_row} consecutive training steps had a non-finite loss "
@@ -222,13 +231,19 @@ class VRNNModule(L.LightningModule):
         x, mask = batch["x"], batch["mask"]
         terms = self.model(x, mask, generator=self._noise(x.device))
         elbo = (terms.log_px - terms.kl).sum(1)
-        n_frames = mask.sum(1).float()
-        self.val_elbo.update(elbo)
-        self.val_elbo_per_frame.update(elbo / n_frames, weight=n_frames)
-        self.val_kl.update(terms.kl.sum(1))
-        self.val_log_px.update(terms.log_px.sum(1))
+        # a sequence with a non-finite ELBO is counted and left out: one would make the mean
+        # NaN or -inf, and with it val/elbo, the best checkpoint and early stopping
+        ok = torch.isfinite(elbo)
+        self.val_nonfinite.update((~ok).sum().float())
+        n_frames = mask.sum(1).float()[ok]
+        if ok.any():
+            self.val_elbo.update(elbo[ok])
+            self.val_elbo_per_frame.update(elbo[ok] / n_frames, weight=n_frames)
+            self.val_kl.update(terms.kl.sum(1)[ok])
+            self.val_log_px.update(terms.log_px.sum(1)[ok])
         if self.objective != "elbo":
-            self.val_objective.update(self.bound(x, mask))
+            bound = self.bound(x, mask)
+            self.val_objective.update(bound[torch.isfinite(bound)])
 
     def on_validation_epoch_end(self):
         self.log("val/elbo", self.val_elbo.compute(), prog_bar=True)
@@ -237,9 +252,17 @@ class VRNNModule(L.LightningModule):
         self.log("val/log_px", self.val_log_px.compute())
         if self.objective != "elbo":
             self.log(f"val/{self.objective}", self.val_objective.compute())
+        dropped = int(self.val_nonfinite.compute())
+        self.log("val/nonfinite_sequences", float(dropped))
+        if dropped and not (self._trainer is not None and self._trainer.sanity_checking):
+            rank_zero_info(
+                f"validation at step {self.global_step}: {dropped} sequence(s) with a "
+                "non-finite ELBO were left out of val/elbo (val/nonfinite_sequences)"
+            )
         for metric in (self.val_elbo, self.val_elbo_per_frame, self.val_kl, self.val_log_px):
             metric.reset()
         self.val_objective.reset()
+        self.val_nonfinite.reset()
 
     # ---- optimisation ------------------------------------------------------------------
     def configure_optimizers(self):

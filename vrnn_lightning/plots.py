@@ -185,3 +185,50 @@ def plot_kl_over_strokes(
     bottom.grid(alpha=0.3)
     top.set_title(title or "handwriting coloured by per-step KL(q(z_t) || p(z_t))")
     return _save(fig, path)
+
+
+def _smooth(values: np.ndarray, weight: float = 0.9) -> np.ndarray:
+    """Exponential moving average, bias-corrected (as TensorBoard's smoothing)."""
+    out, acc = np.empty(len(values)), 0.0
+    for i, v in enumerate(values):
+        acc = weight * acc + (1 - weight) * v
+        out[i] = acc / (1 - weight ** (i + 1))
+    return out
+
+
+def plot_learning_curves(run_dir: str | Path, path: str | Path) -> Figure | None:
+    """The run's ELBO (train smoothed, validation) and KL against the step, from the CSV
+    logs in ``run_dir``; None (and no file) when nothing was logged yet."""
+    from .report import metric_history
+
+    curves = {
+        name: metric_history(run_dir, name)
+        for name in ("train/elbo", "val/elbo", "train/kl", "val/kl")
+    }
+    if not any(curves.values()):
+        return None
+    fig = Figure(figsize=(9, 3.6))
+    ax_elbo, ax_kl = fig.subplots(1, 2)
+    for ax, metric in ((ax_elbo, "elbo"), (ax_kl, "kl")):
+        train, val = curves[f"train/{metric}"], curves[f"val/{metric}"]
+        if train:
+            steps = [h["_step"] for h in train]
+            values = np.array([h[f"train/{metric}"] for h in train])
+            ax.plot(steps, values, color="tab:blue", alpha=0.25, lw=0.8)
+            ax.plot(steps, _smooth(values), color="tab:blue", label="train (smoothed)")
+        if val:
+            ax.plot(
+                [h["_step"] for h in val],
+                [h[f"val/{metric}"] for h in val],
+                "o-",
+                color="tab:orange",
+                label="validation",
+            )
+        ax.set_xlabel("step")
+        ax.set_ylabel(f"{'ELBO' if metric == 'elbo' else 'KL'} per sequence (nats)")
+        ax.grid(alpha=0.3)
+        if train or val:
+            ax.legend(fontsize=8)
+    fig.suptitle(f"{Path(run_dir).name}: learning curves")
+    fig.tight_layout()
+    return _save(fig, path)

@@ -22,6 +22,8 @@ from omegaconf import OmegaConf
 from rich.table import Table
 
 from .estimators import ESTIMATORS
+from .paired import paper_pairs
+from .paired import row as paired_row
 from .variant import VARIANTS, Variant
 
 ESTIMATES = tuple(ESTIMATORS)
@@ -51,7 +53,8 @@ class Cell:
     runs: list[RunResult]
 
     def values(self, estimate: str) -> list[float]:
-        return [r.eval[estimate]["per_sequence"] for r in self.runs]
+        values = [r.eval[estimate]["per_sequence"] for r in self.runs]
+        return [math.nan if v is None else v for v in values]  # None: no finite sequence
 
     def mean(self, estimate: str) -> float:
         return statistics.fmean(self.values(estimate))
@@ -202,7 +205,33 @@ def markdown(title: str, results: list[RunResult]) -> str:
         row = [cell_text(variant, table.get((variant, d))) for d in columns]
         lines.append(f"| {variant} | " + " | ".join(row) + " |")
     lines += ["", CAPTION, ""] + [f"- {line}" for line in notes(table, columns)]
-    return "\n".join(lines) + "\n"
+    return "\n".join(lines + paired_section(table, columns)) + "\n"
+
+
+def paired_section(table: dict[tuple[str, str], Cell], columns: list[str]) -> list[str]:
+    """The paper's orderings tested over seeds (vrnn_lightning/paired.py), per dataset."""
+    rows = []
+    for dataset in columns:
+        scores = {
+            v: {r.seed: r.eval["elbo"]["per_sequence"] for r in cell.runs}
+            for (v, d), cell in table.items()
+            if d == dataset
+        }
+        rows += ["| " + " | ".join([dataset, *paired_row(p)]) + " |" for p in paper_pairs(scores)]
+    if not rows:
+        return []
+    return [
+        "",
+        "## The paper's orderings, paired over seeds",
+        "",
+        "ELBO per sequence (rnn_*: the exact log-likelihood), higher minus lower per seed: the "
+        "mean over the seeds both ran, its 95% interval (Student's t), and whether the interval "
+        "excludes 0.",
+        "",
+        "| dataset | pair | seeds | mean difference | 95% interval | verdict |",
+        "| --- | --- | ---: | ---: | --- | --- |",
+        *rows,
+    ]
 
 
 def rich_table(title: str, results: list[RunResult]) -> Table:

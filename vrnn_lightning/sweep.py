@@ -1,11 +1,14 @@
 """vrnn-sweep: run a W&B sweep YAML on this machine with W&B's own sweep engine.
 
-    vrnn-sweep sweeps/demo_variants.yaml --local [--count N] [--jobs N] [--out DIR]
+    vrnn-sweep sweeps/demo_variants.yaml --local [--count N] [--jobs N] [--out DIR] [key=value]
     vrnn-sweep report sweeps_local/demo_variants [--iw-samples K]
     vrnn-sweep sweeps/timit_variants.yaml        # check the file and list the runs it proposes
 
 Online, W&B runs the same file: ``wandb sweep FILE`` then ``wandb agent ENTITY/PROJECT/ID``.
 The local engine, its state file and the report: vrnn_lightning.local_sweep and report.py.
+``key=value`` overrides after the file apply to every run the invocation starts (e.g.
+trainer.max_epochs=2). ``report`` evaluates with the K the sweep was run with (--iw-samples
+there, else each run's eval.iw_samples) unless given its own --iw-samples.
 """
 
 from __future__ import annotations
@@ -45,6 +48,11 @@ def main(argv: list[str] | None = None) -> int:
         description="Rebuild the Table 1 report of a local sweep, or make one of run folders."
         if reporting
         else "Run a W&B sweep YAML here with W&B's sweep engine (--local), or check it.",
+        epilog=None
+        if reporting
+        else "Also: vrnn-sweep report FOLDER... [--out DIR] [--iw-samples K]: rebuild the "
+        "Table 1 report of a local sweep folder (or make one of run folders); K defaults to the "
+        "one the sweep ran with.",
     )
     if reporting:
         parser.add_argument(
@@ -64,8 +72,12 @@ def main(argv: list[str] | None = None) -> int:
         )
         parser.add_argument("--out", help="state and report folder (default sweeps_local/NAME)")
         parser.add_argument("--poll", type=float, default=5.0, help="seconds between checks")
+        parser.add_argument(
+            "overrides", nargs="*", help="key=value for every run, e.g. trainer.max_epochs=2"
+        )
     parser.add_argument("--iw-samples", type=_positive, help="K for IWAE (default eval.iw_samples)")
-    args = parser.parse_args(argv[1:] if reporting else argv)
+    # intermixed: key=value may follow the options (FILE --local key=value)
+    args = parser.parse_intermixed_args(argv[1:] if reporting else argv)
     try:
         if reporting:
             one_sweep = len(args.folders) == 1 and (Path(args.folders[0]) / STATE_FILE).is_file()
@@ -77,10 +89,17 @@ def main(argv: list[str] | None = None) -> int:
                 report_folders(args.folders, args.out, args.iw_samples, console)
         elif args.local:
             run_local(
-                args.sweep, args.out, args.count, args.jobs, args.poll, args.iw_samples, console
+                args.sweep,
+                args.out,
+                args.count,
+                args.jobs,
+                args.poll,
+                args.iw_samples,
+                console,
+                args.overrides,
             )
         else:
-            check(args.sweep, console)
+            check(args.sweep, console, overrides=args.overrides)
     except (SweepError, ReportError) as err:
         print(f"vrnn-sweep: {err}", file=sys.stderr)
         return 2

@@ -51,7 +51,8 @@ class CarriedState:
         has = self.state is not None
         h, c = self.state if has else (zeros, zeros)
         device = h.device
-        valid = torch.tensor([has and self.next_batch is not None], device=device)
+        # integers, not bools, through the gather (every backend takes them)
+        valid = torch.tensor([int(has and self.next_batch is not None)], device=device)
         nxt = torch.tensor([self.next_batch if has else -1], device=device)
         parts = [all_gather(t) for t in (h, c, valid, nxt)]
         if world_size == 1:

@@ -2,8 +2,9 @@
 that a run config describes; what vrnn-fit runs.
 
 The run folder (``out_dir``) holds the resolved config, a CSV of every logged metric, the
-checkpoints (best on val/elbo, and last), generated samples and, unless disabled, the offline
-W&B run.
+checkpoints (best on val/elbo, and last; each describes the model: vrnn_lightning.checkpoint),
+generated samples, unless disabled the offline W&B run, with logger.tensorboard=true TensorBoard
+event files, and at the end a PNG of the learning curves.
 """
 
 from __future__ import annotations
@@ -13,12 +14,8 @@ import sys
 from pathlib import Path
 
 import lightning as L
-from lightning.pytorch.callbacks import (
-    EarlyStopping,
-    LearningRateMonitor,
-    ModelCheckpoint,
-    RichProgressBar,
-)
+import torch
+from lightning.pytorch.callbacks import EarlyStopping, LearningRateMonitor, ModelCheckpoint
 from lightning.pytorch.loggers import CSVLogger, WandbLogger
 from lightning.pytorch.utilities import rank_zero_only
 from omegaconf import DictConfig, OmegaConf
@@ -27,10 +24,12 @@ from .checkpoint_io import AtomicCheckpointIO
 from .config import ConfigError, check_hardware, to_yaml, wandb_mode
 from .data.datamodule import FramesDataModule
 from .module import VRNNModule
+from .quiet import quiet_known_noise
 
 # TrainerConfig keys that train() interprets itself instead of passing to lightning.Trainer
 _NOT_TRAINER_ARGS = ("early_stopping_patience",)
 WANDB_ID_FILE = "wandb_run_id.txt"
+LEARNING_CURVES = "learning_curves.png"
 
 
 def trainer_kwargs(cfg: DictConfig) -> dict:
@@ -62,12 +61,35 @@ def resolve_ckpt_path(cfg: DictConfig) -> str | None:
     return cfg.ckpt_path
 
 
+def check_resume(cfg: DictConfig, ckpt_path: str) -> None:
+    """ConfigError naming the first model key that differs from the checkpoint being resumed,
+    before anything is written: resuming with another model.h_dim wrote the new config.yaml
+    beside the old checkpoints, then failed with a size-mismatch traceback."""
+    from .checkpoint import module_arguments
+
+    try:
+        saved = torch.load(ckpt_path, map_location="cpu", weights_only=True, mmap=True)
+        model = module_arguments(saved["hyper_parameters"])["model"]
+    except Exception as err:  # not a vrnn-fit checkpoint: Lightning says why when it loads
+        raise ConfigError(f"ckpt_path: cannot resume from {ckpt_path}: {err}") from None
+    for key, value in cfg.model.items():
+        if key != "compile" and key in model and model[key] != value:
+            raise ConfigError(
+                f"model.{key}: {value!r} here, but the run being resumed ({ckpt_path}) was "
+                f"trained with {model[key]!r}; resume with the same model.* settings, or start "
+                "a new run with another name=... or out_dir=..."
+            )
+
+
 def make_loggers(cfg: DictConfig, out_dir: Path, resuming: bool) -> list:
     # csv/version_N/metrics.csv: a resumed run adds a version instead of replacing the file
     loggers = [CSVLogger(save_dir=str(out_dir), name="csv")]
+    if cfg.logger.tensorboard:
+        loggers.append(tensorboard_logger(out_dir))
     wb = cfg.logger.wandb
     mode = wandb_mode(cfg)
-    if wb.enabled and mode != "disabled":
+    # fast_dev_run replaces every logger with a dummy: no W&B run to open and leave behind
+    if wb.enabled and mode != "disabled" and not cfg.trainer.get("fast_dev_run"):
         # one W&B run per run folder: a resumed run continues the same W&B run
         id_file = out_dir / WANDB_ID_FILE
         run_id = id_file.read_text().strip() if resuming and id_file.is_file() else None
@@ -83,14 +105,30 @@ def make_loggers(cfg: DictConfig, out_dir: Path, resuming: bool) -> list:
             resume="allow" if run_id else None,
             config=OmegaConf.to_container(cfg, resolve=True),
         )
+        # Lightning always passes wandb.init an "anonymous" setting (None by default), which
+        # wandb >= 0.19 warns has no effect: leave it out
+        getattr(logger, "_wandb_init", {}).pop("anonymous", None)
         if rank_zero_only.rank == 0:  # other DDP ranks hold no W&B run
             id_file.write_text(logger.experiment.id)
         loggers.append(logger)
     return loggers
 
 
-def make_callbacks(cfg: DictConfig, out_dir: Path) -> list:
-    from .callbacks import SampleCallback  # samples (and W&B media) at validation
+def tensorboard_logger(out_dir: Path):
+    """logger.tensorboard=true: TensorBoard event files in <out_dir>/tensorboard."""
+    from lightning.pytorch.loggers import TensorBoardLogger
+
+    try:
+        import tensorboard  # noqa: F401  (TensorBoardLogger needs it, or tensorboardX)
+    except ImportError:
+        raise ConfigError(
+            "logger.tensorboard: TensorBoard is not installed; pip install tensorboard"
+        ) from None
+    return TensorBoardLogger(save_dir=str(out_dir), name="tensorboard", default_hp_metric=False)
+
+
+def make_callbacks(cfg: DictConfig, out_dir: Path, command: str | None = None) -> list:
+    from .callbacks import DescribeCheckpoint, ParameterSummary, ProgressBar, SampleCallback
 
     checkpoints = str(out_dir / "checkpoints")
     callbacks = [
@@ -108,7 +146,8 @@ def make_callbacks(cfg: DictConfig, out_dir: Path) -> list:
             dirpath=checkpoints, filename="last", save_top_k=1, enable_version_counter=False
         ),
         LearningRateMonitor(logging_interval="step"),
-        SampleCallback.from_config(cfg, out_dir),
+        SampleCallback.from_config(cfg, out_dir),  # samples (and W&B media) at validation
+        DescribeCheckpoint(OmegaConf.to_container(cfg, resolve=True), command),
     ]
     if cfg.trainer.early_stopping_patience:
         callbacks.append(
@@ -118,16 +157,22 @@ def make_callbacks(cfg: DictConfig, out_dir: Path) -> list:
             )
         )
     if cfg.trainer.enable_progress_bar:
-        callbacks.append(RichProgressBar())
+        callbacks.append(ProgressBar())
+    if cfg.trainer.get("enable_model_summary", True) is not False:
+        callbacks.append(ParameterSummary())
     return callbacks
 
 
-def train(cfg: DictConfig, extra_callbacks: list | None = None) -> Path:
+def train(cfg: DictConfig, extra_callbacks: list | None = None, command: str | None = None) -> Path:
     """Train as the run config ``cfg`` says; returns the run folder. ``extra_callbacks`` (e.g.
-    a benchmark's probe) run beside the run's own."""
+    a benchmark's probe) run beside the run's own; ``command`` (the command line) goes into
+    every checkpoint's description."""
     out_dir = Path(cfg.out_dir)
     check_hardware(cfg)  # before the run folder is made
     ckpt_path = resolve_ckpt_path(cfg)
+    quiet_known_noise(resuming=ckpt_path is not None)
+    if ckpt_path is not None:
+        check_resume(cfg, ckpt_path)  # before anything is written
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "config.yaml").write_text(to_yaml(cfg))
     L.seed_everything(cfg.seed, workers=True, verbose=False)
@@ -140,18 +185,32 @@ def train(cfg: DictConfig, extra_callbacks: list | None = None) -> Path:
         seed=cfg.seed,
         run_config=OmegaConf.to_container(cfg, resolve=True),
     )
-    trainer = L.Trainer(
-        **trainer_kwargs(cfg),
-        default_root_dir=str(out_dir),
-        logger=make_loggers(cfg, out_dir, resuming=ckpt_path is not None),
-        callbacks=make_callbacks(cfg, out_dir) + list(extra_callbacks or []),
-        log_every_n_steps=cfg.logger.log_every_n_steps,
-        plugins=[AtomicCheckpointIO()],  # a checkpoint is complete or absent, never truncated
-    )
+    loggers = make_loggers(cfg, out_dir, resuming=ckpt_path is not None)
+    try:
+        trainer = L.Trainer(
+            # enable_model_summary: make_callbacks adds its own ParameterSummary, or none
+            **{**trainer_kwargs(cfg), "enable_model_summary": False},
+            default_root_dir=str(out_dir),
+            logger=loggers,
+            callbacks=make_callbacks(cfg, out_dir, command) + list(extra_callbacks or []),
+            log_every_n_steps=cfg.logger.log_every_n_steps,
+            plugins=[AtomicCheckpointIO()],  # a checkpoint is complete or absent, never truncated
+        )
+    except (ValueError, TypeError) as err:  # Lightning's MisconfigurationException included
+        close_wandb(loggers)
+        raise ConfigError(f"trainer: {err}") from None
     try:
         trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path)
     finally:
-        for logger in trainer.loggers:
-            if isinstance(logger, WandbLogger) and rank_zero_only.rank == 0:
-                logger.experiment.finish()  # close the W&B run (and its offline files)
+        close_wandb(loggers)
+    if rank_zero_only.rank == 0:
+        from .plots import plot_learning_curves
+
+        plot_learning_curves(out_dir, out_dir / LEARNING_CURVES)
     return out_dir
+
+
+def close_wandb(loggers: list) -> None:
+    for logger in loggers:
+        if isinstance(logger, WandbLogger) and rank_zero_only.rank == 0:
+            logger.experiment.finish()  # close the W&B run (and its offline files)

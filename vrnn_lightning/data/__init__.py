@@ -3,51 +3,18 @@
     from vrnn_lightning.data import TIMIT
     dm = TIMIT(root="/data/timit", batch_size=64)   # any data.* key as a keyword
 
-Each named class is a FramesDataModule with ``data.dataset`` preset.
+The names load on first use (PEP 562): the corpus readers and the store need no Lightning,
+and a command's ``--help`` answers without importing it.
 """
 
 from __future__ import annotations
 
-from vrnn_lightning.data.datamodule import FramesDataModule
-from vrnn_lightning.data.store import FrameStore
+import importlib
 
-
-class TIMIT(FramesDataModule):
-    DATASET = "timit"
-
-
-class Blizzard(FramesDataModule):
-    DATASET = "blizzard"
-
-
-class Onomatopoeia(FramesDataModule):
-    DATASET = "onomatopoeia"
-
-
-class Accent(FramesDataModule):
-    DATASET = "accent"
-
-
-class IAMOnDB(FramesDataModule):
-    DATASET = "iamondb"
-
-
-class AudioFolder(FramesDataModule):
-    DATASET = "audio_folder"
-
-
-class GWOnline(FramesDataModule):
-    DATASET = "gw_online"
-
-
-class SyntheticSpeech(FramesDataModule):
-    DATASET = "synthetic_speech"
-
-
-class SyntheticHandwriting(FramesDataModule):
-    DATASET = "synthetic_handwriting"
-
-
+_WHERE = {
+    "FrameStore": "vrnn_lightning.data.store",
+    "FramesDataModule": "vrnn_lightning.data.datamodule",
+}
 __all__ = [
     "FrameStore",
     "FramesDataModule",
@@ -57,7 +24,15 @@ __all__ = [
     "Accent",
     "IAMOnDB",
     "AudioFolder",
+    "FSDD",
     "GWOnline",
     "SyntheticSpeech",
     "SyntheticHandwriting",
 ]
+
+
+def __getattr__(name: str):
+    if name not in __all__:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    module = importlib.import_module(_WHERE.get(name, "vrnn_lightning.data.named"))
+    return getattr(module, name)

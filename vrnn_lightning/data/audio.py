@@ -284,11 +284,12 @@ def read_source(
     return wave
 
 
-def write_wav(path: str | Path, waveform, sample_rate: int) -> Path:
+def write_wav(path: str | Path, waveform, sample_rate: int, comment: str | None = None) -> Path:
     """Write a mono (T,) or multi-channel (T, C) waveform as a 16-bit PCM WAV.
 
     Integer input is taken as int16 sample values; float input as the [-1, 1] scale and
-    clipped to it (generated audio can overshoot). Creates the parent folder.
+    clipped to it (generated audio can overshoot). ``comment`` goes into the WAV's INFO
+    chunk. Creates the parent folder.
     """
     if isinstance(waveform, torch.Tensor):
         waveform = waveform.detach().cpu().numpy()
@@ -305,5 +306,15 @@ def write_wav(path: str | Path, waveform, sample_rate: int) -> Path:
         wave = np.clip(wave, -1.0, 1.0).astype(np.float32)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    sf.write(path, wave, sample_rate, format="WAV", subtype="PCM_16")
+    with sf.SoundFile(
+        path,
+        "w",
+        samplerate=sample_rate,
+        channels=1 if wave.ndim == 1 else wave.shape[1],
+        format="WAV",
+        subtype="PCM_16",
+    ) as f:
+        if comment:
+            f.comment = comment
+        f.write(wave)
     return path

@@ -32,7 +32,14 @@ from vrnn_lightning.data.corpora import get_corpus
 from vrnn_lightning.data.norm_stats import load_norm_stats
 from vrnn_lightning.data.pipeline import locate, prepare
 from vrnn_lightning.data.source import CorpusError
-from vrnn_lightning.data.store import SPLITS, FrameStore, as_data_config, is_finished, what_x_is
+from vrnn_lightning.data.store import (
+    SPLITS,
+    FrameStore,
+    Normalisation,
+    as_data_config,
+    is_finished,
+    what_x_is,
+)
 from vrnn_lightning.data.streams import StreamDataset, StreamSampler
 
 Key = tuple[int, int, int]  # (sequence index, first frame, number of frames)
@@ -134,6 +141,7 @@ class FramesDataModule(L.LightningDataModule):
     """
 
     DATASET: str | None = None  # preset by the named subclasses (TIMIT, ...)
+    DEFAULTS: dict = {}  # data keys a named subclass presets (a keyword still overrides them)
 
     def __init__(
         self,
@@ -145,6 +153,9 @@ class FramesDataModule(L.LightningDataModule):
         super().__init__()
         if self.DATASET is not None:
             overrides["dataset"] = self.DATASET
+        if self.DEFAULTS:
+            given = dict(data or {}) if isinstance(data, Mapping) else {}
+            overrides = {**{k: v for k, v in self.DEFAULTS.items() if k not in given}, **overrides}
         self.cfg: DataConfig = as_data_config(data, **overrides)
         self.seed = seed
         self.stores: dict[str, FrameStore] = {}
@@ -296,6 +307,12 @@ class FramesDataModule(L.LightningDataModule):
         {"mean", "std", "amplitude_scale"}."""
         s = self.store("train")
         return {"mean": s.mean, "std": s.std, "amplitude_scale": s.amplitude_scale}
+
+    def use_normalisation(self, norm: Normalisation) -> None:
+        """Normalise every split with ``norm`` (a trained model's statistics) instead of the
+        train split's: a model is always fed data as it was trained."""
+        for store in self.stores.values():
+            store.use_normalisation(norm)
 
     def denormalise(self, x):
         """Normalised frames (numpy or torch, (..., D)) -> audio amplitude (1.0 = full

@@ -23,6 +23,7 @@ import os
 import shutil
 import socket
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -389,6 +390,42 @@ class StoreWriter:
             self.abort()
 
 
+@dataclass(frozen=True)
+class Normalisation:
+    """What a model was trained on: x = (v - mean) / std of the stored values v (audio: all
+    samples; strokes: dx and dy, the pen bit is left as it is). ``amplitude_scale`` is the
+    stored value of amplitude 1.0 (32768 for int16 stores, 1 for float32 ones)."""
+
+    observation: str  # "audio" or "strokes"
+    mean: float
+    std: float
+    amplitude_scale: float = 1.0
+
+    def normalise(self, frames: np.ndarray) -> np.ndarray:
+        """Frames as a reader returns them (audio: int16 values, or float on the [-1, 1]
+        scale; strokes: (pen, dx, dy)) -> normalised float32, exactly as the store would."""
+        x = frames.astype(np.float32)
+        if self.observation == "strokes":
+            x[:, 1:3] = (x[:, 1:3] - self.mean) / self.std
+            return x
+        read_scale = INT16_SCALE if frames.dtype == np.int16 else 1.0
+        if read_scale != self.amplitude_scale:  # to the units the statistics are in
+            x *= np.float32(self.amplitude_scale / read_scale)
+        return (x - np.float32(self.mean)) / np.float32(self.std)
+
+    def denormalise(self, x):
+        """Normalised frames (numpy or torch, (..., D)) -> audio amplitude (1.0 = full scale)
+        or (pen, dx, dy) pen offsets."""
+        if self.observation == "strokes":
+            out = x * 1.0  # a copy of the same type
+            out[..., 1:3] = x[..., 1:3] * self.std + self.mean
+            return out
+        return (x * self.std + self.mean) / self.amplitude_scale
+
+    def as_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
 class FrameStore:
     """Read access to one split file, opened lazily in each process.
 
@@ -495,3 +532,15 @@ class FrameStore:
     @property
     def amplitude_scale(self) -> float:
         return float(self.attrs.get("amplitude_scale", 1.0))
+
+    @property
+    def normalisation(self) -> Normalisation:
+        """The statistics this store normalises with (the train split's, unless replaced)."""
+        return Normalisation(self.observation, self.mean, self.std, self.amplitude_scale)
+
+    def use_normalisation(self, norm: Normalisation) -> None:
+        """Normalise (and denormalise) with ``norm``, e.g. a trained model's statistics,
+        instead of this store's own; ``norm`` may be in other units (an int16-trained model
+        reading a float32 store)."""
+        unit = norm.amplitude_scale / self.amplitude_scale if self.observation == "audio" else 1.0
+        self.mean, self.std = norm.mean / unit, norm.std / unit

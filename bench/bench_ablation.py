@@ -1,0 +1,180 @@
+"""Equal-budget ablation on FSDD: which of conf/fsdd.yaml's paper choices cost quality when
+the budget is small (issue 13, part 2).
+
+Each setting moves conf/fsdd.yaml one choice toward a plain VRNN (PyTorch's default
+initialisation, no max-norm, the gradient of the per-frame mean loss clipped at 5, whole
+recordings, another learning rate), and "plain" makes all of those moves at once. Every
+(setting, variant, seed) is trained by ``vrnn-fit`` with the same sizes (h 256, z 32,
+two-layer MLPs of 192, 10 components), batch 32, the same number of steps and the issue's
+split fractions (``data.speaker_pattern=null data.test_fraction=0.1``: a random 10% of the
+files is the test split, so every speaker is seen in training, unlike the unseen speaker of
+the issue's reference), and its last checkpoint (after exactly --steps) is scored on the
+test split. Printed, per setting and variant: the test ELBO per frame, mean ± std over the
+seeds, and its paired difference to "fsdd" (the conf's own choices) with the 95% interval
+over seeds (vrnn_lightning/paired.py) and whether it is resolved.
+
+    python bench/bench_ablation.py                     # 8 settings x 3 variants x 3 seeds
+    python bench/bench_ablation.py --steps 20 --val-every 10 --seeds 1 \\
+        --variants vrnn_gauss --settings fsdd plain    # a smoke test of the whole path
+
+Run from anywhere; the runs go to --out (default bench/out/ablation, git-ignored) and a rerun
+reuses every run whose settings are unchanged.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import statistics
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))  # run as a script from anywhere
+from bench.bench_fsdd_variants import BIN, run, validations  # noqa: E402
+from vrnn_lightning.config import load_config  # noqa: E402
+from vrnn_lightning.data import FramesDataModule  # noqa: E402
+from vrnn_lightning.paired import compare  # noqa: E402
+
+SIZES = dict(h_dim=256, z_dim=32, phi_x_dim=192, phi_z_dim=192, enc_dim=192, prior_dim=192,
+             dec_dim=192, mlp_layers=2, n_components=10)  # fmt: skip
+SPLIT = ["data.speaker_pattern=null", "data.test_fraction=0.1"]
+VARIANTS = ("vrnn_gmm", "rnn_gmm", "vrnn_gauss")
+
+
+def settings(plain_clip: float) -> dict[str, list[str]]:
+    """Setting -> its vrnn-fit overrides of conf/fsdd.yaml. ``plain_clip``: the threshold on
+    this project's loss (a per-sequence sum averaged over sequences) equal to clipping the
+    gradient of the per-frame mean at 5: 5 x the mean frames per training sequence."""
+    moves = {
+        "torch_init": ["model.init=torch"],
+        "no_max_norm": ["optim.max_norm=null"],
+        "plain_clip": ["optim.grad_clip_scale=none", f"optim.grad_clip={plain_clip:g}"],
+        "whole_recordings": ["data.train_full_sequences=true"],
+    }
+    return {
+        "fsdd": [],
+        **moves,
+        "lr_3e-4": ["optim.lr=0.0003"],
+        "lr_3e-3": ["optim.lr=0.003"],
+        "plain": [o for overrides in moves.values() for o in overrides],
+    }
+
+
+def plain_clip_threshold(data_root: str) -> float:
+    """5 x the mean frames per training sequence of the ablation's split (whole recordings)."""
+    cfg = load_config(ROOT / "conf/fsdd.yaml", [*SPLIT, f"data.root={data_root}"])
+    cfg.data.cache_dir = str(ROOT / cfg.data.cache_dir)  # as vrnn-fit's, run from ROOT
+    dm = FramesDataModule(cfg.data, seed=0)
+    dm.prepare_data()
+    dm.setup("fit")
+    return 5.0 * float(dm.store("train").lengths.mean())
+
+
+def fit_overrides(args, setting: list[str], variant: str, seed: int, run_dir: Path) -> list[str]:
+    return [
+        f"model.variant={variant}",
+        *[f"model.{k}={v}" for k, v in SIZES.items()],
+        *SPLIT,
+        "data.batch_size=32",
+        f"data.root={args.data_root}",
+        *setting,
+        f"name=ablation_{variant}",
+        f"out_dir={run_dir}",
+        f"seed={seed}",
+        f"trainer.max_steps={args.steps}",
+        "trainer.max_epochs=-1",  # the step budget alone ends training
+        # "epochs" of --val-every batches: a validation, and so last.ckpt, at the last step
+        f"trainer.limit_train_batches={args.val_every}",
+        "trainer.early_stopping_patience=null",
+        "trainer.enable_progress_bar=false",
+        "logger.wandb.mode=disabled",
+        "logger.log_every_n_steps=10",
+        "sample.every_n_validations=0",
+    ]
+
+
+def train_and_score(args, name: str, setting: list[str], variant: str, seed: int) -> float:
+    """The test ELBO per frame of one run's last checkpoint (trained unless cached)."""
+    run_dir = Path(args.out).resolve() / name / variant / f"seed{seed}"
+    run_dir.mkdir(parents=True, exist_ok=True)
+    fit_args = fit_overrides(args, setting, variant, seed, run_dir)
+    done = run_dir / "ablation_result.json"
+    if done.is_file() and json.loads(done.read_text())["fit"] == fit_args:
+        return json.loads(done.read_text())["elbo_per_frame"]
+    for old in ("checkpoints", "csv"):  # never resume or read an older run
+        shutil.rmtree(run_dir / old, ignore_errors=True)
+    print(f"{name} {variant} seed {seed}: training ...", flush=True)
+    run([str(BIN / "vrnn-fit"), "--config", "conf/fsdd.yaml", *fit_args], run_dir / "fit.log", 1)
+    if max(validations(run_dir), default=0) != args.steps:
+        sys.exit(f"{run_dir}: no validation at step {args.steps}; see fit.log")
+    eval_json = run_dir / "eval_test.json"
+    last = run_dir / "checkpoints" / "last.ckpt"
+    # K = 1: only the ELBO is read
+    eval_cmd = [str(BIN / "vrnn-eval"), "--ckpt", str(last), "--out", str(eval_json)]
+    run([*eval_cmd, "eval.iw_samples=1"], run_dir / "eval.log", 1)
+    elbo = json.loads(eval_json.read_text())["elbo"]["per_frame"]
+    done.write_text(json.dumps({"fit": fit_args, "elbo_per_frame": elbo}, indent=2) + "\n")
+    return elbo
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--steps", type=int, default=1500, help="optimiser steps per run")
+    parser.add_argument("--val-every", type=int, default=50, help="must divide --steps")
+    parser.add_argument("--seeds", type=int, default=3, help="seeds 1..N per cell")
+    parser.add_argument("--variants", nargs="+", choices=VARIANTS, default=list(VARIANTS))
+    parser.add_argument("--settings", nargs="+", help="default: all (fsdd first)")
+    parser.add_argument("--out", default=str(ROOT / "bench/out/ablation"))
+    parser.add_argument("--data-root", default=str(ROOT.parent / "shared/data/fsdd/recordings"))
+    args = parser.parse_args()
+    args.data_root = str(Path(args.data_root).resolve())
+    if args.steps % args.val_every:
+        parser.error(f"--steps {args.steps} is not a multiple of --val-every {args.val_every}")
+    clip = plain_clip_threshold(args.data_root)
+    table = settings(clip)
+    names = args.settings or list(table)
+    unknown = set(names) - set(table)
+    if unknown:
+        parser.error(f"--settings: unknown {', '.join(sorted(unknown))}; known {', '.join(table)}")
+
+    start = time.perf_counter()
+    scores = {  # (setting, variant) -> {seed: ELBO per frame}
+        (n, v): {s: train_and_score(args, n, table[n], v, s) for s in range(1, args.seeds + 1)}
+        for n in names
+        for v in args.variants
+    }
+    print()
+    print(
+        f"FSDD equal-budget ablation: test ELBO per frame (nats, higher is better) after "
+        f"{args.steps} steps, batch 32, seeds 1..{args.seeds}; sizes "
+        + " ".join(f"{k}={v}" for k, v in SIZES.items())
+    )
+    print(f"  split: {' '.join(SPLIT)}; plain clip threshold {clip:.1f} (5 x mean frames)")
+    print("  each cell: mean ± std over seeds; vs fsdd: paired difference [95% interval]")
+    print()
+    print(f"{'setting':<17}" + "".join(f"{v:>44}" for v in args.variants))
+    for n in names:
+        cells = []
+        for v in args.variants:
+            values = list(scores[n, v].values())
+            spread = f" ± {statistics.stdev(values):.2f}" if len(values) > 1 else ""
+            text = f"{statistics.fmean(values):.2f}{spread}"
+            if n != "fsdd" and ("fsdd", v) in scores:
+                p = compare(scores[n, v], scores["fsdd", v])
+                interval = (
+                    ""
+                    if p.n < 2
+                    else f" [{p.mean - p.half_width:+.2f}, {p.mean + p.half_width:+.2f}]"
+                )
+                text += f" ({p.mean:+.2f}{interval})"
+            cells.append(f"{text:>44}")
+        print(f"{n:<17}" + "".join(cells))
+    print(f"\nwall time {(time.perf_counter() - start) / 60:.1f} min (cached runs count 0)")
+    print("settings: " + "; ".join(f"{n}: {' '.join(table[n]) or '(conf)'}" for n in names))
+
+
+if __name__ == "__main__":
+    main()
