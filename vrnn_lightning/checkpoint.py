@@ -97,6 +97,7 @@ def describe(
     from . import __version__
 
     train = datamodule.store("train")
+    fingerprint = train.attrs.get("fingerprint")
     data = DataDescription(
         dataset=datamodule.cfg.dataset,
         observation=datamodule.observation,
@@ -104,7 +105,7 @@ def describe(
         frame_size=datamodule.frame_size,
         sample_rate=datamodule.sample_rate,
         normalisation=train.normalisation,
-        fingerprint=str(train.attrs.get("fingerprint")),
+        fingerprint=None if fingerprint is None else str(fingerprint),  # a plain str
     )
     if isinstance(cfg, DictConfig):
         cfg = OmegaConf.to_container(cfg, resolve=True)
