@@ -137,3 +137,12 @@ def test_a_run_prints_no_known_noise_and_draws_its_curves(tmp_path):
     assert "Trainable params" in output  # the model summary is still there
     assert (run / "learning_curves.png").stat().st_size > 0
     assert list((run / "tensorboard").rglob("events.out.tfevents.*"))
+    # resumed from its end-of-epoch checkpoint: no word about the run's own checkpoint folder
+    resumed = _python(
+        "-m", "vrnn_lightning.fit", *args, "trainer.max_epochs=3", "ckpt_path=last", cwd=tmp_path
+    )
+    assert resumed.returncode == 0, resumed.stderr
+    output = resumed.stdout + resumed.stderr
+    for noise in ("exists and is not empty", "not resumable", "anonymous setting", "Tip:"):
+        assert noise not in output, noise
+    assert "Restored all states" in output

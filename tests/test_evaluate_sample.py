@@ -185,7 +185,7 @@ def test_eval_rnn_reports_the_exact_likelihood_three_times(handwriting, tmp_path
     result = json.loads(out.read_text())
     _check_result(result, "test", 40)
     assert result["elbo"] == result["iwae"] == result["paper_estimate"]
-    exact = {k: result["smc"][k] for k in ("per_sequence", "per_frame")}
+    exact = {k: result["smc"][k] for k in ("per_sequence", "per_frame", "nonfinite_sequences")}
     assert exact == result["elbo"] and result["smc"]["resampled_per_sequence"] == 0
     assert "exact log-likelihood" in capsys.readouterr().out
 

@@ -73,6 +73,7 @@ def test_a_corrupt_state_file_is_exit_2_naming_it(tmp_path, capsys, monkeypatch,
     assert f"{out / 'state.json'}: corrupt sweep state" in err
 
 
+@pytest.mark.slow  # a real runner and its run, signalled
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGHUP], ids=["TERM", "HUP"])
 def test_sigterm_or_sighup_stops_the_runs_and_marks_them_preempted(tmp_path, signum):
     out = tmp_path / "sweep"

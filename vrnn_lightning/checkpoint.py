@@ -119,6 +119,13 @@ def describe(
     }
 
 
+def describe_training(trainer, model: VRNN, config: dict, command: str | None = None) -> dict:
+    """``describe`` of a model being trained on ``trainer.datamodule`` (a FramesDataModule),
+    with the trainer's current scalar metrics and step."""
+    metrics = {k: v for k, v in trainer.callback_metrics.items() if getattr(v, "numel", int)() == 1}
+    return describe(config, trainer.datamodule, model, metrics, trainer.global_step, command)
+
+
 # ---------------------------------------------------------------- reading a checkpoint file
 
 

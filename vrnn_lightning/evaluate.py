@@ -83,8 +83,15 @@ def table(result: dict):
     t.add_column("per frame", justify="right")
     for name, estimator in ESTIMATORS.items():
         r = result[name]
-        t.add_row(estimator.label(k), f"{r['per_sequence']:.2f}", f"{r['per_frame']:.4f}")
+        label = estimator.label(k)
+        if r.get("nonfinite_sequences"):
+            label += f" ({r['nonfinite_sequences']} non-finite sequences left out)"
+        t.add_row(label, _number(r["per_sequence"], 2), _number(r["per_frame"], 4))
     return t
+
+
+def _number(value: float | None, digits: int) -> str:
+    return "non-finite" if value is None else f"{value:.{digits}f}"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -118,20 +125,23 @@ def main(argv: list[str] | None = None) -> int:
     from .evaluation import evaluate_checkpoint
 
     console = Console()
+
+    def show(result: dict) -> None:  # before the write: a failed one loses no evaluation
+        if args.inputs:
+            console.print(files_table(result))
+            for skipped in result["skipped"]:
+                console.print(f"[yellow]skipped[/yellow] {skipped['file']}: {skipped['reason']}")
+        console.print(table(result))
+
     try:
         if args.print_config:
             return print_config_and_exit(load_checkpoint(args.ckpt, args.overrides)[1])
-        result, out = evaluate_checkpoint(
-            args.ckpt, args.overrides, args.out, console, inputs=args.inputs
+        _, out = evaluate_checkpoint(
+            args.ckpt, args.overrides, args.out, console, inputs=args.inputs, show=show
         )
     except (ConfigError, CorpusError) as err:
         print(f"vrnn-eval: {err}", file=sys.stderr)
         return 2
-    if args.inputs:
-        console.print(files_table(result))
-        for skipped in result["skipped"]:
-            console.print(f"[yellow]skipped[/yellow] {skipped['file']}: {skipped['reason']}")
-    console.print(table(result))
     console.print(f"written {out}")
     return 0
 

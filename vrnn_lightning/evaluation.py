@@ -16,7 +16,10 @@ as the training corpus's files were.
 from __future__ import annotations
 
 import json
+import math
 import sys
+import tempfile
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -74,6 +77,10 @@ def evaluate(trained: Trained, cfg: DictConfig, console: Console | None = None) 
     model.compile = cfg.model.compile  # e.g. model.compile=true: a faster IWAE at large K
 
     totals = dict.fromkeys(ESTIMATORS, 0.0)
+    # sequences whose estimate is not finite are counted and left out of the mean (one NaN
+    # would make the whole figure NaN, and JSON has no NaN)
+    nonfinite = dict.fromkeys(ESTIMATORS, 0)
+    finite_frames = dict.fromkeys(ESTIMATORS, 0)
     n_sequences = n_frames = n_resampled = 0
     progress = Progress(
         TextColumn(f"{split} [progress.description]{{task.description}}"),
@@ -90,8 +97,13 @@ def evaluate(trained: Trained, cfg: DictConfig, console: Console | None = None) 
         for batch in batches:
             x, mask = batch["x"].to(dev), batch["mask"].to(dev)
             estimates = _scoring(model, x, mask, cfg)
+            frames = mask.sum(1)
             for name, est in estimates.items():
-                totals[name] += est.per_sequence.double().sum().item()
+                values = est.per_sequence.double()
+                ok = torch.isfinite(values)
+                totals[name] += values[ok].sum().item()
+                nonfinite[name] += int((~ok).sum())
+                finite_frames[name] += int(frames[ok].sum())
             if estimates["smc"].n_resampled is not None:  # None: rnn_*, nothing to resample
                 n_resampled += int(estimates["smc"].n_resampled.sum())
             n_sequences += x.shape[0]
@@ -101,7 +113,11 @@ def evaluate(trained: Trained, cfg: DictConfig, console: Console | None = None) 
         raise ConfigError(f"eval.split: the {split} split of {cfg.data.dataset} is empty")
 
     result = {
-        name: {"per_sequence": totals[name] / n_sequences, "per_frame": totals[name] / n_frames}
+        name: {
+            "per_sequence": _mean(totals[name], n_sequences - nonfinite[name]),
+            "per_frame": _mean(totals[name], finite_frames[name]),
+            "nonfinite_sequences": nonfinite[name],
+        }
         for name in ESTIMATORS
     }
     # how often SMC resampled: per sequence, and as a fraction of the frames
@@ -125,6 +141,10 @@ def evaluate(trained: Trained, cfg: DictConfig, console: Console | None = None) 
         data_differs=note,
     )
     return result
+
+
+def _mean(total: float, n: int) -> float | None:
+    return total / n if n else None  # None (JSON null): every sequence was non-finite
 
 
 def input_files(paths: list[str], observation: str) -> tuple[list[Path], list[dict]]:
@@ -259,18 +279,51 @@ def evaluate_checkpoint(
     out: str | Path | None = None,
     console: Console | None = None,
     inputs: list[str] | None = None,
+    show: Callable[[dict], None] | None = None,
 ) -> tuple[dict, Path]:
     """Evaluate a vrnn-fit checkpoint (or a vrnn-export folder) with ``overrides`` applied to
     its run config, on its split or on the files ``inputs``, and write the result as JSON to
     ``out`` (default <run folder>/eval_<split>.json, eval_inputs.json); returns (result, out).
+    ``out`` is checked before the evaluation, and ``show`` is given the result before it is
+    written, so a failed write never loses a finished evaluation. Non-finite figures are
+    written as null (JSON has no NaN).
     ConfigError or CorpusError when the checkpoint, the settings or the data are unusable."""
     trained, cfg = load_checkpoint(ckpt, list(overrides or []))
+    split = "inputs" if inputs else cfg.eval.split
+    out = Path(out) if out else run_dir(ckpt, cfg) / f"eval_{split}.json"
+    check_writable(out)
     if inputs:
         result = evaluate_inputs(trained, cfg, inputs, console)
     else:
         result = evaluate(trained, cfg, console)
     result["checkpoint"] = str(ckpt)
-    out = Path(out) if out else run_dir(ckpt, cfg) / f"eval_{result['split']}.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=2) + "\n")
+    if show is not None:
+        show(result)
+    try:
+        out.write_text(json.dumps(_finite_or_null(result), indent=2, allow_nan=False) + "\n")
+    except OSError as err:
+        raise ConfigError(f"--out: cannot write {out} ({err.strerror})") from None
     return result, out
+
+
+def _finite_or_null(value):
+    """``value`` with every non-finite float replaced by None (JSON null)."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _finite_or_null(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_finite_or_null(v) for v in value]
+    return value
+
+
+def check_writable(out: Path) -> None:
+    """ConfigError unless a file can be written at ``out`` (its folder is made if need be)."""
+    if out.is_dir():
+        raise ConfigError(f"--out: {out} is a folder; give a file name, e.g. {out}/eval.json")
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=out.parent, prefix=f".{out.name}.", delete=True):
+            pass
+    except OSError as err:
+        raise ConfigError(f"--out: cannot write {out} ({err.strerror or err})") from None

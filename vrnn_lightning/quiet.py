@@ -6,6 +6,10 @@
   "TPU available: False" / "HPU available: False" lines (no such hardware: nothing to say; the
   GPU line stays).
 
+- When resuming (and only then: vrnn-fit refuses a run folder that already holds another
+  run's checkpoints), ModelCheckpoint's "Checkpoint directory ... exists and is not empty":
+  the folder holds the run's own checkpoints.
+
 Everything else Lightning, torch or W&B says still shows.
 """
 
@@ -22,7 +26,11 @@ class _DropTips(logging.Filter):
         return not str(record.msg).startswith(NOISE)
 
 
-def quiet_known_noise() -> None:
+def quiet_known_noise(resuming: bool = False) -> None:
+    if resuming:
+        warnings.filterwarnings(
+            "ignore", r"Checkpoint directory .* exists and is not empty", UserWarning
+        )
     warnings.filterwarnings(
         "ignore",
         message=r"`isinstance\(treespec, LeafSpec\)` is deprecated",

@@ -53,7 +53,8 @@ class Cell:
     runs: list[RunResult]
 
     def values(self, estimate: str) -> list[float]:
-        return [r.eval[estimate]["per_sequence"] for r in self.runs]
+        values = [r.eval[estimate]["per_sequence"] for r in self.runs]
+        return [math.nan if v is None else v for v in values]  # None: no finite sequence
 
     def mean(self, estimate: str) -> float:
         return statistics.fmean(self.values(estimate))

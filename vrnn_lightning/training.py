@@ -167,10 +167,10 @@ def train(cfg: DictConfig, extra_callbacks: list | None = None, command: str | N
     """Train as the run config ``cfg`` says; returns the run folder. ``extra_callbacks`` (e.g.
     a benchmark's probe) run beside the run's own; ``command`` (the command line) goes into
     every checkpoint's description."""
-    quiet_known_noise()
     out_dir = Path(cfg.out_dir)
     check_hardware(cfg)  # before the run folder is made
     ckpt_path = resolve_ckpt_path(cfg)
+    quiet_known_noise(resuming=ckpt_path is not None)
     if ckpt_path is not None:
         check_resume(cfg, ckpt_path)  # before anything is written
     out_dir.mkdir(parents=True, exist_ok=True)
