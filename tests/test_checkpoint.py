@@ -124,6 +124,20 @@ def test_a_payload_checkpoint_runs_nothing_and_exits_2(command, tmp_path, monkey
     assert str(evil) in err and "refused" in err and "Nothing from the file was run" in err
 
 
+def test_the_module_loads_checkpoints_weights_only(tmp_path, monkeypatch):
+    import pickle
+
+    from vrnn_lightning.module import VRNNModule
+
+    monkeypatch.setenv("TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD", "1")  # torch < 2.6's default
+    marker = tmp_path / "pwned"
+    evil = tmp_path / "evil.ckpt"
+    torch.save({"state_dict": {}, "hyper_parameters": Payload(marker)}, evil)
+    with pytest.raises(pickle.UnpicklingError):
+        VRNNModule.load_from_checkpoint(evil)
+    assert not marker.exists()
+
+
 def test_a_plain_pickle_payload_is_not_loaded(tmp_path, capsys):
     import pickle
 

@@ -113,6 +113,14 @@ class VRNNModule(L.LightningModule):
         self.val_nonfinite = SumMetric()  # sequences left out of the means: a non-finite ELBO
 
     @classmethod
+    def load_from_checkpoint(cls, checkpoint_path, *args, weights_only: bool = True, **kwargs):
+        """Lightning's, reading the file with ``torch.load(weights_only=True)`` unless told
+        otherwise: a checkpoint never runs code while it loads, whatever torch's default."""
+        return super().load_from_checkpoint(
+            checkpoint_path, *args, weights_only=weights_only, **kwargs
+        )
+
+    @classmethod
     def for_data(
         cls,
         datamodule,
