@@ -107,7 +107,7 @@ def test_help_names_the_sections_without_importing_torch(command):
     )
     out = _python("-c", code).stdout
     assert out.strip().endswith("LIGHT"), out
-    if command == "fit":
+    if command in ("fit", "evaluate", "sample"):
         assert "--print-config" in out and "sections" in out
 
 
