@@ -17,7 +17,7 @@ import torch
 
 from vrnn_lightning.data import pipeline
 from vrnn_lightning.data.corpora import get_corpus
-from vrnn_lightning.data.store import FrameStore, as_data_config
+from vrnn_lightning.data.store import DiskFull, FrameStore, as_data_config
 
 RATE = 8000
 
@@ -320,10 +320,35 @@ def test_a_checkpoint_cut_short_by_a_full_disk_leaves_the_previous_one(tmp_path,
         raise OSError(28, "No space left on device")
 
     monkeypatch.setattr("vrnn_lightning.checkpoint_io.torch.save", full_disk)
-    with pytest.raises(OSError, match="No space"):
+    with pytest.raises(DiskFull, match="the disk is full: checkpoint best.ckpt was not written"):
         io.save_checkpoint({"step": 2, "w": torch.zeros(3)}, path)
     assert torch.load(path, weights_only=True)["step"] == 1
     assert [p.name for p in path.parent.iterdir()] == ["best.ckpt"]
+
+
+def test_a_full_disk_at_checkpoint_time_is_exit_2_keeping_the_checkpoints(
+    tmp_path, monkeypatch, capsys
+):
+    from conftest import tiny
+
+    from vrnn_lightning.fit import main as fit_main
+
+    run = tmp_path / "run"
+    assert fit_main(tiny(tmp_path, f"out_dir={run}", "trainer.max_epochs=1")) == 0
+    save = torch.save
+
+    def full_disk(obj, f, *args, **kwargs):
+        save(obj, f, *args, **kwargs)
+        f.truncate(10)
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr("vrnn_lightning.checkpoint_io.torch.save", full_disk)
+    capsys.readouterr()
+    code = fit_main(tiny(tmp_path, f"out_dir={run}", "ckpt_path=last", "trainer.max_epochs=2"))
+    assert code == 2
+    assert "the disk is full: checkpoint" in capsys.readouterr().err
+    for ckpt in (run / "checkpoints").iterdir():  # every file there loads: none truncated
+        assert "state_dict" in torch.load(ckpt, weights_only=True)
 
 
 def test_training_writes_checkpoints_atomically(tmp_path):

@@ -124,6 +124,20 @@ def test_a_payload_checkpoint_runs_nothing_and_exits_2(command, tmp_path, monkey
     assert str(evil) in err and "refused" in err and "Nothing from the file was run" in err
 
 
+def test_the_module_loads_checkpoints_weights_only(tmp_path, monkeypatch):
+    import pickle
+
+    from vrnn_lightning.module import VRNNModule
+
+    monkeypatch.setenv("TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD", "1")  # torch < 2.6's default
+    marker = tmp_path / "pwned"
+    evil = tmp_path / "evil.ckpt"
+    torch.save({"state_dict": {}, "hyper_parameters": Payload(marker)}, evil)
+    with pytest.raises(pickle.UnpicklingError):
+        VRNNModule.load_from_checkpoint(evil)
+    assert not marker.exists()
+
+
 def test_a_plain_pickle_payload_is_not_loaded(tmp_path, capsys):
     import pickle
 
@@ -399,3 +413,32 @@ def test_a_wav_at_another_rate_in_stereo_is_resampled_downmixed_and_framed(speec
     (row,) = json.loads(out.read_text())["files"]
     assert row["n_frames"] == 8000 // 200  # 0.5 s at the model's 16 kHz, 200-sample frames
     assert np.isfinite(row["elbo"]["per_sequence"])
+
+
+def test_a_checkpoint_from_a_plain_trainer_describes_itself_too(tmp_path):
+    import lightning as L
+
+    from vrnn_lightning.data import SyntheticSpeech
+    from vrnn_lightning.module import VRNNModule
+
+    dm = SyntheticSpeech(
+        synthetic_sequences=12,
+        synthetic_seconds=0.25,
+        seq_len=8,
+        batch_size=8,
+        cache_dir=str(tmp_path / "cache"),
+    )
+    model = {"variant": "vrnn_gauss", "h_dim": 16, "z_dim": 4, "mlp_layers": 1}
+    module = VRNNModule.for_data(dm, model=model)
+    trainer = L.Trainer(
+        max_steps=2, default_root_dir=str(tmp_path), logger=False, enable_progress_bar=False
+    )
+    trainer.fit(module, datamodule=dm)
+    (ckpt,) = tmp_path.rglob("*.ckpt")
+    trained = load_pretrained(ckpt)
+    assert trained.data.normalisation == dm.store("train").normalisation
+    assert trained.config.data.synthetic_sequences == 12 and trained.step == 2
+    out = tmp_path / "samples"
+    cache = tmp_path / "elsewhere"
+    assert sample.main(["--ckpt", str(ckpt), "--out", str(out), f"data.cache_dir={cache}"]) == 0
+    assert (out / "sample_00_mean.wav").is_file() and not cache.exists()

@@ -95,6 +95,7 @@ def test_python_m_lists_the_commands_and_the_version():
     assert re.fullmatch(r"\d+\.\d+\.\d+.*", vrnn_lightning.__version__)
     toml = (ROOT / "pyproject.toml").read_text()
     assert 'vrnn-export = "vrnn_lightning.export:main"' in toml
+    assert "--ckpt" in _python("-m", "vrnn_lightning.export", "--help").stdout
 
 
 @pytest.mark.parametrize("command", ["fit", "evaluate", "sample", "export"])
@@ -106,7 +107,7 @@ def test_help_names_the_sections_without_importing_torch(command):
     )
     out = _python("-c", code).stdout
     assert out.strip().endswith("LIGHT"), out
-    if command == "fit":
+    if command in ("fit", "evaluate", "sample"):
         assert "--print-config" in out and "sections" in out
 
 
@@ -131,6 +132,7 @@ def test_a_run_prints_no_known_noise_and_draws_its_curves(tmp_path):
         "LeafSpec",
         "v_num",
         "TPU available",
+        "GPU available: False",
         "Skipping setting a default `ModelSummary`",
     ):
         assert noise not in output, noise

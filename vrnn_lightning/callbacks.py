@@ -14,7 +14,7 @@ from lightning.pytorch.utilities.model_summary.model_summary import (
     get_human_readable_count,
 )
 
-from .checkpoint import DESCRIPTION_KEY, describe
+from .checkpoint import DESCRIPTION_KEY, describe_training
 from .generation import Generated, generate_and_save
 
 
@@ -127,16 +127,8 @@ class DescribeCheckpoint(L.Callback):
         self.command = command  # the vrnn-fit command line, for the model card
 
     def on_save_checkpoint(self, trainer: L.Trainer, pl_module: L.LightningModule, checkpoint):
-        metrics = {
-            k: v for k, v in trainer.callback_metrics.items() if getattr(v, "numel", int)() == 1
-        }
-        checkpoint[DESCRIPTION_KEY] = describe(
-            self.config,
-            trainer.datamodule,
-            pl_module.model,
-            metrics,
-            trainer.global_step,
-            self.command,
+        checkpoint[DESCRIPTION_KEY] = describe_training(
+            trainer, pl_module.model, self.config, self.command
         )
 
 

@@ -97,6 +97,7 @@ def describe(
     from . import __version__
 
     train = datamodule.store("train")
+    fingerprint = train.attrs.get("fingerprint")
     data = DataDescription(
         dataset=datamodule.cfg.dataset,
         observation=datamodule.observation,
@@ -104,7 +105,7 @@ def describe(
         frame_size=datamodule.frame_size,
         sample_rate=datamodule.sample_rate,
         normalisation=train.normalisation,
-        fingerprint=str(train.attrs.get("fingerprint")),
+        fingerprint=None if fingerprint is None else str(fingerprint),  # a plain str
     )
     if isinstance(cfg, DictConfig):
         cfg = OmegaConf.to_container(cfg, resolve=True)
@@ -117,6 +118,13 @@ def describe(
         "command": command,
         "version": __version__,
     }
+
+
+def describe_training(trainer, model: VRNN, config: dict, command: str | None = None) -> dict:
+    """``describe`` of a model being trained on ``trainer.datamodule`` (a FramesDataModule),
+    with the trainer's current scalar metrics and step."""
+    metrics = {k: v for k, v in trainer.callback_metrics.items() if getattr(v, "numel", int)() == 1}
+    return describe(config, trainer.datamodule, model, metrics, trainer.global_step, command)
 
 
 # ---------------------------------------------------------------- reading a checkpoint file

@@ -10,6 +10,7 @@ checkpoint is there complete, or the previous one is still there untouched.
 
 from __future__ import annotations
 
+import errno
 import os
 from pathlib import Path
 from typing import Any
@@ -17,9 +18,12 @@ from typing import Any
 import torch
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 
+from .data.store import DiskFull
+
 
 class AtomicCheckpointIO(TorchCheckpointIO):
-    """TorchCheckpointIO whose save is write-to-temporary, fsync, rename (local paths)."""
+    """TorchCheckpointIO whose save is write-to-temporary, fsync, rename (local paths); a full
+    disk is a DiskFull error (vrnn-fit: exit 2 with its message)."""
 
     def save_checkpoint(
         self, checkpoint: dict[str, Any], path: str | os.PathLike, storage_options=None
@@ -35,5 +39,13 @@ class AtomicCheckpointIO(TorchCheckpointIO):
                 f.flush()
                 os.fsync(f.fileno())
             os.replace(tmp, path)
+        except OSError as err:
+            if err.errno != errno.ENOSPC:
+                raise
+            raise DiskFull(
+                f"{path.parent}: the disk is full: checkpoint {path.name} was not written "
+                "(the checkpoints already there are intact); free some space, then resume "
+                "with ckpt_path=last"
+            ) from None
         finally:
             tmp.unlink(missing_ok=True)

@@ -113,6 +113,14 @@ class VRNNModule(L.LightningModule):
         self.val_nonfinite = SumMetric()  # sequences left out of the means: a non-finite ELBO
 
     @classmethod
+    def load_from_checkpoint(cls, checkpoint_path, *args, weights_only: bool = True, **kwargs):
+        """Lightning's, reading the file with ``torch.load(weights_only=True)`` unless told
+        otherwise: a checkpoint never runs code while it loads, whatever torch's default."""
+        return super().load_from_checkpoint(
+            checkpoint_path, *args, weights_only=weights_only, **kwargs
+        )
+
+    @classmethod
     def for_data(
         cls,
         datamodule,
@@ -290,11 +298,33 @@ class VRNNModule(L.LightningModule):
 
     # ---- truncated BPTT: every rank's carried state in the checkpoint ---------------------
     def on_save_checkpoint(self, checkpoint: dict) -> None:
+        self._describe(checkpoint)
         if self.carried.enabled:
             zeros = torch.zeros(self.batch_size, self.model_cfg.h_dim, device=self.device)
             checkpoint["carried_state"] = self.carried.state_dict(
                 self.all_gather, self.trainer.world_size, zeros
             )
+
+    def _describe(self, checkpoint: dict) -> None:
+        """Under any Trainer (a notebook's too), a checkpoint says what x_t is and how the data
+        was normalised when the data is a FramesDataModule (vrnn_lightning.checkpoint); under
+        vrnn-fit its DescribeCheckpoint callback already did, with the command line."""
+        from .checkpoint import DESCRIPTION_KEY, describe_training
+
+        datamodule = self._trainer.datamodule if self._trainer is not None else None
+        if DESCRIPTION_KEY in checkpoint or not hasattr(datamodule, "store"):
+            return
+        config = (
+            OmegaConf.to_container(self.run_config, resolve=True)
+            if self.run_config is not None
+            else {
+                "model": OmegaConf.to_container(self.model_cfg),
+                "optim": OmegaConf.to_container(self.optim_cfg),
+                "data": asdict(datamodule.cfg),
+                "seed": self.seed,
+            }
+        )
+        checkpoint[DESCRIPTION_KEY] = describe_training(self.trainer, self.model, config)
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
         if self.carried.enabled and "carried_state" in checkpoint:

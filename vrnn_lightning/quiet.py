@@ -3,8 +3,8 @@
 - torch's FutureWarning that ``isinstance(treespec, LeafSpec)`` is deprecated: raised inside
   Lightning's own _pytree helper on every run, about Lightning's code, not ours.
 - Lightning's two "Tip: ... try installing litlogger / litmodels" lines (advertising), and its
-  "TPU available: False" / "HPU available: False" lines (no such hardware: nothing to say; the
-  GPU line stays).
+  "GPU/TPU/HPU available: False" lines (no such hardware: nothing to say; a GPU that is there
+  but unused is still reported).
 
 - When resuming (and only then: vrnn-fit refuses a run folder that already holds another
   run's checkpoints), ModelCheckpoint's "Checkpoint directory ... exists and is not empty":
@@ -18,7 +18,7 @@ from __future__ import annotations
 import logging
 import warnings
 
-NOISE = ("💡 Tip:", "TPU available: False", "HPU available: False")
+NOISE = ("💡 Tip:", "GPU available: False", "TPU available: False", "HPU available: False")
 
 
 class _DropTips(logging.Filter):

@@ -23,7 +23,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from .cli import add_print_config, print_config_and_exit
+from .cli import SECTIONS, add_print_config, print_config_and_exit
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -32,6 +32,7 @@ def main(argv: list[str] | None = None) -> int:
         description="Generate audio (WAV + PNG) or handwriting (PNG) from a vrnn-fit checkpoint "
         "or a vrnn-export folder. Overrides apply to the checkpoint's config; the sample.* "
         "section: n, steps, primer_steps, primer_index, peak_normalise.",
+        epilog=SECTIONS,
     )
     parser.add_argument("--ckpt", required=True, help="a vrnn-fit checkpoint or export folder")
     parser.add_argument("--out", help="folder for the WAV / PNG / NPY files (required)")

@@ -200,7 +200,8 @@ def train(cfg: DictConfig, extra_callbacks: list | None = None, command: str | N
         close_wandb(loggers)
         raise ConfigError(f"trainer: {err}") from None
     try:
-        trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path)
+        # weights_only: a resumed checkpoint never runs code while it loads
+        trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=True)
     finally:
         close_wandb(loggers)
     if rank_zero_only.rank == 0:

@@ -423,7 +423,13 @@ class Normalisation:
         return (x * self.std + self.mean) / self.amplitude_scale
 
     def as_dict(self) -> dict:
-        return dataclasses.asdict(self)
+        """Plain Python values (a checkpoint that holds them loads with weights_only=True)."""
+        return {
+            "observation": str(self.observation),
+            "mean": float(self.mean),
+            "std": float(self.std),
+            "amplitude_scale": float(self.amplitude_scale),
+        }
 
 
 class FrameStore:
