@@ -102,3 +102,52 @@ def test_a_whole_fit_holds_the_same_tensors_at_step_100_and_step_400(tmp_path):
     train(cfg, extra_callbacks=[probe])
     assert set(probe.tensors) == {100, 400}
     assert probe.tensors[400] - probe.tensors[100] <= 0, probe.tensors
+
+
+def test_figures_are_drawn_outside_the_calling_process(tmp_path):
+    import os
+
+    from vrnn_lightning import plots
+    from vrnn_lightning.figure_worker import FigureWorker
+
+    worker = FigureWorker()
+    try:
+        worker("plot_waveforms", [[0.0, 0.5, -0.5, 0.0]], 8000, tmp_path / "w.png", title="t")
+        assert (tmp_path / "w.png").stat().st_size > 0
+        assert worker._proc is not None and worker._proc.pid != os.getpid()
+        with pytest.raises(RuntimeError, match="no waveforms to plot"):
+            worker("plot_waveforms", [], 8000, tmp_path / "x.png")
+        assert plots.plot_waveforms  # the same functions, by name
+    finally:
+        worker.close()
+
+
+@pytest.mark.slow
+def test_writing_samples_at_every_validation_does_not_grow_resident_memory(tmp_path):
+    # Before the figure process, drawing the sample figures fragmented the C heap: ~3 MB more
+    # resident memory at every validation (76 MB over these 20), with no Python object left.
+    import lightning as L
+
+    from vrnn_lightning.memory import resident_mb
+
+    class Probe(L.Callback):
+        mb: dict = {}
+
+        def on_train_epoch_start(self, trainer, pl_module):
+            if trainer.current_epoch in (4, 24):
+                self.mb[trainer.current_epoch] = resident_mb()
+
+    cfg = tiny_config(
+        f"data.cache_dir={tmp_path / 'cache'}",
+        f"out_dir={tmp_path / 'run'}",
+        "model.variant=rnn_gmm",
+        "trainer.max_epochs=25",
+        "trainer.early_stopping_patience=null",
+        "sample.every_n_validations=1",
+        "sample.n=2",
+        "sample.steps=40",
+    )
+    probe = Probe()
+    train(cfg, extra_callbacks=[probe])
+    assert len(list((tmp_path / "run" / "samples").glob("*/waveforms.png"))) == 25
+    assert probe.mb[24] - probe.mb[4] < 20, probe.mb

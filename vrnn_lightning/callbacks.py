@@ -15,6 +15,7 @@ from lightning.pytorch.utilities.model_summary.model_summary import (
 )
 
 from .checkpoint import DESCRIPTION_KEY, describe_training
+from .figure_worker import FigureWorker
 from .generation import Generated, generate_and_save
 
 
@@ -43,6 +44,7 @@ class SampleCallback(L.Callback):
         self.seed = seed
         self.peak_normalise = peak_normalise
         self.validations = 0  # finished validations, sanity check excluded
+        self.draw = FigureWorker()  # figures out of the training process: its memory stays flat
 
     @classmethod
     def from_config(cls, cfg, out_dir: str | Path) -> SampleCallback:
@@ -57,6 +59,9 @@ class SampleCallback(L.Callback):
             seed=cfg.seed,
             peak_normalise=s.peak_normalise,
         )
+
+    def teardown(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
+        self.draw.close()
 
     # the count survives a resume, so "every n validations" keeps its rhythm
     def state_dict(self) -> dict:
@@ -90,6 +95,7 @@ class SampleCallback(L.Callback):
             seed=self.seed,
             title=f"step {step}",
             peak_normalise=self.peak_normalise,
+            draw=self.draw,
         )
         for logger in trainer.loggers:
             if isinstance(logger, WandbLogger):

@@ -20,8 +20,8 @@ import torch
 
 from .config import ConfigError
 from .data.audio import write_wav
+from .figure_worker import draw_here
 from .model import VRNN
-from .plots import plot_kl_over_strokes, plot_kl_over_waveform, plot_strokes, plot_waveforms
 
 # the Figure 2 plot scores at most this many steps of the validation sequence (a long
 # utterance would make an unreadable plot and a slow forward pass)
@@ -79,6 +79,7 @@ def generate_and_save(
     title: str = "",
     data=None,
     peak_normalise: bool = True,
+    draw=draw_here,
 ) -> Generated:
     """Sample ``n`` sequences of ``steps`` steps (after a primer of ``primer_steps`` steps of
     validation sequence ``primer_index`` when > 0) and save them under ``folder``.
@@ -88,7 +89,9 @@ def generate_and_save(
     training data is not at hand: no primer then, and no KL figure.
     The model runs in eval mode without gradients and is put back as it was. With ``seed``
     the draws come from a forked RNG: reproducible, and the caller's random stream (e.g. the
-    training run's) is left untouched.
+    training run's) is left untouched. ``draw(name, *args, **kwargs)`` draws the figure
+    ``plots.<name>``: here by default, in a helper process during training
+    (``figure_worker.FigureWorker``).
     """
     if n < 1 or steps < 1:
         raise ConfigError(f"sample.n and sample.steps must be >= 1, got n={n}, steps={steps}")
@@ -151,7 +154,8 @@ def generate_and_save(
         (folder / "samples.json").write_text(json.dumps(files, indent=2) + "\n")
         path = folder / "waveforms.png"
         primer_note = "; dashed: end of primer" if primer_steps else ""
-        plot_waveforms(
+        draw(
+            "plot_waveforms",
             waves_mean,
             rate,
             path,
@@ -162,7 +166,8 @@ def generate_and_save(
         if kl is not None:
             wave = data.denormalise(kl_x.numpy()).reshape(-1)
             path = folder / "kl_valid_00.png"
-            plot_kl_over_waveform(
+            draw(
+                "plot_kl_over_waveform",
                 wave,
                 kl,
                 data.frame_size,
@@ -173,11 +178,12 @@ def generate_and_save(
             out.images.append((path, "valid #0: per-frame KL"))
     else:
         path = folder / "strokes.png"
-        plot_strokes(list(samples), path, title=heading)
+        draw("plot_strokes", list(samples), path, title=heading)
         out.images.append((path, "sampled strokes"))
         if kl is not None:
             path = folder / "kl_valid_00.png"
-            plot_kl_over_strokes(
+            draw(
+                "plot_kl_over_strokes",
                 data.denormalise(kl_x.numpy()),
                 kl,
                 path,
