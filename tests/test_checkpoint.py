@@ -244,7 +244,8 @@ def test_a_file_scores_as_its_test_split_sequence(fsdd, tmp_path):
     junk = tmp_path / "junk.wav"
     junk.write_text("not audio")
     inputs = ["--inputs", str(_test_file(fsdd)), str(junk), str(tmp_path / "missing.wav")]
-    assert evaluate.main(["--ckpt", ckpt, *inputs, "--out", str(files)]) == 0
+    # an override after the files is an override, not a file
+    assert evaluate.main(["--ckpt", ckpt, *inputs, "eval.batch_size=1", "--out", str(files)]) == 0
     by_split, by_file = json.loads(split.read_text()), json.loads(files.read_text())
     assert by_split["n_sequences"] == 1 and len(by_file["files"]) == 1
     row = by_file["files"][0]

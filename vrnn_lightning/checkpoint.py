@@ -447,7 +447,7 @@ def model_card(trained: Trained, folder: Path, evaluations: list[dict]) -> str:
         "## Model",
         "",
         f"- variant `{cfg.model.variant}`, {n_params:,} parameters; h_dim {cfg.model.h_dim}, "
-        f"z_dim {cfg.model.z_dim}, {cfg.model.mlp_layers} hidden layers per MLP"
+        f"z_dim {cfg.model.z_dim}, hidden layers per MLP {cfg.model.mlp_layers}"
         + (f", {cfg.model.n_components} mixture components" if "gmm" in cfg.model.variant else ""),
         f"- trained for {trained.step} steps",
         "",
@@ -455,7 +455,9 @@ def model_card(trained: Trained, folder: Path, evaluations: list[dict]) -> str:
         "",
     ]
     if trained.metrics:
-        lines += [f"- {k}: {v:.4f}" for k, v in sorted(trained.metrics.items()) if "/" in k]
+        lines += [
+            f"- {k}: {v:.4f}" for k, v in sorted(trained.metrics.items()) if k.startswith("val/")
+        ]
     for ev in evaluations:
         k = ev.get("iw_samples")
         lines.append(
@@ -463,7 +465,7 @@ def model_card(trained: Trained, folder: Path, evaluations: list[dict]) -> str:
             f"{ev['elbo']['per_sequence']:.2f}, IWAE(K={k}) {ev['iwae']['per_sequence']:.2f}, "
             f"the paper's estimate (K={k}) {ev['paper_estimate']['per_sequence']:.2f}"
         )
-    if not trained.metrics and not evaluations:
+    if not any(k.startswith("val/") for k in trained.metrics) and not evaluations:
         lines.append("- none recorded")
     lines += [
         "",

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
 from .cli import SECTIONS, add_print_config, print_config_and_exit
 from .config import ConfigError
@@ -116,8 +117,13 @@ def main(argv: list[str] | None = None) -> int:
     )
     add_print_config(parser)
     parser.add_argument("overrides", nargs="*", help="key=value overrides, e.g. eval.split=valid")
-    # intermixed: key=value may follow --inputs FILE...
-    args = parser.parse_intermixed_args(argv)
+    args = parser.parse_args(argv)
+    if args.inputs:  # --inputs takes what follows it: a key=value that names no file is an override
+        overrides = [a for a in args.inputs if "=" in a and not Path(a).exists()]
+        args.inputs = [a for a in args.inputs if a not in overrides]
+        args.overrides += overrides
+        if not args.inputs:
+            parser.error("--inputs: no file or folder given")
 
     from rich.console import Console
 
