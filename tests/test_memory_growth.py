@@ -9,7 +9,7 @@ import pytest
 import torch
 from conftest import tiny_config
 
-from vrnn_lightning.estimators import elbo, importance_estimates
+from vrnn_lightning.estimators import elbo, importance_estimates, smc
 from vrnn_lightning.memory import MemoryProbe, live_tensors
 from vrnn_lightning.model import VRNN
 from vrnn_lightning.training import train
@@ -72,11 +72,13 @@ def test_evaluation_and_generation_leave_nothing_behind():
     with torch.no_grad():
         importance_estimates(model, x, k=8)
         elbo(model, x)
+        smc(model, x, k=8)
         model.generate(2, 6)
         before = live_tensors()
         for _ in range(30):
             importance_estimates(model, x, k=8)
             elbo(model, x)
+            smc(model, x, k=8)
             model.generate(2, 6)
     assert live_tensors() - before <= 0
 
