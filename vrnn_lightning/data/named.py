@@ -7,7 +7,6 @@ dm = TIMIT(root="/data/timit", batch_size=64)   # any data.* key as a keyword
 from __future__ import annotations
 
 from vrnn_lightning.data.datamodule import FramesDataModule
-from vrnn_lightning.data.store import FrameStore
 
 
 class TIMIT(FramesDataModule):
@@ -57,19 +56,3 @@ class SyntheticSpeech(FramesDataModule):
 
 class SyntheticHandwriting(FramesDataModule):
     DATASET = "synthetic_handwriting"
-
-
-__all__ = [
-    "FrameStore",
-    "FramesDataModule",
-    "TIMIT",
-    "Blizzard",
-    "Onomatopoeia",
-    "Accent",
-    "IAMOnDB",
-    "AudioFolder",
-    "FSDD",
-    "GWOnline",
-    "SyntheticSpeech",
-    "SyntheticHandwriting",
-]
