@@ -3,6 +3,7 @@
     fit_main(tiny(tmp_path, "trainer.max_epochs=1"))       # vrnn-fit's arguments
     cfg = tiny_config("model.z_dim=2")                      # the resolved config
     TINY_SETTINGS                                           # its keys as a flat dict (sweeps)
+    VRNN("vrnn_gauss", x_dim=4, **TINY_MODEL)               # its model sizes, no Lightning
 
 Tests marked ``@pytest.mark.slow`` (DDP, bf16, real data, whole runs resumed or swept; the
 marker is registered in pyproject.toml) are left out by ``pytest -m "not slow"``, the inner
@@ -42,6 +43,9 @@ def _flat(tree: dict, prefix: str = "") -> dict:
     return out
 
 
+_DEBUG = yaml.safe_load(DEBUG_CONFIG.read_text())
 # conf/debug.yaml as dotted keys (what a sweep passes as parameters), its name aside
-TINY_SETTINGS = _flat(yaml.safe_load(DEBUG_CONFIG.read_text()))
+TINY_SETTINGS = _flat(_DEBUG)
 TINY_SETTINGS.pop("name")
+# conf/debug.yaml's model sizes as VRNN keyword arguments, its variant aside
+TINY_MODEL = {key: value for key, value in _DEBUG["model"].items() if key != "variant"}
