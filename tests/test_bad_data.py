@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 import torch
+from conftest import FSDD_DIR, fsdd_subset
 
 from vrnn_lightning.data import pipeline
 from vrnn_lightning.data.corpora import get_corpus
@@ -243,14 +244,6 @@ def test_a_rerun_after_a_failed_report_writes_it(tmp_path, monkeypatch):
 # ---------------------------------------------------------------- a full disk
 
 
-def _fsdd_subset(tmp_path: Path, n: int) -> Path:
-    root = tmp_path / "fsdd"
-    root.mkdir()
-    for p in sorted(FSDD.glob("*.wav"))[:n]:
-        (root / p.name).symlink_to(p)
-    return root
-
-
 def test_a_full_disk_is_exit_2_with_no_unfinished_store(tmp_path, monkeypatch, capsys):
     from collections import namedtuple
 
@@ -269,11 +262,6 @@ def test_a_full_disk_is_exit_2_with_no_unfinished_store(tmp_path, monkeypatch, c
     assert not [p for p in (tmp_path / "cache").rglob("*") if p.is_file()]
 
 
-# shared/ beside the checkout, or where $VRNN_SHARED says (a git worktree elsewhere)
-SHARED = Path(os.environ.get("VRNN_SHARED", Path(__file__).resolve().parents[2] / "shared"))
-FSDD = SHARED / "data" / "fsdd" / "recordings"
-
-
 def _small_tmpfs(path: Path, size: str) -> bool:
     path.mkdir()
     if os.geteuid() != 0:
@@ -283,14 +271,14 @@ def _small_tmpfs(path: Path, size: str) -> bool:
 
 
 @pytest.mark.slow  # real data on a real (tiny) disk
-@pytest.mark.skipif(not FSDD.is_dir(), reason="../shared/data/fsdd is not available")
+@pytest.mark.skipif(not FSDD_DIR.is_dir(), reason="../shared/data/fsdd is not available")
 def test_a_really_full_disk_is_exit_2_not_a_segfault(tmp_path):
     """On a 2 MB tmpfs (root only): h5py meeting ENOSPC crashed the process (exit 139)."""
     full = tmp_path / "full"
     if not _small_tmpfs(full, "2m"):
         pytest.skip("needs root to mount a small tmpfs")
     try:
-        root = _fsdd_subset(tmp_path, 300)
+        root = fsdd_subset(tmp_path / "fsdd", 300)
         args = ["data.dataset=audio_folder", f"data.root={root}", f"data.cache_dir={full}"]
         done = subprocess.run(
             [sys.executable, "-m", "vrnn_lightning.prepare", *args, "data.sample_rate=8000"],

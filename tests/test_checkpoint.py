@@ -17,15 +17,11 @@ import numpy as np
 import pytest
 import soundfile as sf
 import torch
-from conftest import tiny
+from conftest import FSDD_DIR, fsdd_subset, tiny
 
 from vrnn_lightning import evaluate, export, fit, load_pretrained, sample
 from vrnn_lightning.checkpoint import DESCRIPTION_KEY, load_trained
 from vrnn_lightning.data.store import FrameStore
-
-# shared/ beside the checkout, or where $VRNN_SHARED says (a git worktree elsewhere)
-SHARED = Path(os.environ.get("VRNN_SHARED", Path(__file__).resolve().parents[2] / "shared"))
-FSDD_DIR = SHARED / "data" / "fsdd" / "recordings"
 
 # conf/debug.yaml for 3 batches, with torch's initialisation (under the paper's, a tiny model's
 # z barely matters: its ELBO and IWAE would agree whatever the sampling) and the samples and K
@@ -57,10 +53,7 @@ def fsdd(tmp_path_factory) -> Path:
     if not FSDD_DIR.is_dir():
         pytest.skip(f"no FSDD recordings at {FSDD_DIR}")
     tmp = tmp_path_factory.mktemp("fsdd")
-    root = tmp / "recordings"
-    root.mkdir()
-    for name in sorted(os.listdir(FSDD_DIR))[:8]:
-        (root / name).symlink_to(FSDD_DIR / name)
+    root = fsdd_subset(tmp / "recordings", 8)
     args = tiny(
         tmp,
         *TINY,
