@@ -58,6 +58,23 @@ SIZES = {
 }  # fmt: skip
 
 
+def step_budget(steps: int, val_every: int) -> list[str]:
+    """The vrnn-fit overrides of a run of exactly ``steps`` optimiser steps, validated every
+    ``val_every`` steps, that writes nothing but its metrics and checkpoints (here and in
+    bench_ablation.py)."""
+    return [
+        f"trainer.max_steps={steps}",
+        "trainer.max_epochs=-1",  # the step budget alone ends training
+        # "epochs" of val_every batches, so that a validation falls on the last step
+        f"trainer.limit_train_batches={val_every}",
+        "trainer.early_stopping_patience=null",
+        "trainer.enable_progress_bar=false",
+        "logger.wandb.mode=disabled",
+        "logger.log_every_n_steps=10",
+        "sample.every_n_validations=0",
+    ]
+
+
 def overrides(args: argparse.Namespace, variant: str, run_dir: Path) -> list[str]:
     """The vrnn-fit overrides of one run: everything but the variant is shared."""
     model = [f"model.{k}={v}" for k, v in SIZES[args.size].items()]
@@ -67,15 +84,7 @@ def overrides(args: argparse.Namespace, variant: str, run_dir: Path) -> list[str
         f"name=fsdd_{variant}",
         f"out_dir={run_dir}",
         f"seed={args.seed}",
-        f"trainer.max_steps={args.steps}",
-        "trainer.max_epochs=-1",  # the step budget alone ends training
-        # "epochs" of --val-every batches, so that a validation falls on the last step
-        f"trainer.limit_train_batches={args.val_every}",
-        "trainer.early_stopping_patience=null",
-        "trainer.enable_progress_bar=false",
-        "logger.wandb.mode=disabled",
-        "logger.log_every_n_steps=10",
-        "sample.every_n_validations=0",
+        *step_budget(args.steps, args.val_every),
     ]
 
 
