@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 import torch
-from conftest import FSDD_DIR, fsdd_subset
+from conftest import FSDD_DIR, fsdd_subset, tiny, tiny_config
 
 from vrnn_lightning.data import pipeline
 from vrnn_lightning.data.corpora import get_corpus
@@ -141,36 +141,23 @@ def test_an_empty_validation_split_stops_training_naming_the_split(tmp_path, cap
     from vrnn_lightning.fit import main as fit_main
 
     root = tmp_path / "corpus"
-    root.mkdir()
-    for spk in "abcde0":
-        for i in range(2):
-            path = root / f"{spk}_{i}.wav"
-            if spk == "e":  # split_seed 0 makes e the valid speaker: all of its files are bad
-                path.write_bytes(b"RIFF....WAVEfmt nonsense")
-            else:
-                sf.write(path, _wave(ord(spk) + i), RATE, subtype="PCM_16")
+    _speaker_corpus(root)
+    for i in range(2):  # split_seed 0 makes e the valid speaker: all of its files are bad
+        (root / f"e_{i}.wav").write_bytes(b"RIFF....WAVEfmt nonsense")
     code = fit_main(
-        [
+        tiny(
+            tmp_path,
             "data.dataset=audio_folder",
             f"data.root={root}",
-            f"data.cache_dir={tmp_path / 'cache'}",
             f"data.sample_rate={RATE}",
             "data.frame_size=50",
-            "data.seq_len=8",
             "data.speaker_pattern=^(\\w+?)_",
             "data.split_seed=0",
             "data.valid_fraction=0.2",
             "data.test_fraction=0.2",
-            "model.h_dim=8",
-            "model.z_dim=2",
-            "model.mlp_layers=1",
-            "model.n_components=2",
-            "logger.wandb.mode=disabled",
-            "trainer.enable_progress_bar=false",
             "trainer.max_epochs=1",
-            "sample.every_n_validations=0",
             f"out_dir={tmp_path / 'run'}",
-        ]
+        )
     )
     err = capsys.readouterr().err
     assert code == 2
@@ -317,8 +304,6 @@ def test_a_checkpoint_cut_short_by_a_full_disk_leaves_the_previous_one(tmp_path,
 def test_a_full_disk_at_checkpoint_time_is_exit_2_keeping_the_checkpoints(
     tmp_path, monkeypatch, capsys
 ):
-    from conftest import tiny
-
     from vrnn_lightning.fit import main as fit_main
 
     run = tmp_path / "run"
@@ -341,7 +326,6 @@ def test_a_full_disk_at_checkpoint_time_is_exit_2_keeping_the_checkpoints(
 
 def test_training_writes_checkpoints_atomically(tmp_path):
     from vrnn_lightning.checkpoint_io import AtomicCheckpointIO
-    from vrnn_lightning.config import load_config
     from vrnn_lightning.training import train
 
     seen = []
@@ -350,22 +334,12 @@ def test_training_writes_checkpoints_atomically(tmp_path):
         def on_fit_start(self, trainer, module):
             seen.append(trainer.strategy.checkpoint_io)
 
-    small = [
-        "data.synthetic_sequences=12",
-        "data.synthetic_seconds=0.5",
-        "data.seq_len=8",
-        "model.h_dim=8",
-        "model.z_dim=2",
-        "model.mlp_layers=1",
-        "model.n_components=2",
-        "logger.wandb.mode=disabled",
-        "trainer.enable_progress_bar=false",
-        "trainer.max_steps=1",
-        "trainer.limit_val_batches=1",
-        "sample.every_n_validations=0",
+    cfg = tiny_config(
         f"data.cache_dir={tmp_path / 'cache'}",
         f"out_dir={tmp_path / 'run'}",
-    ]
-    train(load_config(None, small), extra_callbacks=[Probe()])
+        "trainer.max_steps=1",
+        "trainer.limit_val_batches=1",
+    )
+    train(cfg, extra_callbacks=[Probe()])
     assert isinstance(seen[0], AtomicCheckpointIO)
     assert list((tmp_path / "run" / "checkpoints").glob("*.ckpt"))

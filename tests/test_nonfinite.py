@@ -7,18 +7,14 @@ import math
 
 import lightning as L
 import torch
+from conftest import tiny_config
 from torch.utils.data import DataLoader
 
-from vrnn_lightning.config import load_config
 from vrnn_lightning.module import VRNNModule
-
-TINY = ["model.variant=vrnn_gauss", "model.h_dim=8", "model.z_dim=2", "model.phi_x_dim=4"]
-TINY += ["model.phi_z_dim=4", "model.enc_dim=4", "model.prior_dim=4", "model.dec_dim=4"]
-TINY += ["model.mlp_layers=1", "data.frame_size=5", "data.batch_size=2"]
 
 
 def module(*overrides: str) -> VRNNModule:
-    cfg = load_config(overrides=[*TINY, *overrides])
+    cfg = tiny_config("model.variant=vrnn_gauss", *overrides)
     return VRNNModule(cfg.model, cfg.optim, observation="audio", x_dim=5, batch_size=2, seq_len=6)
 
 
