@@ -5,30 +5,9 @@ from __future__ import annotations
 import logging
 import math
 
-import lightning as L
 import torch
-from conftest import tiny_config
+from test_module import batches, module, trainer  # the bare module of conf/debug.yaml
 from torch.utils.data import DataLoader
-
-from vrnn_lightning.module import VRNNModule
-
-
-def module(*overrides: str) -> VRNNModule:
-    cfg = tiny_config("model.variant=vrnn_gauss", *overrides)
-    return VRNNModule(cfg.model, cfg.optim, observation="audio", x_dim=5, batch_size=2, seq_len=6)
-
-
-def batches(n: int) -> list[dict]:
-    return [
-        {"x": torch.randn(2, 6, 5), "mask": torch.ones(2, 6, dtype=torch.bool)} for _ in range(n)
-    ]
-
-
-def trainer(**kw) -> L.Trainer:
-    return L.Trainer(
-        accelerator="cpu", logger=False, enable_checkpointing=False,
-        enable_progress_bar=False, enable_model_summary=False, **kw,
-    )  # fmt: skip
 
 
 def test_a_skipped_training_step_is_said_not_only_logged(caplog):
