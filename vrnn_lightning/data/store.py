@@ -529,12 +529,7 @@ class FrameStore:
     def denormalise(self, x):
         """Back to data units: audio amplitude (1.0 = full scale), or (pen, dx, dy) offsets.
         Accepts a numpy array or a torch tensor of shape (..., D)."""
-        scale = self.amplitude_scale
-        if self.observation == "strokes":
-            out = x * 1.0  # a copy of the same type
-            out[..., 1:3] = x[..., 1:3] * self.std + self.mean
-            return out
-        return (x * self.std + self.mean) / scale
+        return self.normalisation.denormalise(x)
 
     @property
     def amplitude_scale(self) -> float:
