@@ -21,7 +21,6 @@ rerun reuses a variant's finished run and evaluation when its settings are uncha
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import os
 import shutil
@@ -35,7 +34,7 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # run as a script from anywhere
 from vrnn_lightning.model import VRNN  # noqa: E402
-from vrnn_lightning.report import Cell, RunResult, cell_text  # noqa: E402
+from vrnn_lightning.report import Cell, RunResult, cell_text, metric_history  # noqa: E402
 
 BIN = Path(sys.executable).parent  # vrnn-fit and vrnn-eval of this environment
 # Table 1's row order (the paper has no VRNN-I-GMM row; it comes last)
@@ -102,13 +101,7 @@ def run(cmd: list[str], log: Path, threads: int) -> float:
 
 def validations(run_dir: Path) -> dict[int, float]:
     """step -> val/elbo of every validation the run logged (steps counted from 1)."""
-    found = {}
-    for path in run_dir.glob("csv/version_*/metrics.csv"):
-        with open(path) as f:
-            for r in csv.DictReader(f):
-                if r.get("val/elbo"):
-                    found[int(r["step"]) + 1] = float(r["val/elbo"])
-    return found
+    return {h["_step"] + 1: h["val/elbo"] for h in metric_history(run_dir, "val/elbo")}
 
 
 def train_and_eval(args: argparse.Namespace, variant: str) -> dict:
