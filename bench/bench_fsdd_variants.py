@@ -128,8 +128,8 @@ def train_and_eval(args: argparse.Namespace, variant: str) -> dict:
     if sorted(val) != list(range(args.val_every, args.steps + 1, args.val_every)):
         # limit_train_batches cannot make an epoch longer than the training set
         sys.exit(f"{variant}: validated at steps {sorted(val)}; is --val-every above the epoch?")
-    # Lightning writes last.ckpt only with a new best, so the model after exactly --steps is
-    # not kept: score the best val/elbo checkpoint of the budget (the paper's early stopping)
+    # the best val/elbo checkpoint of the budget is scored (the paper's early stopping), not
+    # last.ckpt (the model after exactly --steps, which bench_ablation.py scores)
     (best,) = run_dir.glob("checkpoints/best-*.ckpt")
     best_step = torch.load(best, map_location="cpu", weights_only=False)["global_step"]
     eval_json = run_dir / "eval_test.json"
