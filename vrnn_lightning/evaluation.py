@@ -5,7 +5,8 @@ K = eval.iw_samples; SMC resamples by eval.resampling below eval.ess_threshold *
 Each is reported per sequence (the mean over sequences of the sum over their frames, as the
 paper's Table 1) and per frame (the total over all frames / the number of frames); SMC also
 with how often it resampled. For the rnn_* variants there is no latent variable and all are
-the exact log-likelihood. The K samples of a batch run as K * eval.batch_size rows at once.
+the exact log-likelihood. The K samples of a batch run as K * eval.batch_size rows at once,
+or a few sequences at a time where that would hold more than eval.memory_gb.
 
 The data is always normalised with the statistics the model was trained with (recorded in its
 checkpoint); a note says when the store on disk is not the one it was trained on.
@@ -30,7 +31,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from .checkpoint import Trained, data_difference, datamodule_for, device, load_checkpoint, run_dir
 from .config import ConfigError
 from .data.store import SPLITS
-from .estimators import ESTIMATORS, Scoring, estimate_all
+from .estimators import ESTIMATORS, Scoring, bytes_per_row_step, estimate_all, rows_within
 from .smc import RESAMPLING
 
 
@@ -51,9 +52,19 @@ def _check_estimator_settings(cfg: DictConfig) -> None:
 
 
 def _scoring(model, x: torch.Tensor, mask: torch.Tensor, cfg: DictConfig) -> dict:
-    # K samples (particles) of each sequence run as one batch of K * B rows
+    # K samples (particles) of each sequence run as one batch of K * B rows, or in parts of as
+    # many rows as eval.memory_gb holds at this batch's length
+    max_rows = rows_within(bytes_per_row_step(model), x.shape[1], cfg.eval.memory_gb)
     return estimate_all(
-        Scoring(model, x, mask, cfg.eval.iw_samples, cfg.eval.resampling, cfg.eval.ess_threshold)
+        Scoring(
+            model,
+            x,
+            mask,
+            cfg.eval.iw_samples,
+            cfg.eval.resampling,
+            cfg.eval.ess_threshold,
+            max_rows=max_rows,
+        )
     )
 
 
