@@ -33,7 +33,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # run as a script from anywhere
-from bench.bench_fsdd_variants import BIN, run, validations  # noqa: E402
+from bench.bench_fsdd_variants import BIN, run, step_budget, validations  # noqa: E402
 from vrnn_lightning.config import load_config  # noqa: E402
 from vrnn_lightning.data import FramesDataModule  # noqa: E402
 from vrnn_lightning.paired import compare  # noqa: E402
@@ -84,15 +84,8 @@ def fit_overrides(args, setting: list[str], variant: str, seed: int, run_dir: Pa
         f"name=ablation_{variant}",
         f"out_dir={run_dir}",
         f"seed={seed}",
-        f"trainer.max_steps={args.steps}",
-        "trainer.max_epochs=-1",  # the step budget alone ends training
-        # "epochs" of --val-every batches: a validation, and so last.ckpt, at the last step
-        f"trainer.limit_train_batches={args.val_every}",
-        "trainer.early_stopping_patience=null",
-        "trainer.enable_progress_bar=false",
-        "logger.wandb.mode=disabled",
-        "logger.log_every_n_steps=10",
-        "sample.every_n_validations=0",
+        # a validation, and so last.ckpt, at the last step
+        *step_budget(args.steps, args.val_every),
     ]
 
 

@@ -21,7 +21,6 @@ rerun reuses a variant's finished run and evaluation when its settings are uncha
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import os
 import shutil
@@ -35,7 +34,7 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # run as a script from anywhere
 from vrnn_lightning.model import VRNN  # noqa: E402
-from vrnn_lightning.report import Cell, RunResult, cell_text  # noqa: E402
+from vrnn_lightning.report import Cell, RunResult, cell_text, metric_history  # noqa: E402
 
 BIN = Path(sys.executable).parent  # vrnn-fit and vrnn-eval of this environment
 # Table 1's row order (the paper has no VRNN-I-GMM row; it comes last)
@@ -58,6 +57,23 @@ SIZES = {
 }  # fmt: skip
 
 
+def step_budget(steps: int, val_every: int) -> list[str]:
+    """The vrnn-fit overrides of a run of exactly ``steps`` optimiser steps, validated every
+    ``val_every`` steps, that writes nothing but its metrics and checkpoints (here and in
+    bench_ablation.py)."""
+    return [
+        f"trainer.max_steps={steps}",
+        "trainer.max_epochs=-1",  # the step budget alone ends training
+        # "epochs" of val_every batches, so that a validation falls on the last step
+        f"trainer.limit_train_batches={val_every}",
+        "trainer.early_stopping_patience=null",
+        "trainer.enable_progress_bar=false",
+        "logger.wandb.mode=disabled",
+        "logger.log_every_n_steps=10",
+        "sample.every_n_validations=0",
+    ]
+
+
 def overrides(args: argparse.Namespace, variant: str, run_dir: Path) -> list[str]:
     """The vrnn-fit overrides of one run: everything but the variant is shared."""
     model = [f"model.{k}={v}" for k, v in SIZES[args.size].items()]
@@ -67,15 +83,7 @@ def overrides(args: argparse.Namespace, variant: str, run_dir: Path) -> list[str
         f"name=fsdd_{variant}",
         f"out_dir={run_dir}",
         f"seed={args.seed}",
-        f"trainer.max_steps={args.steps}",
-        "trainer.max_epochs=-1",  # the step budget alone ends training
-        # "epochs" of --val-every batches, so that a validation falls on the last step
-        f"trainer.limit_train_batches={args.val_every}",
-        "trainer.early_stopping_patience=null",
-        "trainer.enable_progress_bar=false",
-        "logger.wandb.mode=disabled",
-        "logger.log_every_n_steps=10",
-        "sample.every_n_validations=0",
+        *step_budget(args.steps, args.val_every),
     ]
 
 
@@ -93,13 +101,7 @@ def run(cmd: list[str], log: Path, threads: int) -> float:
 
 def validations(run_dir: Path) -> dict[int, float]:
     """step -> val/elbo of every validation the run logged (steps counted from 1)."""
-    found = {}
-    for path in run_dir.glob("csv/version_*/metrics.csv"):
-        with open(path) as f:
-            for r in csv.DictReader(f):
-                if r.get("val/elbo"):
-                    found[int(r["step"]) + 1] = float(r["val/elbo"])
-    return found
+    return {h["_step"] + 1: h["val/elbo"] for h in metric_history(run_dir, "val/elbo")}
 
 
 def train_and_eval(args: argparse.Namespace, variant: str) -> dict:
@@ -126,8 +128,8 @@ def train_and_eval(args: argparse.Namespace, variant: str) -> dict:
     if sorted(val) != list(range(args.val_every, args.steps + 1, args.val_every)):
         # limit_train_batches cannot make an epoch longer than the training set
         sys.exit(f"{variant}: validated at steps {sorted(val)}; is --val-every above the epoch?")
-    # Lightning writes last.ckpt only with a new best, so the model after exactly --steps is
-    # not kept: score the best val/elbo checkpoint of the budget (the paper's early stopping)
+    # the best val/elbo checkpoint of the budget is scored (the paper's early stopping), not
+    # last.ckpt (the model after exactly --steps, which bench_ablation.py scores)
     (best,) = run_dir.glob("checkpoints/best-*.ckpt")
     best_step = torch.load(best, map_location="cpu", weights_only=False)["global_step"]
     eval_json = run_dir / "eval_test.json"

@@ -3,6 +3,8 @@
     fit_main(tiny(tmp_path, "trainer.max_epochs=1"))       # vrnn-fit's arguments
     cfg = tiny_config("model.z_dim=2")                      # the resolved config
     TINY_SETTINGS                                           # its keys as a flat dict (sweeps)
+    VRNN("vrnn_gauss", x_dim=4, **TINY_MODEL)               # its model sizes, no Lightning
+    fsdd_subset(tmp_path / "fsdd", 50, every=50)            # real recordings, linked (FSDD)
 
 Tests marked ``@pytest.mark.slow`` (DDP, bf16, real data, whole runs resumed or swept; the
 marker is registered in pyproject.toml) are left out by ``pytest -m "not slow"``, the inner
@@ -11,6 +13,7 @@ loop; CI's plain ``pytest`` runs everything.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import yaml
@@ -20,6 +23,11 @@ from vrnn_lightning.config import load_config
 
 REPO = Path(__file__).resolve().parents[1]
 DEBUG_CONFIG = REPO / "conf" / "debug.yaml"
+# real data, read in place: shared/ beside the checkout, or where $VRNN_SHARED says (a git
+# worktree elsewhere); the tests that need it skip without it
+SHARED_DATA = Path(os.environ.get("VRNN_SHARED", REPO.parent / "shared")) / "data"
+FSDD_DIR = SHARED_DATA / "fsdd" / "recordings"
+GW_DIR = SHARED_DATA / "gw-online"
 
 
 def tiny(tmp_path: Path, *extra: str) -> list[str]:
@@ -42,6 +50,18 @@ def _flat(tree: dict, prefix: str = "") -> dict:
     return out
 
 
+_DEBUG = yaml.safe_load(DEBUG_CONFIG.read_text())
 # conf/debug.yaml as dotted keys (what a sweep passes as parameters), its name aside
-TINY_SETTINGS = _flat(yaml.safe_load(DEBUG_CONFIG.read_text()))
+TINY_SETTINGS = _flat(_DEBUG)
 TINY_SETTINGS.pop("name")
+# conf/debug.yaml's model sizes as VRNN keyword arguments, its variant aside
+TINY_MODEL = {key: value for key, value in _DEBUG["model"].items() if key != "variant"}
+
+
+def fsdd_subset(folder: Path, n: int, every: int = 1) -> Path:
+    """``folder``, made, holding links to ``n`` FSDD recordings: every ``every``-th by name
+    (every=50 reaches all five speakers)."""
+    folder.mkdir()
+    for path in sorted(FSDD_DIR.glob("*.wav"))[::every][:n]:
+        (folder / path.name).symlink_to(path)
+    return folder

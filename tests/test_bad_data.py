@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 import torch
+from conftest import FSDD_DIR, fsdd_subset, tiny, tiny_config
 
 from vrnn_lightning.data import pipeline
 from vrnn_lightning.data.corpora import get_corpus
@@ -140,36 +141,23 @@ def test_an_empty_validation_split_stops_training_naming_the_split(tmp_path, cap
     from vrnn_lightning.fit import main as fit_main
 
     root = tmp_path / "corpus"
-    root.mkdir()
-    for spk in "abcde0":
-        for i in range(2):
-            path = root / f"{spk}_{i}.wav"
-            if spk == "e":  # split_seed 0 makes e the valid speaker: all of its files are bad
-                path.write_bytes(b"RIFF....WAVEfmt nonsense")
-            else:
-                sf.write(path, _wave(ord(spk) + i), RATE, subtype="PCM_16")
+    _speaker_corpus(root)
+    for i in range(2):  # split_seed 0 makes e the valid speaker: all of its files are bad
+        (root / f"e_{i}.wav").write_bytes(b"RIFF....WAVEfmt nonsense")
     code = fit_main(
-        [
+        tiny(
+            tmp_path,
             "data.dataset=audio_folder",
             f"data.root={root}",
-            f"data.cache_dir={tmp_path / 'cache'}",
             f"data.sample_rate={RATE}",
             "data.frame_size=50",
-            "data.seq_len=8",
             "data.speaker_pattern=^(\\w+?)_",
             "data.split_seed=0",
             "data.valid_fraction=0.2",
             "data.test_fraction=0.2",
-            "model.h_dim=8",
-            "model.z_dim=2",
-            "model.mlp_layers=1",
-            "model.n_components=2",
-            "logger.wandb.mode=disabled",
-            "trainer.enable_progress_bar=false",
             "trainer.max_epochs=1",
-            "sample.every_n_validations=0",
             f"out_dir={tmp_path / 'run'}",
-        ]
+        )
     )
     err = capsys.readouterr().err
     assert code == 2
@@ -243,14 +231,6 @@ def test_a_rerun_after_a_failed_report_writes_it(tmp_path, monkeypatch):
 # ---------------------------------------------------------------- a full disk
 
 
-def _fsdd_subset(tmp_path: Path, n: int) -> Path:
-    root = tmp_path / "fsdd"
-    root.mkdir()
-    for p in sorted(FSDD.glob("*.wav"))[:n]:
-        (root / p.name).symlink_to(p)
-    return root
-
-
 def test_a_full_disk_is_exit_2_with_no_unfinished_store(tmp_path, monkeypatch, capsys):
     from collections import namedtuple
 
@@ -269,11 +249,6 @@ def test_a_full_disk_is_exit_2_with_no_unfinished_store(tmp_path, monkeypatch, c
     assert not [p for p in (tmp_path / "cache").rglob("*") if p.is_file()]
 
 
-# shared/ beside the checkout, or where $VRNN_SHARED says (a git worktree elsewhere)
-SHARED = Path(os.environ.get("VRNN_SHARED", Path(__file__).resolve().parents[2] / "shared"))
-FSDD = SHARED / "data" / "fsdd" / "recordings"
-
-
 def _small_tmpfs(path: Path, size: str) -> bool:
     path.mkdir()
     if os.geteuid() != 0:
@@ -283,14 +258,14 @@ def _small_tmpfs(path: Path, size: str) -> bool:
 
 
 @pytest.mark.slow  # real data on a real (tiny) disk
-@pytest.mark.skipif(not FSDD.is_dir(), reason="../shared/data/fsdd is not available")
+@pytest.mark.skipif(not FSDD_DIR.is_dir(), reason="../shared/data/fsdd is not available")
 def test_a_really_full_disk_is_exit_2_not_a_segfault(tmp_path):
     """On a 2 MB tmpfs (root only): h5py meeting ENOSPC crashed the process (exit 139)."""
     full = tmp_path / "full"
     if not _small_tmpfs(full, "2m"):
         pytest.skip("needs root to mount a small tmpfs")
     try:
-        root = _fsdd_subset(tmp_path, 300)
+        root = fsdd_subset(tmp_path / "fsdd", 300)
         args = ["data.dataset=audio_folder", f"data.root={root}", f"data.cache_dir={full}"]
         done = subprocess.run(
             [sys.executable, "-m", "vrnn_lightning.prepare", *args, "data.sample_rate=8000"],
@@ -329,8 +304,6 @@ def test_a_checkpoint_cut_short_by_a_full_disk_leaves_the_previous_one(tmp_path,
 def test_a_full_disk_at_checkpoint_time_is_exit_2_keeping_the_checkpoints(
     tmp_path, monkeypatch, capsys
 ):
-    from conftest import tiny
-
     from vrnn_lightning.fit import main as fit_main
 
     run = tmp_path / "run"
@@ -353,7 +326,6 @@ def test_a_full_disk_at_checkpoint_time_is_exit_2_keeping_the_checkpoints(
 
 def test_training_writes_checkpoints_atomically(tmp_path):
     from vrnn_lightning.checkpoint_io import AtomicCheckpointIO
-    from vrnn_lightning.config import load_config
     from vrnn_lightning.training import train
 
     seen = []
@@ -362,22 +334,12 @@ def test_training_writes_checkpoints_atomically(tmp_path):
         def on_fit_start(self, trainer, module):
             seen.append(trainer.strategy.checkpoint_io)
 
-    small = [
-        "data.synthetic_sequences=12",
-        "data.synthetic_seconds=0.5",
-        "data.seq_len=8",
-        "model.h_dim=8",
-        "model.z_dim=2",
-        "model.mlp_layers=1",
-        "model.n_components=2",
-        "logger.wandb.mode=disabled",
-        "trainer.enable_progress_bar=false",
-        "trainer.max_steps=1",
-        "trainer.limit_val_batches=1",
-        "sample.every_n_validations=0",
+    cfg = tiny_config(
         f"data.cache_dir={tmp_path / 'cache'}",
         f"out_dir={tmp_path / 'run'}",
-    ]
-    train(load_config(None, small), extra_callbacks=[Probe()])
+        "trainer.max_steps=1",
+        "trainer.limit_val_batches=1",
+    )
+    train(cfg, extra_callbacks=[Probe()])
     assert isinstance(seen[0], AtomicCheckpointIO)
     assert list((tmp_path / "run" / "checkpoints").glob("*.ckpt"))

@@ -17,32 +17,17 @@ import numpy as np
 import pytest
 import soundfile as sf
 import torch
+from conftest import FSDD_DIR, fsdd_subset, tiny
 
 from vrnn_lightning import evaluate, export, fit, load_pretrained, sample
 from vrnn_lightning.checkpoint import DESCRIPTION_KEY, load_trained
 from vrnn_lightning.data.store import FrameStore
 
-# shared/ beside the checkout, or where $VRNN_SHARED says (a git worktree elsewhere)
-SHARED = Path(os.environ.get("VRNN_SHARED", Path(__file__).resolve().parents[2] / "shared"))
-FSDD_DIR = SHARED / "data" / "fsdd" / "recordings"
-
+# conf/debug.yaml for 3 batches, with torch's initialisation (under the paper's, a tiny model's
+# z barely matters: its ELBO and IWAE would agree whatever the sampling) and the samples and K
+# that the tests count on
 TINY = [
-    "data.seq_len=8",
-    "data.batch_size=8",
-    "data.eval_batch_size=8",
-    "model.h_dim=16",
-    "model.z_dim=4",
-    "model.phi_x_dim=16",
-    "model.phi_z_dim=16",
-    "model.enc_dim=16",
-    "model.prior_dim=16",
-    "model.dec_dim=16",
-    "model.mlp_layers=1",
-    "model.n_components=2",
     "model.init=torch",
-    "model.variant=vrnn_gmm",
-    "logger.wandb.mode=disabled",
-    "trainer.enable_progress_bar=false",
     "trainer.max_epochs=1",
     "trainer.limit_train_batches=3",
     "trainer.limit_val_batches=1",
@@ -59,14 +44,7 @@ def _last(run: Path) -> Path:
 @pytest.fixture(scope="module")
 def speech(tmp_path_factory) -> Path:
     tmp = tmp_path_factory.mktemp("speech")
-    args = [
-        *TINY,
-        "data.synthetic_sequences=12",
-        "data.synthetic_seconds=0.25",
-        f"data.cache_dir={tmp / 'cache'}",
-        f"out_dir={tmp / 'run'}",
-    ]
-    assert fit.main(args) == 0
+    assert fit.main(tiny(tmp, *TINY, f"out_dir={tmp / 'run'}")) == 0
     return tmp / "run"
 
 
@@ -75,11 +53,9 @@ def fsdd(tmp_path_factory) -> Path:
     if not FSDD_DIR.is_dir():
         pytest.skip(f"no FSDD recordings at {FSDD_DIR}")
     tmp = tmp_path_factory.mktemp("fsdd")
-    root = tmp / "recordings"
-    root.mkdir()
-    for name in sorted(os.listdir(FSDD_DIR))[:8]:
-        (root / name).symlink_to(FSDD_DIR / name)
-    args = [
+    root = fsdd_subset(tmp / "recordings", 8)
+    args = tiny(
+        tmp,
         *TINY,
         "data.dataset=audio_folder",
         f"data.root={root}",
@@ -87,9 +63,8 @@ def fsdd(tmp_path_factory) -> Path:
         "data.valid_fraction=0.125",
         "data.test_fraction=0.125",
         "data.eval_full_sequences=true",
-        f"data.cache_dir={tmp / 'cache'}",
         f"out_dir={tmp / 'run'}",
-    ]
+    )
     assert fit.main(args) == 0
     return tmp / "run"
 
@@ -213,7 +188,7 @@ def test_eval_normalises_with_the_model_statistics_and_says_the_data_differs(
 ):
     d = torch.load(_last(speech), map_location="cpu", weights_only=True)[DESCRIPTION_KEY]
     out = tmp_path / "eval.json"
-    # more sequences: another store, with other statistics
+    # other sequences: another store, with other statistics
     args = ["--ckpt", str(_last(speech)), "--out", str(out), "data.synthetic_sequences=16"]
     assert evaluate.main(args) == 0
     result = json.loads(out.read_text())
@@ -376,14 +351,13 @@ def test_fsdd_is_a_named_datamodule_split_by_speaker():
 
 def test_stroke_files_are_scored_with_the_pen_model(tmp_path):
     run = tmp_path / "run"
-    args = [
+    args = tiny(
+        tmp_path,
         *TINY,
         "data.dataset=synthetic_handwriting",
-        "data.synthetic_sequences=12",
         "model.variant=rnn_gmm",
-        f"data.cache_dir={tmp_path / 'cache'}",
         f"out_dir={run}",
-    ]
+    )
     assert fit.main(args) == 0
     words = tmp_path / "words"
     words.mkdir()

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from conftest import tiny
 from omegaconf import OmegaConf
 
 import vrnn_lightning
@@ -18,24 +19,6 @@ from vrnn_lightning import fit
 from vrnn_lightning.config import Config
 
 ROOT = Path(__file__).resolve().parents[1]
-TINY = [
-    "data.synthetic_sequences=12",
-    "data.synthetic_seconds=0.25",
-    "data.seq_len=8",
-    "data.batch_size=8",
-    "data.eval_batch_size=8",
-    "model.h_dim=16",
-    "model.z_dim=4",
-    "model.phi_x_dim=16",
-    "model.phi_z_dim=16",
-    "model.enc_dim=16",
-    "model.prior_dim=16",
-    "model.dec_dim=16",
-    "model.mlp_layers=1",
-    "model.n_components=2",
-    "sample.n=1",
-    "sample.steps=4",
-]
 
 
 def _python(*args: str, **kwargs) -> subprocess.CompletedProcess:
@@ -75,14 +58,9 @@ def test_any_trainer_keyword_is_a_key_checked_against_the_signature(capsys):
 
 def test_fast_dev_run_trains_one_batch(tmp_path):
     run = tmp_path / "run"
-    args = [
-        *TINY,
-        f"data.cache_dir={tmp_path / 'cache'}",
-        f"out_dir={run}",
-        "trainer.fast_dev_run=true",
-        "logger.wandb.mode=offline",
-        "trainer.enable_progress_bar=false",
-    ]
+    args = tiny(
+        tmp_path, f"out_dir={run}", "trainer.fast_dev_run=true", "logger.wandb.mode=offline"
+    )
     assert fit.main(args) == 0
     assert not (run / "wandb").exists()  # no W&B run opened for a dummy logger
 
@@ -113,15 +91,18 @@ def test_help_names_the_sections_without_importing_torch(command):
 
 def test_a_run_prints_no_known_noise_and_draws_its_curves(tmp_path):
     run = tmp_path / "run"
-    args = [
-        *TINY,
-        f"data.cache_dir={tmp_path / 'cache'}",
+    args = tiny(
+        tmp_path,
         f"out_dir={run}",
         "logger.wandb.mode=offline",
         "logger.tensorboard=true",
-        "logger.log_every_n_steps=1",
-        "trainer.max_epochs=2",
-    ]
+        # what a user's run prints too: the progress bar (v_num) and the samples of each
+        # validation
+        "trainer.enable_progress_bar=true",
+        "sample.every_n_validations=1",
+        "sample.n=1",
+        "sample.steps=4",
+    )
     done = _python("-m", "vrnn_lightning.fit", *args, cwd=tmp_path)
     assert done.returncode == 0, done.stderr
     output = done.stdout + done.stderr

@@ -11,6 +11,7 @@ import pytest
 import soundfile as sf
 import torch
 import torchaudio.functional as AF
+from conftest import FSDD_DIR, GW_DIR
 
 from vrnn_lightning.config import DataConfig
 from vrnn_lightning.data import audio
@@ -20,7 +21,6 @@ from vrnn_lightning.data.corpora.splits import split_counts, split_groups, split
 from vrnn_lightning.data.source import BadInput, CorpusError, Source
 from vrnn_lightning.data.strokes import points_to_steps, split_strokes, steps_to_points
 
-REAL = Path(__file__).resolve().parents[2] / "shared" / "data"
 OUR_CORPORA = tuple(name for name in NAMES if not name.startswith("synthetic"))
 HAS_MP3 = "MP3" in sf.available_formats()
 needs_mp3 = pytest.mark.skipif(
@@ -509,9 +509,9 @@ def test_gw_online_pages_and_malformed_file(tmp_path):
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(not (REAL / "fsdd/recordings").is_dir(), reason="no ../shared/data/fsdd")
+@pytest.mark.skipif(not FSDD_DIR.is_dir(), reason="no ../shared/data/fsdd")
 def test_real_fsdd_by_speaker():
-    root = REAL / "fsdd/recordings"
+    root = FSDD_DIR
     corpus = get_corpus("audio_folder")
     cfg = config(root, speaker_pattern=r"^\d+_([a-z]+)_", sample_rate=8000)
     splits = corpus.find_sources(cfg)
@@ -534,9 +534,9 @@ def test_real_fsdd_by_speaker():
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(not (REAL / "gw-online").is_dir(), reason="no ../shared/data/gw-online")
+@pytest.mark.skipif(not GW_DIR.is_dir(), reason="no ../shared/data/gw-online")
 def test_real_gw_online_words():
-    root = REAL / "gw-online"
+    root = GW_DIR
     corpus = get_corpus("gw_online")
     cfg = config(root, dataset="gw_online")
     splits = corpus.find_sources(cfg)

@@ -4,20 +4,16 @@ import math
 
 import pytest
 import torch
+from conftest import TINY_MODEL
 
 from vrnn_lightning import estimators
 from vrnn_lightning.model import VRNN
-
-SMALL = dict(
-    h_dim=16, z_dim=3, phi_x_dim=8, phi_z_dim=8, enc_dim=8, prior_dim=8, dec_dim=8,
-    mlp_layers=1, n_components=2,
-)  # fmt: skip
 
 
 def make(variant, seed=0):
     torch.manual_seed(seed)
     # torch's default init gives a posterior far from the prior: the bounds differ visibly
-    return VRNN(variant, x_dim=4, init="torch", **SMALL).eval()
+    return VRNN(variant, x_dim=4, init="torch", **TINY_MODEL).eval()
 
 
 def batch(n=32, steps=5):

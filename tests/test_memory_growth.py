@@ -7,15 +7,12 @@ T per-step h_{t-1} and phi_z(z_t) tensors alive (a reference cycle through the a
 
 import pytest
 import torch
-from conftest import tiny_config
+from conftest import TINY_MODEL, tiny_config
 
 from vrnn_lightning.estimators import elbo, importance_estimates, smc
 from vrnn_lightning.memory import MemoryProbe, live_tensors
 from vrnn_lightning.model import VRNN
 from vrnn_lightning.training import train
-
-SMALL = dict(h_dim=16, z_dim=4, phi_x_dim=8, phi_z_dim=8, enc_dim=8, prior_dim=8, dec_dim=8)
-SMALL.update(mlp_layers=1, n_components=3)
 
 
 def _train_steps(model, optimiser, x, mask, n):
@@ -36,7 +33,7 @@ def _train_steps(model, optimiser, x, mask, n):
 def test_training_steps_leave_no_tensor_behind(variant, observation):
     torch.manual_seed(0)
     x_dim = 3 if observation == "strokes" else 10
-    model = VRNN(variant, x_dim=x_dim, observation=observation, **SMALL)
+    model = VRNN(variant, x_dim=x_dim, observation=observation, **TINY_MODEL)
     optimiser = torch.optim.Adam(model.parameters(), lr=1e-3)
     x = torch.randn(4, 12, x_dim)
     if observation == "strokes":
@@ -52,7 +49,7 @@ def test_training_steps_leave_no_tensor_behind(variant, observation):
 
 def test_a_step_whose_backward_never_runs_leaves_nothing_behind():
     # a non-finite loss is skipped without backward: its graph must still be freed
-    model = VRNN("vrnn_gmm", x_dim=10, **SMALL)
+    model = VRNN("vrnn_gmm", x_dim=10, **TINY_MODEL)
     x = torch.randn(4, 12, 10)
 
     def forward_only(n):
@@ -67,7 +64,7 @@ def test_a_step_whose_backward_never_runs_leaves_nothing_behind():
 
 
 def test_evaluation_and_generation_leave_nothing_behind():
-    model = VRNN("vrnn_gmm", x_dim=10, **SMALL).eval()
+    model = VRNN("vrnn_gmm", x_dim=10, **TINY_MODEL).eval()
     x = torch.randn(4, 12, 10)
     with torch.no_grad():
         importance_estimates(model, x, k=8)

@@ -8,6 +8,7 @@ import torch
 from vrnn_lightning.model import VARIANTS, VRNN
 from vrnn_lightning.networks import PAPER_MAX_NORM
 
+# every width different (not conf/debug.yaml's), so that a layer wired to the wrong one fails
 SMALL = dict(
     h_dim=24, z_dim=4, phi_x_dim=12, phi_z_dim=10, enc_dim=9, prior_dim=8, dec_dim=11,
     mlp_layers=2, n_components=3,

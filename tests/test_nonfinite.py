@@ -5,34 +5,9 @@ from __future__ import annotations
 import logging
 import math
 
-import lightning as L
 import torch
+from test_module import batches, module, trainer  # the bare module of conf/debug.yaml
 from torch.utils.data import DataLoader
-
-from vrnn_lightning.config import load_config
-from vrnn_lightning.module import VRNNModule
-
-TINY = ["model.variant=vrnn_gauss", "model.h_dim=8", "model.z_dim=2", "model.phi_x_dim=4"]
-TINY += ["model.phi_z_dim=4", "model.enc_dim=4", "model.prior_dim=4", "model.dec_dim=4"]
-TINY += ["model.mlp_layers=1", "data.frame_size=5", "data.batch_size=2"]
-
-
-def module(*overrides: str) -> VRNNModule:
-    cfg = load_config(overrides=[*TINY, *overrides])
-    return VRNNModule(cfg.model, cfg.optim, observation="audio", x_dim=5, batch_size=2, seq_len=6)
-
-
-def batches(n: int) -> list[dict]:
-    return [
-        {"x": torch.randn(2, 6, 5), "mask": torch.ones(2, 6, dtype=torch.bool)} for _ in range(n)
-    ]
-
-
-def trainer(**kw) -> L.Trainer:
-    return L.Trainer(
-        accelerator="cpu", logger=False, enable_checkpointing=False,
-        enable_progress_bar=False, enable_model_summary=False, **kw,
-    )  # fmt: skip
 
 
 def test_a_skipped_training_step_is_said_not_only_logged(caplog):

@@ -12,16 +12,12 @@ from types import SimpleNamespace
 import h5py
 import numpy as np
 import pytest
+from conftest import FSDD_DIR, GW_DIR, fsdd_subset
 
 from vrnn_lightning import prepare as prepare_cmd
 from vrnn_lightning.data import pipeline
 from vrnn_lightning.data.source import BadInput, CorpusError, Source
 from vrnn_lightning.data.store import FrameStore, as_data_config, is_finished
-
-SHARED = Path(__file__).resolve().parents[1] / ".." / "shared" / "data"
-FSDD = SHARED / "fsdd" / "recordings"
-GW = SHARED / "gw-online"
-
 
 # ---------------------------------------------------------------- a tiny corpus of .npy files
 
@@ -268,19 +264,11 @@ def test_cli_prepares_and_prints_summary(tmp_path, corpus, capsys):
 # ---------------------------------------------------------------- real corpora
 
 
-def _fsdd_subset(tmp_path, n=50) -> Path:
-    root = tmp_path / "fsdd"
-    root.mkdir()
-    for p in sorted(FSDD.glob("*.wav"))[::50][:n]:
-        (root / p.name).symlink_to(p.resolve())
-    return root
-
-
 @pytest.mark.slow
-@pytest.mark.skipif(not FSDD.is_dir(), reason="../shared/data/fsdd is not available")
+@pytest.mark.skipif(not FSDD_DIR.is_dir(), reason="../shared/data/fsdd is not available")
 def test_real_fsdd_round_trip(tmp_path):
     sf = pytest.importorskip("soundfile")
-    root = _fsdd_subset(tmp_path)
+    root = fsdd_subset(tmp_path / "fsdd", 50, every=50)
     cfg = as_data_config(
         dataset="audio_folder",
         root=str(root),
@@ -314,9 +302,9 @@ def _read_gw(path: Path) -> np.ndarray:
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(not GW.is_dir(), reason="../shared/data/gw-online is not available")
+@pytest.mark.skipif(not GW_DIR.is_dir(), reason="../shared/data/gw-online is not available")
 def test_real_gw_online_round_trip(tmp_path):
-    cfg = as_data_config(dataset="gw_online", root=str(GW), cache_dir=str(tmp_path / "cache"))
+    cfg = as_data_config(dataset="gw_online", root=str(GW_DIR), cache_dir=str(tmp_path / "cache"))
     folder = pipeline.prepare(cfg, progress=False)
     counts = 0
     for split in ("train", "valid", "test"):
@@ -325,7 +313,7 @@ def test_real_gw_online_round_trip(tmp_path):
         assert store.dtype == np.float32
         counts += len(store)
         for i in (0, len(store) - 1):
-            pts = _read_gw(GW / store.names[i])
+            pts = _read_gw(GW_DIR / store.names[i])
             # step t: the pen bit of point t and its offset from point t - 1
             expected = np.column_stack([pts[1:, 2], np.diff(pts[:, :2], axis=0)])
             np.testing.assert_allclose(store.raw(i), expected, rtol=1e-6)

@@ -6,21 +6,17 @@ import math
 
 import pytest
 import torch
+from conftest import TINY_MODEL
 
 from vrnn_lightning import estimators, smc
 from vrnn_lightning.lgssm import LGSSM
 from vrnn_lightning.model import VRNN
 
-SMALL = dict(
-    h_dim=16, z_dim=3, phi_x_dim=8, phi_z_dim=8, enc_dim=8, prior_dim=8, dec_dim=8,
-    mlp_layers=1, n_components=2,
-)  # fmt: skip
-
 
 def make(variant, seed=0):
     torch.manual_seed(seed)
     # torch's default init gives a posterior far from the prior: weights vary a lot
-    return VRNN(variant, x_dim=4, init="torch", **SMALL).eval()
+    return VRNN(variant, x_dim=4, init="torch", **TINY_MODEL).eval()
 
 
 def batch(n=5, steps=9, seed=3):
@@ -36,7 +32,7 @@ def batch(n=5, steps=9, seed=3):
 def test_one_particle_is_the_single_sample_log_weight_sum(variant):
     model = make(variant)
     x, mask = batch()
-    noise = torch.randn(5, 9, SMALL["z_dim"])
+    noise = torch.randn(5, 9, TINY_MODEL["z_dim"])
     with torch.no_grad():
         est = estimators.smc(model, x, mask, k=1, ess_threshold=1.0, noise=noise)
         log_w = model(x, mask, noise=noise).log_weight.sum(1)
@@ -49,7 +45,7 @@ def test_without_resampling_it_is_iwae_on_the_same_noise(variant):
     model = make(variant)
     x, mask = batch()
     k = 6
-    noise = torch.randn(k * 5, 9, SMALL["z_dim"])
+    noise = torch.randn(k * 5, 9, TINY_MODEL["z_dim"])
     with torch.no_grad():
         est = estimators.smc(model, x, mask, k=k, ess_threshold=0.0, noise=noise)
         log_w = model(x, mask, n_samples=k, noise=noise).log_weight.sum(1).view(k, 5)

@@ -69,9 +69,12 @@ def test_sweep_yaml_is_valid_and_every_run_it_proposes_is_a_vrnn_fit_config(path
         runs.append(sweeps.SweepRun(name=run_id, config=proposal.config, state="finished"))
     assert len(out_dirs) == len(runs)
     if grid:
-        seeds = raw["parameters"]["seed"]["values"]
-        assert len(seeds) >= 3 and len(runs) == len(VARIANTS) * len(seeds)
-        assert {r.config["model.variant"]["value"] for r in runs} == set(VARIANTS)
+        # every combination once, over at least 3 seeds
+        varied = [spec["values"] for spec in raw["parameters"].values() if "values" in spec]
+        assert len(raw["parameters"]["seed"]["values"]) >= 3
+        assert len(runs) == math.prod(len(values) for values in varied)
+        if not path.stem.endswith("_objectives"):  # a comparison of the variants: all six
+            assert {r.config["model.variant"]["value"] for r in runs} == set(VARIANTS)
     else:
         assert raw["early_terminate"]["type"] == "hyperband"
         lrs = [r.config["optim.lr"]["value"] for r in runs]
@@ -147,6 +150,16 @@ def _write_metrics(run_dir: Path, version: int, rows: list[tuple[int, float]]) -
     path.write_text("\n".join(lines) + "\n0,99,1.")  # the last row is still being written
 
 
+# a grid of three seeds under hyperband: runs compared at 2 validations, eta 2
+HYPERBAND = {
+    "name": "hb",
+    "method": "grid",
+    "metric": {"name": "val/elbo", "goal": "maximize"},
+    "early_terminate": {"type": "hyperband", "min_iter": 2, "eta": 2},
+    "parameters": {"seed": {"values": [0, 1, 2]}},
+}
+
+
 def test_metric_history_reads_resumed_versions_and_hyperband_stops_the_worse_run(tmp_path):
     good, mid, bad = tmp_path / "good", tmp_path / "mid", tmp_path / "bad"
     _write_metrics(good, 0, [(10, -100.0), (20, -90.0)])
@@ -155,13 +168,7 @@ def test_metric_history_reads_resumed_versions_and_hyperband_stops_the_worse_run
     _write_metrics(bad, 0, [(10, -200.0), (20, -190.0), (30, -180.0)])
     assert [h["val/elbo"] for h in metric_history(good, "val/elbo")] == [-100.0, -80.0, -70.0]
 
-    config = {
-        "name": "hb",
-        "method": "grid",
-        "metric": {"name": "val/elbo", "goal": "maximize"},
-        "early_terminate": {"type": "hyperband", "min_iter": 2, "eta": 2},
-        "parameters": {"seed": {"values": [0, 1, 2]}},
-    }
+    config = HYPERBAND
     runs = [
         LocalRun(d.name, {"seed": {"value": i}}, [], str(d), "x", "rnn_gauss", i, state="running")
         for i, d in enumerate([good, mid, bad])
@@ -191,13 +198,7 @@ class FakeProcess:
 
 
 def test_the_runner_stops_what_hyperband_says_and_records_it_as_killed(tmp_path):
-    config = {
-        "name": "hb",
-        "method": "grid",
-        "metric": {"name": "val/elbo", "goal": "maximize"},
-        "early_terminate": {"type": "hyperband", "min_iter": 2, "eta": 2},
-        "parameters": {"seed": {"values": [0, 1, 2]}},
-    }
+    config = HYPERBAND
     runs = []
     for i, (name, value) in enumerate([("good", -80.0), ("mid", -140.0), ("bad", -190.0)]):
         _write_metrics(tmp_path / name, 0, [(10, value - 10), (20, value)])

@@ -53,9 +53,9 @@ from vrnn_lightning.data.store import (
 # ---------------------------------------------------------------- reading one source
 
 
-def to_frames(array: np.ndarray, kind: str, cfg: DataConfig) -> np.ndarray:
+def to_frames(array: np.ndarray, observation: str, cfg: DataConfig) -> np.ndarray:
     """A corpus array -> (T, D) frames; raises BadInput for unusable content."""
-    if kind == "audio":
+    if observation == "audio":
         if array.ndim != 1:
             raise BadInput(f"expected a 1-D waveform, got shape {array.shape}")
         if cfg.max_samples is not None:
@@ -99,18 +99,18 @@ def single_threaded():
         torch.set_num_threads(threads)
 
 
-def _init_worker(read: Callable, kind: str, cfg: DataConfig) -> None:
+def _init_worker(read: Callable, observation: str, cfg: DataConfig) -> None:
     global _READER
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent handles Ctrl-C
     torch.set_num_threads(1)
-    _READER = (read, kind, cfg)
+    _READER = (read, observation, cfg)
 
 
 def _load(source: Source, reader: tuple[Callable, str, DataConfig] | None = None):
     """("ok", frames) or ("bad", reason) for one source. Never raises for one bad file."""
-    read, kind, cfg = reader or _READER
+    read, observation, cfg = reader or _READER
     try:
-        return "ok", to_frames(read(source, cfg), kind, cfg)
+        return "ok", to_frames(read(source, cfg), observation, cfg)
     except BadInput as err:
         return "bad", str(err)
     except Exception as err:  # a corrupt file the corpus reader did not anticipate
@@ -184,7 +184,7 @@ def _load_all(sources: list[Source], reader, workers: int) -> Iterator[tuple[str
 # ---------------------------------------------------------------- writing one split
 
 
-def _progress(console: Console, kind: str) -> Progress:
+def _progress(console: Console) -> Progress:
     amount = "{task.fields[amount]}"
     return Progress(
         TextColumn("[bold]{task.description:>5}"),
@@ -199,8 +199,8 @@ def _progress(console: Console, kind: str) -> Progress:
     )
 
 
-def _amount(kind: str, seconds: float, frames: int) -> str:
-    return f"{seconds / 3600:.2f} h" if kind == "audio" else f"{frames:,} steps"
+def _amount(observation: str, seconds: float, frames: int) -> str:
+    return f"{seconds / 3600:.2f} h" if observation == "audio" else f"{frames:,} steps"
 
 
 def _write_split(
@@ -209,7 +209,7 @@ def _write_split(
     path: Path,
     *,
     reader,
-    kind: str,
+    observation: str,
     cfg: DataConfig,
     dtype,
     attrs: dict,
@@ -219,13 +219,13 @@ def _write_split(
 ) -> dict:
     """Streams one split into its store; returns the finished file's header. ``left_out``:
     entries the listing left out, reported with this split's skipped files."""
-    stats = RunningStats(kind)
+    stats = RunningStats(observation)
     skipped: list[dict] = list(left_out)
     writer: StoreWriter | None = None
     seconds = 0.0
-    sr = cfg.sample_rate if kind == "audio" else 0
+    sr = cfg.sample_rate if observation == "audio" else 0
     t0 = time.perf_counter()
-    bar = _progress(console, kind) if progress else None
+    bar = _progress(console) if progress else None
     try:
         if bar:
             bar.start()
@@ -251,13 +251,13 @@ def _write_split(
                 # statistics of the stored values: a float file in an int16 store (or the
                 # reverse) is converted first, and the reader normalises what is stored
                 stats.update(writer.append(source.name, frames))
-                if kind == "audio":
+                if observation == "audio":
                     seconds += frames.size / sr
             if bar:
                 elapsed = time.perf_counter() - t0
-                rate = f"{seconds / elapsed:,.0f}x real time" if kind == "audio" else ""
+                rate = f"{seconds / elapsed:,.0f}x real time" if observation == "audio" else ""
                 n = writer.n_frames if writer else 0
-                bar.update(task, advance=1, amount=_amount(kind, seconds, n), rate=rate)
+                bar.update(task, advance=1, amount=_amount(observation, seconds, n), rate=rate)
         if writer is None:  # nothing usable in this split
             if split == "train" or dtype is None:
                 reasons = "; ".join(f"{s['file']}: {s['reason']}" for s in skipped[:3])
@@ -334,7 +334,7 @@ def prepare(
     console = console or Console()
     with listing_problems() as left_out:  # broken links, loops, unreadable folders, ...
         corpus, sources, fp, folder = locate(cfg)
-    kind = corpus.OBSERVATION
+    observation = corpus.OBSERVATION
     splits = [s for s in SPLITS if s in sources]
     paths = {s: folder / f"{s}.h5" for s in splits}
     if all(is_finished(p, fp) for p in paths.values()):
@@ -347,18 +347,18 @@ def prepare(
     cleanup_temporaries(folder)
     n_files = sum(len(v) for v in sources.values())
     console.print(
-        f"preparing [bold]{cfg.dataset}[/] ({kind}, {n_files} sources, "
+        f"preparing [bold]{cfg.dataset}[/] ({observation}, {n_files} sources, "
         f"{cfg.prepare_workers} worker(s)) -> {folder}"
     )
     attrs = {
-        "kind": kind,
+        "kind": observation,  # the attribute's name in the store format (existing stores)
         "dataset": cfg.dataset,
-        "sample_rate": cfg.sample_rate if kind == "audio" else 0,
-        "frame_size": cfg.frame_size if kind == "audio" else 1,
+        "sample_rate": cfg.sample_rate if observation == "audio" else 0,
+        "frame_size": cfg.frame_size if observation == "audio" else 1,
         "fingerprint": fp,
-        "stroke_stats": cfg.stroke_stats if kind == "strokes" else "",
+        "stroke_stats": cfg.stroke_stats if observation == "strokes" else "",
     }
-    reader = (corpus.read, kind, cfg)
+    reader = (corpus.read, observation, cfg)
     dtype = None
     for split in splits:
         path = paths[split]
@@ -372,7 +372,7 @@ def prepare(
                     sources[split],
                     path,
                     reader=reader,
-                    kind=kind,
+                    observation=observation,
                     cfg=cfg,
                     dtype=dtype,
                     attrs=attrs,
@@ -393,7 +393,7 @@ def write_report(folder: Path, headers: dict[str, dict]) -> dict:
     first = next(iter(headers.values()))
     report = {
         "dataset": first["dataset"],
-        "kind": first["kind"],
+        "kind": first["kind"],  # the observation, under the name report.json has always had
         "fingerprint": first["fingerprint"],
         "mean": first["mean"],
         "std": first["std"],

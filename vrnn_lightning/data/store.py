@@ -7,7 +7,8 @@ Layout of ``<cache_dir>/<dataset>-<fingerprint[:12]>/<split>.h5``:
     offsets  (n_seq + 1,)   int64, sequence i is frames[offsets[i]:offsets[i + 1]]
     names    (n_seq,)       UTF-8, the Source.name of each sequence
     attrs    format_version, kind, sample_rate, frame_size, mean, std, amplitude_scale,
-             fingerprint, split, sequences, n_frames, seconds, skipped (JSON), complete
+             fingerprint, split, sequences, n_frames, seconds, skipped (JSON), complete;
+             kind is the observation (audio or strokes, what x_t is: what_x_is)
 
 Normalisation statistics always come from the train split and are copied into every split's
 file, so each file is self-contained. They are applied when reading, which keeps int16 storage.
@@ -219,23 +220,23 @@ class RunningStats:
              rule "pooled" divides by 2 * steps.
     """
 
-    def __init__(self, kind: str):
-        self.kind = kind
+    def __init__(self, observation: str):
+        self.observation = observation
         self.n = 0
         self.s1 = 0.0
         self.s2 = 0.0
 
     def update(self, frames: np.ndarray) -> None:
-        x = frames[:, 1:3] if self.kind == "strokes" else frames
+        x = frames[:, 1:3] if self.observation == "strokes" else frames
         x = x.astype(np.float64)
-        self.n += x.size if self.kind == "audio" else len(x)
+        self.n += x.size if self.observation == "audio" else len(x)
         self.s1 += float(x.sum())
         self.s2 += float(np.square(x).sum())
 
     def result(self, rule: str = "paper") -> tuple[float, float]:
         if self.n == 0:
             raise ValueError("no data to compute statistics from")
-        n = self.n * (2 if self.kind == "strokes" and rule == "pooled" else 1)
+        n = self.n * (2 if self.observation == "strokes" and rule == "pooled" else 1)
         mean = self.s1 / n
         var = self.s2 / n - mean * mean
         std = float(np.sqrt(max(var, 0.0)))
@@ -528,12 +529,7 @@ class FrameStore:
     def denormalise(self, x):
         """Back to data units: audio amplitude (1.0 = full scale), or (pen, dx, dy) offsets.
         Accepts a numpy array or a torch tensor of shape (..., D)."""
-        scale = self.amplitude_scale
-        if self.observation == "strokes":
-            out = x * 1.0  # a copy of the same type
-            out[..., 1:3] = x[..., 1:3] * self.std + self.mean
-            return out
-        return (x * self.std + self.mean) / scale
+        return self.normalisation.denormalise(x)
 
     @property
     def amplitude_scale(self) -> float:
