@@ -56,15 +56,6 @@ def test_ddp_ranks_get_their_own_streams():
             assert batch == [((rank * 3 + b) * stream_len + j * 5, 5) for b in range(3)]
 
 
-def test_start_at_continues_the_plan_at_that_batch():
-    sampler = StreamSampler(n_frames=400, seq_len=4, batch_size=2)
-    full = list(sampler)
-    sampler.start_at(3)
-    resumed = list(sampler)
-    assert len(resumed) == len(full) and resumed[:-6] == full[6:]
-    assert list(sampler) == full  # only the next pass
-
-
 def _record_noise(module):
     """Draws each training forward's noise from a fixed generator and keeps it."""
     drawn, forward, g = [], module.model.forward, torch.Generator().manual_seed(0)

@@ -220,6 +220,22 @@ def test_the_runner_stops_what_hyperband_says_and_records_it_as_killed(tmp_path)
     assert [r["state"] for r in saved["runs"]] == ["finished", "finished", "killed"]
 
 
+def test_a_run_stopped_by_sigterm_on_its_own_is_preempted_and_a_rerun_resumes_it(tmp_path):
+    # vrnn-fit exits 143 when a scheduler's SIGTERM stops it: resumable, not finished
+    runs = [LocalRun("r0", {"seed": {"value": 0}}, ["vrnn-fit"], str(tmp_path / "r0"), "x", "v", 0)]
+    runs[0].state = "running"
+    sweep = LocalSweep(tmp_path / "sweep", HYPERBAND, runs)
+    runner = sweep_mod.Runner(sweep, cap=1, jobs=1, poll=0, console=Console(quiet=True))
+    runner.resume = []  # the run is running now, not left behind
+    runner.procs["r0"] = FakeProcess()
+    runner.procs["r0"].code = 143
+    runner.watch()
+    reloaded = LocalSweep.open(tmp_path / "sweep")
+    assert [(r.state, r.exitcode) for r in reloaded.runs] == [("preempted", 143)]
+    again = sweep_mod.Runner(reloaded, cap=1, jobs=1, poll=0, console=Console(quiet=True))
+    assert again.propose().id == "r0"
+
+
 def test_an_interrupted_sweep_leaves_its_runs_preempted_and_a_rerun_resumes_them(
     tmp_path, monkeypatch
 ):

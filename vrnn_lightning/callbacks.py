@@ -1,5 +1,5 @@
 """Training callbacks: samples written (and logged to W&B) as the model trains; the
-description every checkpoint carries."""
+description every checkpoint carries; the checkpoint a run stopped by SIGTERM leaves."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ import lightning as L
 from lightning.pytorch.callbacks import ModelSummary, RichProgressBar
 from lightning.pytorch.loggers import WandbLogger
 from lightning.pytorch.utilities import rank_zero_warn
+from lightning.pytorch.utilities.exceptions import SIGTERMException
 from lightning.pytorch.utilities.model_summary.model_summary import (
     get_formatted_model_size,
     get_human_readable_count,
@@ -174,3 +175,23 @@ class ProgressBar(RichProgressBar):
         items = super().get_metrics(trainer, pl_module)
         items.pop("v_num", None)
         return items
+
+
+class CheckpointOnSigterm(L.Callback):
+    """On SIGTERM (a scheduler's preemption), save ``path`` (the run's last.ckpt) before the
+    run stops, so that ``ckpt_path=last`` resumes from where it stopped.
+
+    Lightning turns SIGTERM into a SIGTERMException raised between two batches (training or
+    validation) or after an epoch's end: the state is whole there, unlike at Ctrl-C, which
+    can land inside an optimiser step, so Ctrl-C saves nothing (last.ckpt stays the last
+    validation's). The trainer's checkpoint IO writes it atomically (checkpoint_io.py)."""
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+        self.saved = False
+
+    def on_exception(self, trainer: L.Trainer, pl_module, exception: BaseException) -> None:
+        # not in the sanity check: no training yet, and its validation state is not the run's
+        if isinstance(exception, SIGTERMException) and not trainer.sanity_checking:
+            trainer.save_checkpoint(self.path, weights_only=False)  # everything, to resume
+            self.saved = True

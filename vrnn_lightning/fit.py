@@ -3,6 +3,10 @@
     vrnn-fit --config conf/timit.yaml [key=value ...]
     vrnn-fit --config conf/timit.yaml ckpt_path=last      # resume a killed run
 
+A run stopped by SIGTERM (a scheduler's preemption) saves its last.ckpt where it stopped and
+exits 143, one stopped by Ctrl-C exits 130 (last.ckpt is its last validation's); either says
+so on stderr and resumes with ckpt_path=last. Only a run that reached its end exits 0.
+
 The run folder (``out_dir``, default runs/<name>) holds the resolved config, a CSV of every
 logged metric, the checkpoints (best on val/elbo, and last), generated samples and, unless
 disabled, the offline W&B run (``wandb sync`` uploads it later), and at the end
@@ -30,9 +34,13 @@ def main(argv: list[str] | None = None) -> int:
         cfg = load_config(args.config, args.overrides)
         if args.print_config:
             return print_config_and_exit(cfg)
-        from .training import train
+        from .training import RunInterrupted, train
 
-        out_dir = train(cfg, command=shlex.join(["vrnn-fit", *argv]))
+        try:
+            out_dir = train(cfg, command=shlex.join(["vrnn-fit", *argv]))
+        except RunInterrupted as stop:  # SIGTERM (preemption) or Ctrl-C: never exit 0
+            print(f"vrnn-fit: {stop}", file=sys.stderr)
+            return stop.exit_code
     except (ConfigError, CorpusError) as err:
         print(f"vrnn-fit: {err}", file=sys.stderr)
         return 2

@@ -110,6 +110,19 @@ def _stop(signum, frame):
     raise Stopped(signum)
 
 
+# how a run stopped by SIGTERM (a preemption) or Ctrl-C ends: vrnn-fit exits 128 + signal after
+# saving what resumes it; a process the signal killed outright has the negative signal number
+INTERRUPTED = {128 + signal.SIGTERM, 128 + signal.SIGINT, -signal.SIGTERM, -signal.SIGINT}
+
+
+def run_state(exit_code: int) -> str:
+    """The state of a run whose process ended with ``exit_code``: an interrupted run is
+    preempted (a rerun resumes it), never finished."""
+    if exit_code == 0:
+        return "finished"
+    return "preempted" if exit_code in INTERRUPTED else "failed"
+
+
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGHUP)
 
 
@@ -436,7 +449,7 @@ class Runner:
                 continue
             del self.procs[run_id]
             run.exitcode, run.pid = code, None
-            run.state = "killed" if run.stopped else "finished" if code == 0 else "failed"
+            run.state = "killed" if run.stopped else run_state(code)
             best = _best([h[metric] for h in run.history], self.sweep.config)
             _say(
                 self.console,

@@ -10,6 +10,7 @@ event files, and at the end a PNG of the learning curves.
 from __future__ import annotations
 
 import os
+import signal
 import sys
 from pathlib import Path
 
@@ -18,6 +19,7 @@ import torch
 from lightning.pytorch.callbacks import EarlyStopping, LearningRateMonitor, ModelCheckpoint
 from lightning.pytorch.loggers import CSVLogger, WandbLogger
 from lightning.pytorch.utilities import rank_zero_only
+from lightning.pytorch.utilities.exceptions import SIGTERMException
 from omegaconf import DictConfig, OmegaConf
 
 from .checkpoint_io import AtomicCheckpointIO
@@ -29,6 +31,7 @@ from .quiet import quiet_known_noise
 # TrainerConfig keys that train() interprets itself instead of passing to lightning.Trainer
 _NOT_TRAINER_ARGS = ("early_stopping_patience",)
 WANDB_ID_FILE = "wandb_run_id.txt"
+LAST_CHECKPOINT = "last.ckpt"  # what ckpt_path=last resumes
 LEARNING_CURVES = "learning_curves.png"
 
 
@@ -51,7 +54,7 @@ def resolve_ckpt_path(cfg: DictConfig) -> str | None:
             )
         return None
     if cfg.ckpt_path == "last":
-        last = checkpoints / "last.ckpt"
+        last = checkpoints / LAST_CHECKPOINT
         if not last.is_file():
             print(f"vrnn-fit: no {last} yet; starting from scratch", file=sys.stderr)
             return None
@@ -128,7 +131,13 @@ def tensorboard_logger(out_dir: Path):
 
 
 def make_callbacks(cfg: DictConfig, out_dir: Path, command: str | None = None) -> list:
-    from .callbacks import DescribeCheckpoint, ParameterSummary, ProgressBar, SampleCallback
+    from .callbacks import (
+        CheckpointOnSigterm,
+        DescribeCheckpoint,
+        ParameterSummary,
+        ProgressBar,
+        SampleCallback,
+    )
 
     checkpoints = str(out_dir / "checkpoints")
     callbacks = [
@@ -148,6 +157,7 @@ def make_callbacks(cfg: DictConfig, out_dir: Path, command: str | None = None) -
         LearningRateMonitor(logging_interval="step"),
         SampleCallback.from_config(cfg, out_dir),  # samples (and W&B media) at validation
         DescribeCheckpoint(OmegaConf.to_container(cfg, resolve=True), command),
+        CheckpointOnSigterm(out_dir / "checkpoints" / LAST_CHECKPOINT),
     ]
     if cfg.trainer.early_stopping_patience:
         callbacks.append(
@@ -197,13 +207,26 @@ def train(cfg: DictConfig, extra_callbacks: list | None = None, command: str | N
             plugins=[AtomicCheckpointIO()],  # a checkpoint is complete or absent, never truncated
         )
     except (ValueError, TypeError) as err:  # Lightning's MisconfigurationException included
-        close_wandb(loggers)
+        close_wandb(loggers, exit_code=2)
         raise ConfigError(f"trainer: {err}") from None
+    exit_code = 1  # what W&B records if fit raises
+    last = out_dir / "checkpoints" / LAST_CHECKPOINT
     try:
         # weights_only: a resumed checkpoint never runs code while it loads
         trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=True)
+        exit_code = 0
+    except SIGTERMException:  # Lightning's graceful stop: CheckpointOnSigterm saved last.ckpt
+        exit_code = 128 + signal.SIGTERM
+        saved = any(getattr(c, "saved", False) for c in trainer.callbacks)
+        raise RunInterrupted("SIGTERM", exit_code, trainer.global_step, last, saved) from None
+    except SystemExit:
+        if not trainer.interrupted:
+            raise
+        # Ctrl-C: Lightning stopped at once and exits 1; say so, and exit as an interrupt
+        exit_code = 128 + signal.SIGINT
+        raise RunInterrupted("Ctrl-C", exit_code, trainer.global_step, last, False) from None
     finally:
-        close_wandb(loggers)
+        close_wandb(loggers, exit_code)
     if rank_zero_only.rank == 0:
         from .plots import plot_learning_curves
 
@@ -211,7 +234,23 @@ def train(cfg: DictConfig, extra_callbacks: list | None = None, command: str | N
     return out_dir
 
 
-def close_wandb(loggers: list) -> None:
+def close_wandb(loggers: list, exit_code: int) -> None:
+    """Close the W&B run (and its offline files); only exit code 0 marks it finished."""
     for logger in loggers:
         if isinstance(logger, WandbLogger) and rank_zero_only.rank == 0:
-            logger.experiment.finish()  # close the W&B run (and its offline files)
+            if exit_code in (128 + signal.SIGTERM, 128 + signal.SIGINT):
+                logger.experiment.mark_preempting()  # W&B: resumable, not failed
+            logger.experiment.finish(exit_code=exit_code)
+
+
+class RunInterrupted(Exception):
+    """A run stopped before its end by SIGTERM or Ctrl-C: nothing marks it finished; it
+    resumes with ckpt_path=last. ``exit_code`` is 128 + the signal's number."""
+
+    def __init__(self, signal_name: str, exit_code: int, step: int, last: Path, saved: bool):
+        self.exit_code = exit_code
+        where = "saved at that step" if saved else "is from the last validation, if any"
+        super().__init__(
+            f"interrupted by {signal_name} at step {step}; {last} {where}. Resume the run "
+            "with the same command and ckpt_path=last"
+        )

@@ -14,7 +14,9 @@ state (data/streams.py). Evaluation uses the same windows from offset 0, or whol
 
 Randomness comes from a torch Generator seeded with (seed, epoch) in the sampler, which runs in
 the main process; Lightning calls its ``set_epoch`` and, under DDP, shards it with its
-DistributedSamplerWrapper, so every rank draws the same plan and takes its own share.
+DistributedSamplerWrapper, so every rank draws the same plan and takes its own share. The
+training loader saves its place in that plan in the checkpoint (data/resumable.py): a run
+resumed in mid-epoch carries on at the batch it stopped at, whichever of the three ways.
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ from vrnn_lightning.data.buckets import LengthBucketSampler
 from vrnn_lightning.data.corpora import get_corpus
 from vrnn_lightning.data.norm_stats import load_norm_stats
 from vrnn_lightning.data.pipeline import locate, prepare
+from vrnn_lightning.data.resumable import ResumableLoader
 from vrnn_lightning.data.source import CorpusError
 from vrnn_lightning.data.store import (
     SPLITS,
@@ -222,7 +225,9 @@ class FramesDataModule(L.LightningDataModule):
 
     def _loader(self, split, sampler: Sampler, batch_size: int, pad_to: int | None, dataset=None):
         workers = self.cfg.num_workers
-        return DataLoader(
+        # training resumes in mid-epoch where it stopped; evaluation always runs whole
+        resumable = {"trainer": lambda: self.trainer} if split == "train" else {}
+        return (ResumableLoader if resumable else DataLoader)(
             dataset or FramesDataset(self.store(split)),
             batch_size=batch_size,
             sampler=sampler,
@@ -230,6 +235,7 @@ class FramesDataModule(L.LightningDataModule):
             num_workers=workers,
             persistent_workers=workers > 0,
             pin_memory=torch.cuda.is_available(),
+            **resumable,
         )
 
     def train_dataloader(self) -> DataLoader:
@@ -237,7 +243,6 @@ class FramesDataModule(L.LightningDataModule):
         world = self.trainer.world_size if self.trainer is not None else 1
         if self.cfg.streams:
             sampler = StreamSampler(store.n_frames, self.cfg.seq_len, self.cfg.batch_size, world)
-            sampler.start_at(self._resumed_batch())
             dataset = StreamDataset(store)
             return self._loader("train", sampler, self.cfg.batch_size, None, dataset)
         if self.cfg.train_full_sequences:
@@ -247,13 +252,6 @@ class FramesDataModule(L.LightningDataModule):
             return self._loader("train", sampler, self.cfg.batch_size, None)
         sampler = WindowSampler(store.lengths, self.cfg.seq_len, shuffle=True, seed=self.seed)
         return self._loader("train", sampler, self.cfg.batch_size, self.cfg.seq_len)
-
-    def _resumed_batch(self) -> int:
-        """The batch of its epoch at which a resumed run carries on (0 when not resuming)."""
-        loop = self.trainer.fit_loop if self.trainer is not None else None
-        if loop is None or not loop.restarting:
-            return 0
-        return loop.epoch_loop.batch_progress.current.completed
 
     def eval_dataloader(self, split: str) -> DataLoader:
         store = self.store(split)

@@ -28,10 +28,8 @@ Span = tuple[int, int]  # (first frame in the split's concatenated frames, numbe
 
 class StreamSampler(Sampler[Span]):
     """Spans of ``seq_len`` frames; every ``batch_size`` consecutive spans of a rank are one
-    window of each of that rank's streams. ``start_at(n)`` makes the next pass start at batch
-    n: a run resumed in mid-epoch carries on where the killed one stopped (the batches before
-    n follow at the end, so the length, and each rank's share, stay as they were; Lightning
-    stops the resumed epoch before reaching them)."""
+    window of each of that rank's streams. A run resumed in mid-epoch carries on where the
+    killed one stopped: its loader skips the batches already trained on (data/resumable.py)."""
 
     def __init__(self, n_frames: int, seq_len: int, batch_size: int, world_size: int = 1):
         self.seq_len, self.batch_size, self.world_size = seq_len, batch_size, world_size
@@ -43,17 +41,13 @@ class StreamSampler(Sampler[Span]):
                 f"of {seq_len} frames for each of {self.n_streams} streams (batch_size x ranks)"
             )
         self.stream_len = self.windows * seq_len
-        self._first = 0
-
-    def start_at(self, batch: int) -> None:
-        self._first = batch % self.windows
 
     def __len__(self) -> int:
         return self.windows * self.n_streams
 
-    def plan(self, first_batch: int = 0) -> np.ndarray:
-        """(len(self), 2) spans from batch ``first_batch`` on, interleaved over the ranks."""
-        j = np.roll(np.arange(self.windows), -first_batch)[:, None, None]  # batch = window
+    def plan(self) -> np.ndarray:
+        """(len(self), 2) spans, batch after batch, interleaved over the ranks."""
+        j = np.arange(self.windows)[:, None, None]  # batch = window
         b = np.arange(self.batch_size)[None, :, None]  # row within a rank's batch
         r = np.arange(self.world_size)[None, None, :]  # rank
         stream = r * self.batch_size + b
@@ -62,9 +56,7 @@ class StreamSampler(Sampler[Span]):
         return np.stack([start, np.full_like(start, self.seq_len)], axis=1)
 
     def __iter__(self) -> Iterator[Span]:
-        spans = self.plan(self._first)
-        self._first = 0
-        return (tuple(int(v) for v in span) for span in spans)
+        return (tuple(int(v) for v in span) for span in self.plan())
 
 
 class StreamDataset(Dataset):
