@@ -289,6 +289,14 @@ def estimate_all(scoring: Scoring) -> dict[str, Estimate]:
     return {name: e.compute(scoring) for name, e in ESTIMATORS.items()}
 
 
+def estimate(scoring: Scoring, name: str) -> Estimate:
+    """One registered estimator of a batch, in parts of at most ``scoring.max_rows`` rows."""
+    parts = scoring.parts()
+    if len(parts) > 1:
+        return _joined([estimate(part, name) for part in parts])
+    return ESTIMATORS[name].compute(scoring)
+
+
 def _joined(estimates: list[Estimate]) -> Estimate:
     """The estimates of consecutive groups of sequences as one of all of them."""
     resampled = [e.n_resampled for e in estimates]
