@@ -9,12 +9,14 @@ figure that says what a model costs is its bytes per (row, step).
 
 For each model size (the widths of a conf/*.yaml, and the tiny ones of bench/bench_lgssm.py)
 one fresh process builds the model and scores random batches of ``--rows`` rows at two
-lengths T; before each pass the process returns its free heap (malloc_trim) and resets its
-peak resident memory (/proc/self/clear_refs), so each figure is the pass's own peak above
-what the process held before it. Bytes per (row, step) is the slope between the two
-lengths (per-row and fixed costs cancel); "budget model" is what ``eval.memory_gb`` assumes
-(vrnn_lightning/estimators.py, ``bytes_per_row_step``), which must not be below the
-measurement.
+lengths T, and of twice the rows at the first; before each pass the process returns its free
+heap (malloc_trim) and resets its peak resident memory (/proc/self/clear_refs), so each
+figure is the pass's own peak above what the process held before it (vrnn_lightning/memory.py,
+``peak_resident_mb``; glibc's mmap threshold is fixed, see ``run_child``). Bytes per (row,
+step) is the slope between the two lengths (per-row and fixed costs cancel); rows x T must
+exceed 2048 at both, where the decoder's slices stop growing (model.py, _SCORING_ROWS).
+"budget" is what ``eval.memory_gb`` assumes (vrnn_lightning/estimators.py,
+``bytes_per_row_step``), which must not be below the measurement (ratio >= 1).
 
 Then, for every conf/*.yaml: the predicted peak of its default evaluation, one batch of
 eval.batch_size sequences x eval.iw_samples rows of its longest sequence, unsplit (as before
@@ -31,6 +33,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -136,10 +139,15 @@ def measure(size: str, rows: int, lengths: list[int], k: int) -> dict:
 
 
 def run_child(size: str, rows: int, lengths: list[int], k: int) -> dict:
+    # glibc's default moves its mmap threshold up as large blocks are freed, after which they
+    # come from a heap whose holes make the same pass measure 70 or 125 kB per (row, step)
+    # from one run to the next; a fixed threshold maps every tensor of 64 kB or more on its
+    # own and unmaps it when freed, so resident memory follows the tensors (within 5%)
+    env = {**os.environ, "MALLOC_MMAP_THRESHOLD_": "65536"}
     out = subprocess.run(
         [sys.executable, __file__, "--child", size, "--rows", str(rows), "--k", str(k),
          "--lengths", *map(str, lengths)],
-        capture_output=True, text=True, check=True, timeout=3600,
+        capture_output=True, text=True, check=True, timeout=3600, env=env,
     )  # fmt: skip
     return json.loads(out.stdout.strip().splitlines()[-1])
 
@@ -253,10 +261,11 @@ def main() -> None:
         "\npredicted peak of each config's default vrnn-eval batch (eval.batch_size sequences "
         "x eval.iw_samples rows of its longest sequence), unsplit and with eval.memory_gb;\n"
         "and of its validation when trained with optim.objective=iwae|fivo "
-        "(data.eval_batch_size x optim.particles rows, unsplit)"
+        "(data.eval_batch_size x optim.particles rows), unsplit and with eval.memory_gb"
     )
-    print(f"{'config':<17} {'rows':>9} {'T':>5} {'longest from':<38} {'unsplit GB':>10} "
-          f"{'memory_gb':>9} {'rows/pass':>9} {'split GB':>8} {'val GB':>7}")  # fmt: skip
+    print(f"{'config':<17} {'rows':>6} {'T':>5} {'longest from':<44} {'unsplit GB':>10} "
+          f"{'memory_gb':>9} {'rows/pass':>9} {'split GB':>8} {'val rows':>8} {'val GB':>6} "
+          f"{'split GB':>8}")  # fmt: skip
     for name in CONFIGS:
         if name not in fits:
             continue
@@ -268,10 +277,12 @@ def main() -> None:
         max_rows = rows_within(budget_bytes, steps, gb)
         unsplit = plan(f, k, b, steps, None)[1]
         per_pass, split = plan(f, k, b, steps, max_rows)
-        val = plan(f, cfg.optim.particles, cfg.data.eval_batch_size, steps, None)[1]
-        print(f"{name:<17} {f'{b}x{k}':>9} {steps:>5} {source:<38} {unsplit / 2**30:>10.1f} "
+        val_k, val_b = cfg.optim.particles, cfg.data.eval_batch_size
+        val = plan(f, val_k, val_b, steps, None)[1]
+        val_split = plan(f, val_k, val_b, steps, max_rows)[1]
+        print(f"{name:<17} {f'{b}x{k}':>6} {steps:>5} {source:<44} {unsplit / 2**30:>10.1f} "
               f"{gb if gb is not None else 'null':>9} {per_pass:>9} {split / 2**30:>8.2f} "
-              f"{val / 2**30:>7.1f}")  # fmt: skip
+              f"{f'{val_b}x{val_k}':>8} {val / 2**30:>6.1f} {val_split / 2**30:>8.2f}")  # fmt: skip
 
 
 if __name__ == "__main__":
