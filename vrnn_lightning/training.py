@@ -249,6 +249,7 @@ class RunInterrupted(Exception):
 
     def __init__(self, signal_name: str, exit_code: int, step: int, last: Path, saved: bool):
         self.exit_code = exit_code
+        self.rank = rank_zero_only.rank  # under DDP every rank stops; one of them says so
         where = "saved at that step" if saved else "is from the last validation, if any"
         super().__init__(
             f"interrupted by {signal_name} at step {step}; {last} {where}. Resume the run "
