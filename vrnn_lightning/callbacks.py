@@ -1,5 +1,6 @@
 """Training callbacks: samples written (and logged to W&B) as the model trains; the
-description every checkpoint carries; the checkpoint a run stopped by SIGTERM leaves."""
+description every checkpoint carries; the checkpoint a run stopped by SIGTERM leaves, and
+the resume of a checkpoint written at a training epoch's end."""
 
 from __future__ import annotations
 
@@ -195,3 +196,29 @@ class CheckpointOnSigterm(L.Callback):
         if isinstance(exception, SIGTERMException) and not trainer.sanity_checking:
             trainer.save_checkpoint(self.path, weights_only=False)  # everything, to resume
             self.saved = True
+
+
+class ResumeAtEpochEnd(L.Callback):
+    """Resume a checkpoint written in a training epoch's end hooks by finishing that epoch
+    where it stopped, and counting it once.
+
+    ModelCheckpoint saves there when validation runs once an epoch, and so does a max_steps
+    stop in mid-epoch. Such a checkpoint counts the epoch as processed but not completed.
+    Lightning resumes it right only when the epoch had run to its end and max_steps is unset.
+    With max_steps set it runs the epoch's end again and counts the epoch as processed twice:
+    the run stops at max_epochs one epoch early (a tiny run stopped at max_steps=13 and
+    resumed ended at step 23 instead of 46). Without max_steps, after a stop in mid-epoch, it
+    starts the next epoch and skips the rest of this one. Taking the count back makes
+    Lightning resume the epoch at the batch in the checkpoint (its end then runs, once)."""
+
+    def on_load_checkpoint(self, trainer: L.Trainer, pl_module, checkpoint: dict) -> None:
+        loop = checkpoint.get("loops", {}).get("fit_loop")
+        if loop is None:
+            return
+        # data/resumable.py's place: batch 0 once the epoch is done (absent: Lightning's way)
+        place = (loop["state_dict"].get("combined_loader") or [{}])[0]
+        if trainer.max_steps == -1 and place.get("batch", 0) == 0:
+            return  # Lightning resumes this one right
+        for epochs in loop["epoch_progress"].values():  # "total" and "current"
+            if epochs["processed"] == epochs["started"] == epochs["completed"] + 1:
+                epochs["processed"] -= 1

@@ -136,6 +136,7 @@ def make_callbacks(cfg: DictConfig, out_dir: Path, command: str | None = None) -
         DescribeCheckpoint,
         ParameterSummary,
         ProgressBar,
+        ResumeAtEpochEnd,
         SampleCallback,
     )
 
@@ -158,6 +159,7 @@ def make_callbacks(cfg: DictConfig, out_dir: Path, command: str | None = None) -
         SampleCallback.from_config(cfg, out_dir),  # samples (and W&B media) at validation
         DescribeCheckpoint(OmegaConf.to_container(cfg, resolve=True), command),
         CheckpointOnSigterm(out_dir / "checkpoints" / LAST_CHECKPOINT),
+        ResumeAtEpochEnd(),
     ]
     if cfg.trainer.early_stopping_patience:
         callbacks.append(
