@@ -185,17 +185,31 @@ class CheckpointOnSigterm(L.Callback):
     Lightning turns SIGTERM into a SIGTERMException raised between two batches (training or
     validation) or after an epoch's end: the state is whole there, unlike at Ctrl-C, which
     can land inside an optimiser step, so Ctrl-C saves nothing (last.ckpt stays the last
-    validation's). The trainer's checkpoint IO writes it atomically (checkpoint_io.py)."""
+    validation's). The trainer's checkpoint IO writes it atomically (checkpoint_io.py).
+    Stopped inside a validation, the checkpoint says that validation has not run yet: the
+    resumed run scores it in full (Lightning would skip it; the metrics of its batches done
+    are not in a checkpoint)."""
 
     def __init__(self, path: str | Path):
         self.path = Path(path)
         self.saved = False
+        self._in_validation = False
 
     def on_exception(self, trainer: L.Trainer, pl_module, exception: BaseException) -> None:
         # not in the sanity check: no training yet, and its validation state is not the run's
         if isinstance(exception, SIGTERMException) and not trainer.sanity_checking:
+            self._in_validation = trainer.validating
             trainer.save_checkpoint(self.path, weights_only=False)  # everything, to resume
             self.saved = True
+
+    def on_save_checkpoint(self, trainer: L.Trainer, pl_module, checkpoint: dict) -> None:
+        if self._in_validation:  # only in the save above
+            val = checkpoint["loops"]["fit_loop"]["epoch_loop.val_loop.batch_progress"]
+            before = val["total"]["completed"] - val["current"]["completed"]
+            # one batch started, none done: Lightning restarts the validation from its start
+            val["current"].update(ready=1, started=1, processed=0, completed=0)
+            val["total"].update(ready=before + 1, started=before + 1)
+            val["total"].update(processed=before, completed=before)
 
 
 class ResumeAtEpochEnd(L.Callback):
