@@ -30,19 +30,21 @@ RUN = [
 
 def test_sigterm_saves_last_ckpt_exits_143_and_the_rerun_finishes_the_run(tmp_path):
     out = tmp_path / "run"
-    args = tiny(tmp_path, f"out_dir={out}", *RUN)
+    args = tiny(tmp_path, f"out_dir={out}", "data.num_workers=1", *RUN)
     proc = subprocess.Popen(
         [sys.executable, "-m", "vrnn_lightning.fit", *args],
         cwd=REPO,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
         text=True,
+        start_new_session=True,  # its own process group, signalled as a scheduler does
     )
     last = out / "checkpoints" / "last.ckpt"
     deadline = time.time() + 240
     while not last.exists() and proc.poll() is None and time.time() < deadline:
         time.sleep(0.02)
-    proc.send_signal(signal.SIGTERM)  # after the first epoch's checkpoint
+    # after the first epoch's checkpoint, to the run and its DataLoader worker
+    os.killpg(proc.pid, signal.SIGTERM)
     err = proc.communicate(timeout=120)[1]
 
     assert proc.returncode == 128 + signal.SIGTERM, err[-2000:]
