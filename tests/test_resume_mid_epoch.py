@@ -146,7 +146,6 @@ def test_a_resume_from_an_end_of_epoch_checkpoint_starts_the_next_epoch(tmp_path
 def test_ddp_ranks_resumed_in_mid_epoch_train_to_the_same_weights(tmp_path):
     # each of 2 ranks: 12 batches an epoch, the last short; stopped at 7, resumed to 18
     ddp = ["trainer.devices=2", "trainer.strategy=ddp", "trainer.limit_val_batches=1"]
-    ddp.append("trainer.max_epochs=10")  # max_steps ends the runs
 
     def fit(out, *args):
         result = run_cli(tiny(tmp_path, f"out_dir={tmp_path / out}", *ddp, *args))
@@ -163,3 +162,17 @@ def test_ddp_ranks_resumed_in_mid_epoch_train_to_the_same_weights(tmp_path):
     assert ckpts["stopped"]["global_step"] == ckpts["straight"]["global_step"] == 18
     for name, value in ckpts["straight"]["state_dict"].items():
         torch.testing.assert_close(ckpts["stopped"]["state_dict"][name], value, msg=name)
+
+
+@pytest.mark.parametrize("resume", ["trainer.max_steps=100", "trainer.max_steps=-1"])
+def test_a_run_stopped_by_max_steps_in_mid_epoch_and_resumed_trains_every_epoch_in_full(
+    tmp_path, resume
+):
+    # last.ckpt of the stop is written in the epoch's end hooks: Lightning resumed it one epoch
+    # short (max_steps set: ended at step 23) or without the rest of the epoch (unset: 36)
+    epochs = "trainer.max_epochs=2"
+    straight, _ = _run(tmp_path, "straight", epochs)
+    first, _ = _run(tmp_path, "stopped", epochs, "trainer.max_steps=13")
+    rest, _ = _run(tmp_path, "stopped", epochs, resume, "ckpt_path=last")
+    assert len(straight) == 46
+    assert first | rest == straight

@@ -17,6 +17,7 @@ from test_resume_mid_epoch import Batches
 
 from vrnn_lightning.fit import main as fit_main
 from vrnn_lightning.local_sweep import run_state
+from vrnn_lightning.report import metric_history
 from vrnn_lightning.training import LEARNING_CURVES, RunInterrupted, train
 
 RUN = [
@@ -29,19 +30,21 @@ RUN = [
 
 def test_sigterm_saves_last_ckpt_exits_143_and_the_rerun_finishes_the_run(tmp_path):
     out = tmp_path / "run"
-    args = tiny(tmp_path, f"out_dir={out}", *RUN)
+    args = tiny(tmp_path, f"out_dir={out}", "data.num_workers=1", *RUN)
     proc = subprocess.Popen(
         [sys.executable, "-m", "vrnn_lightning.fit", *args],
         cwd=REPO,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
         text=True,
+        start_new_session=True,  # its own process group, signalled as a scheduler does
     )
     last = out / "checkpoints" / "last.ckpt"
     deadline = time.time() + 240
     while not last.exists() and proc.poll() is None and time.time() < deadline:
         time.sleep(0.02)
-    proc.send_signal(signal.SIGTERM)  # after the first epoch's checkpoint
+    # after the first epoch's checkpoint, to the run and its DataLoader worker
+    os.killpg(proc.pid, signal.SIGTERM)
     err = proc.communicate(timeout=120)[1]
 
     assert proc.returncode == 128 + signal.SIGTERM, err[-2000:]
@@ -104,6 +107,10 @@ def test_a_run_stopped_by_sigterm_resumes_to_the_batches_of_an_uninterrupted_one
     weights = [torch.load(c, map_location="cpu", weights_only=True)["state_dict"] for c in ckpts]
     for name, value in weights[0].items():
         torch.testing.assert_close(weights[1][name], value, msg=name)
+    # every validation scored in full, the interrupted one again after the resume
+    scores = [metric_history(tmp_path / out, "val/elbo") for out in ("straight", "stopped")]
+    assert [h["_step"] for h in scores[0]] == [9, 19]
+    assert scores[1] == scores[0]
 
 
 def test_ctrl_c_exits_130_saying_the_last_checkpoint_is_the_last_validations(tmp_path):

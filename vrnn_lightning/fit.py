@@ -39,7 +39,8 @@ def main(argv: list[str] | None = None) -> int:
         try:
             out_dir = train(cfg, command=shlex.join(["vrnn-fit", *argv]))
         except RunInterrupted as stop:  # SIGTERM (preemption) or Ctrl-C: never exit 0
-            print(f"vrnn-fit: {stop}", file=sys.stderr)
+            if stop.rank == 0:
+                print(f"vrnn-fit: {stop}", file=sys.stderr)
             return stop.exit_code
     except (ConfigError, CorpusError) as err:
         print(f"vrnn-fit: {err}", file=sys.stderr)

@@ -136,6 +136,7 @@ def make_callbacks(cfg: DictConfig, out_dir: Path, command: str | None = None) -
         DescribeCheckpoint,
         ParameterSummary,
         ProgressBar,
+        ResumeAtEpochEnd,
         SampleCallback,
     )
 
@@ -158,6 +159,7 @@ def make_callbacks(cfg: DictConfig, out_dir: Path, command: str | None = None) -
         SampleCallback.from_config(cfg, out_dir),  # samples (and W&B media) at validation
         DescribeCheckpoint(OmegaConf.to_container(cfg, resolve=True), command),
         CheckpointOnSigterm(out_dir / "checkpoints" / LAST_CHECKPOINT),
+        ResumeAtEpochEnd(),
     ]
     if cfg.trainer.early_stopping_patience:
         callbacks.append(
@@ -249,6 +251,7 @@ class RunInterrupted(Exception):
 
     def __init__(self, signal_name: str, exit_code: int, step: int, last: Path, saved: bool):
         self.exit_code = exit_code
+        self.rank = rank_zero_only.rank  # under DDP every rank stops; one of them says so
         where = "saved at that step" if saved else "is from the last validation, if any"
         super().__init__(
             f"interrupted by {signal_name} at step {step}; {last} {where}. Resume the run "

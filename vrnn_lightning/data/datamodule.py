@@ -21,6 +21,7 @@ resumed in mid-epoch carries on at the batch it stopped at, whichever of the thr
 
 from __future__ import annotations
 
+import signal
 from collections.abc import Iterator, Mapping
 
 import lightning as L
@@ -135,6 +136,15 @@ class PadCollate:
         return {"x": x, "mask": mask, "index": index}
 
 
+def ignore_sigterm(worker_id: int) -> None:
+    """DataLoader workers leave SIGTERM to the main process, which stops the run between two
+    batches, saves it and shuts them down (vrnn-fit: exit 143). A scheduler signals every
+    process of a job: a worker killed by it made the run fail ("DataLoader worker ... is
+    killed by signal: Terminated"), exit 1, nothing saved. Workers exit anyway when the main
+    process is gone (torch watches it from each worker)."""
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+
+
 class FramesDataModule(L.LightningDataModule):
     """The data of one corpus, from its ``DataConfig`` (dataclass, DictConfig or mapping).
 
@@ -234,6 +244,7 @@ class FramesDataModule(L.LightningDataModule):
             collate_fn=PadCollate(pad_to),
             num_workers=workers,
             persistent_workers=workers > 0,
+            worker_init_fn=ignore_sigterm if workers > 0 else None,
             pin_memory=torch.cuda.is_available(),
             **resumable,
         )
