@@ -159,12 +159,13 @@ class EvalConfig:
     batch_size: int = 16
     resampling: str = "systematic"  # SMC's resampling: systematic | multinomial
     ess_threshold: float = 0.5  # SMC resamples when the ESS < this * K; 0: never (IWAE)
-    # GB of memory (RAM, or GPU memory on a GPU) that scoring one batch may hold beyond the
-    # model: a batch whose K * batch_size rows x T steps would need more is scored a few
+    # GB of memory (RAM, or GPU memory on a GPU) that scoring one batch (vrnn-eval, the sweep
+    # report, validation's optim.objective=iwae|fivo bound) may hold beyond the model: a
+    # batch whose K * batch_size rows x T steps would need more is scored a few
     # sequences at a time (IWAE's samples of one sequence in groups if need be), which
     # changes no estimate beyond Monte Carlo noise. Unsplit, TIMIT's default evaluation
-    # (16 x 40 rows of utterances up to ~620 frames at h 2000) needs ~27 GB and IAM-OnDB's
-    # ~50 GB (bench/bench_eval_memory.py); 4 fits a 16 GB machine or GPU beside the model
+    # (16 x 40 rows of utterances up to ~620 frames at h 2000) needs ~25 GB and IAM-OnDB's
+    # ~46 GB (bench/bench_eval_memory.py); 4 fits a 16 GB machine or GPU beside the model
     # and the data. Raise it on a larger GPU for speed (more rows per step); null: never
     # split. Resident memory may exceed it by what the allocator keeps besides the tensors.
     memory_gb: float | None = 4.0
