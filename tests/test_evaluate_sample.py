@@ -190,7 +190,7 @@ def test_eval_rnn_reports_the_exact_likelihood_three_times(handwriting, tmp_path
     assert "exact log-likelihood" in capsys.readouterr().out
 
 
-def test_eval_under_a_small_memory_budget_scores_in_parts(speech, handwriting, tmp_path):
+def test_eval_under_a_small_memory_budget_scores_in_parts(speech, handwriting, tmp_path, capsys):
     """eval.memory_gb bounds the rows of every pass; the rnn_* exact likelihood is the same,
     a VRNN's estimates the same up to Monte Carlo noise (other draws)."""
     from vrnn_lightning.model import VRNN as Model
@@ -216,6 +216,9 @@ def test_eval_under_a_small_memory_budget_scores_in_parts(speech, handwriting, t
         results["speech0", "1e-5"],
     )
     assert whole_rows == 24 and split_rows < 8  # 3 sequences x 8 samples; samples in groups
+    # and vrnn-eval said so, and what would be faster
+    notes = capsys.readouterr().err
+    assert notes.count("scored in parts") == 2 and "within eval.memory_gb=1e-05" in notes
     assert whole["n_frames"] == split["n_frames"] and whole["n_sequences"] == split["n_sequences"]
     for name in ("elbo", "iwae", "smc"):
         assert math.isfinite(split[name]["per_sequence"])
