@@ -28,6 +28,7 @@ BAD_VALUES = [
     ("trainer.max_epochs=-2", "an integer >= -1"),
     ("data.num_workers=-1", "an integer >= 0"),
     ("logger.wandb.mode=bogus", "one of null, offline, online, disabled"),
+    ("eval.memory_gb=0", "null or a number of GB > 0"),
 ]
 
 

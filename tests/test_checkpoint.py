@@ -390,6 +390,24 @@ def test_a_wav_at_another_rate_in_stereo_is_resampled_downmixed_and_framed(speec
     assert np.isfinite(row["elbo"]["per_sequence"])
 
 
+def test_a_long_input_is_scored_within_eval_memory_gb(speech, tmp_path, capsys):
+    """One file is one sequence: a budget below its K samples scores them in groups, says so,
+    and gives the same figures up to Monte Carlo noise."""
+    wav = tmp_path / "long.wav"
+    sf.write(wav, 0.1 * np.random.default_rng(0).standard_normal(32000), 16000)  # 2 s
+    out = tmp_path / "long.json"
+    args = ["--ckpt", str(_last(speech)), "--inputs", str(wav), "--out", str(out)]
+    results = []
+    for budget in ("null", "1e-5"):
+        assert evaluate.main([*args, "eval.iw_samples=8", f"eval.memory_gb={budget}"]) == 0
+        results.append(json.loads(out.read_text())["files"][0])
+    assert "1 of 1 files were scored in parts" in capsys.readouterr().err
+    whole, split = results
+    assert split["n_frames"] == whole["n_frames"] == 160
+    for name in ("elbo", "iwae", "smc"):
+        assert split[name]["per_frame"] == pytest.approx(whole[name]["per_frame"], rel=0.05)
+
+
 def test_a_checkpoint_from_a_plain_trainer_describes_itself_too(tmp_path):
     import lightning as L
 

@@ -7,6 +7,7 @@ import torch
 from conftest import TINY_MODEL
 
 from vrnn_lightning import estimators
+from vrnn_lightning.memory import peak_resident_mb
 from vrnn_lightning.model import VRNN
 
 
@@ -120,3 +121,103 @@ def test_iwae_samples_run_as_one_batch():
     with torch.no_grad():
         estimators.iwae(model, x, mask, k=10)
     assert calls == [torch.Size([40, 5])]
+
+
+# ---- scoring in parts under a memory budget (eval.memory_gb) --------------------------
+
+
+def _scores(model, x, mask, k, noise, max_rows, **kw):
+    with torch.no_grad():
+        scoring = estimators.Scoring(model, x, mask, k, noise=noise, max_rows=max_rows, **kw)
+        return estimators.estimate_all(scoring)
+
+
+@pytest.mark.parametrize("variant", ["vrnn_gauss", "vrnn_gmm", "vrnn_i_gauss"])
+def test_scoring_in_parts_is_the_whole_scoring_on_the_same_noise(variant):
+    """Sequences a few at a time (max_rows 10, 5: two sequences, one) and the samples of one
+    sequence in groups (3, 1) compute every sequence's estimates as the whole batch does."""
+    model = make(variant)
+    x, mask = batch(n=7, steps=6)
+    k = 5
+    noise = torch.randn(k * 7, 6, TINY_MODEL["z_dim"], generator=torch.Generator().manual_seed(1))
+    # SMC without resampling: with it, its uniforms come from the generator in another order
+    whole = _scores(model, x, mask, k, noise, None, ess_threshold=0.0)
+    for max_rows in (10, 5, 3, 1):
+        parts = _scores(model, x, mask, k, noise, max_rows, ess_threshold=0.0)
+        for name in estimators.ESTIMATORS:
+            torch.testing.assert_close(
+                parts[name].per_sequence, whole[name].per_sequence, atol=1e-4, rtol=1e-5,
+                msg=f"{name}, max_rows {max_rows}",
+            )  # fmt: skip
+            assert torch.equal(parts[name].n_frames, whole[name].n_frames)
+        # the ELBO is the same computation on the same rows: equal to the bit
+        assert torch.equal(parts["elbo"].per_sequence, whole["elbo"].per_sequence)
+        assert torch.equal(parts["smc"].n_resampled, whole["smc"].n_resampled)
+
+
+def test_scoring_in_parts_runs_passes_of_at_most_max_rows():
+    model = make("vrnn_gauss")
+    x, mask = batch(n=7, steps=6)
+    rows = []
+    model.register_forward_hook(lambda m, args, out: rows.append(out.log_px.shape[0]))
+    _scores(model, x, mask, 4, None, 9, ess_threshold=0.0)  # 2 sequences x 4 samples a pass
+    assert rows == [2, 8] * 3 + [1, 4]  # ELBO then IWAE of each part (SMC steps one at a time)
+    rows.clear()
+    _scores(model, x[:1], mask[:1], 8, None, 3)  # one sequence: its 8 samples 3 at a time
+    assert rows == [1, 3, 3, 2]
+
+
+def test_rnn_variants_in_parts_are_the_exact_likelihood():
+    model = make("rnn_gmm")
+    x, mask = batch(n=7, steps=6)
+    with torch.no_grad():
+        exact = model(x, mask).log_px.sum(1)
+    for name, est in _scores(model, x, mask, 5, None, 2).items():
+        torch.testing.assert_close(est.per_sequence, exact, atol=1e-4, rtol=1e-5, msg=name)
+
+
+def test_smc_in_parts_agrees_with_the_whole_within_monte_carlo_error():
+    """With resampling, a split scoring draws its uniforms in another order: the estimates of
+    one sequence scored 300 times agree in the mean within their Monte Carlo error."""
+    model = make("vrnn_gauss")
+    x, mask = batch(n=1, steps=5)
+    n, k = 300, 8
+    x, mask = x.expand(n, -1, -1), mask.expand(n, -1)
+    torch.manual_seed(0)
+    whole = _scores(model, x, mask, k, None, None, ess_threshold=1.0)["smc"]
+    parts = _scores(model, x, mask, k, None, 3 * k, ess_threshold=1.0)["smc"]
+    assert whole.n_resampled.float().mean() > 1 and parts.n_resampled.float().mean() > 1
+    a, b = whole.per_sequence, parts.per_sequence
+    z_score = (a.mean() - b.mean()) / math.sqrt(a.var() / n + b.var() / n)
+    assert abs(z_score) < 4
+    assert not torch.equal(a, b)  # the draws did differ: the test compares two samples
+
+
+def test_rows_within_a_budget():
+    model = make("vrnn_gmm")
+    per_row_step = estimators.bytes_per_row_step(model)
+    assert estimators.rows_within(per_row_step, 100, None) is None
+    rows = estimators.rows_within(per_row_step, 100, 0.01)
+    assert rows * 100 * per_row_step <= 0.01 * 2**30 < (rows + 1) * 100 * per_row_step
+    assert estimators.rows_within(per_row_step, 10**9, 0.01) == 1  # never fewer than one row
+
+
+def test_a_memory_budget_bounds_the_resident_peak():
+    """Scoring 8 sequences x 8 samples of 100 steps holds ~60 MB at once; under a 15 MB budget
+    (a sequence at a time) the process's peak stays within it."""
+    torch.manual_seed(0)
+    widths = dict(phi_x_dim=64, phi_z_dim=64, enc_dim=64, prior_dim=64, dec_dim=64)
+    model = VRNN("vrnn_gauss", x_dim=20, h_dim=256, z_dim=16, mlp_layers=1, **widths).eval()
+    x, mask = torch.randn(8, 100, 20), torch.ones(8, 100, dtype=torch.bool)
+    budget_gb = 0.015
+
+    def score(memory_gb):
+        rows = estimators.rows_within(estimators.bytes_per_row_step(model), 100, memory_gb)
+        _scores(model, x, mask, 8, None, rows)
+
+    score(budget_gb)  # one-off allocations (thread pools, caches) before measuring
+    whole, split = peak_resident_mb(lambda: score(None)), peak_resident_mb(lambda: score(budget_gb))
+    if whole is None:
+        pytest.skip("no /proc/self/clear_refs here: the peak cannot be measured")
+    assert whole > 40  # the unsplit scoring does hold far more than the budget
+    assert split < budget_gb * 1024 * 1.5 and split < whole / 3, (split, whole)

@@ -268,3 +268,35 @@ def test_training_metrics_are_logged_on_the_steps_the_loggers_write(tmp_path):
     assert {"train/loss", "train/elbo", "train/kl", "train/log_px"} <= set(header)
     written = [dict(zip(header, r.split(","), strict=True)) for r in rows[1:]]
     assert [int(r["step"]) for r in written if r["train/elbo"]] == [1, 3]
+
+
+@pytest.mark.parametrize("objective", ["iwae", "fivo"])
+def test_validation_scores_the_objective_within_eval_memory_gb(objective):
+    """Validation runs the bound without gradients over whole validation sequences: it keeps
+    to eval.memory_gb as vrnn-eval does (here a budget of one row: one sample at a time for
+    IWAE, one sequence's particles at a time for SMC)."""
+
+    def validate(mod):
+        passes, steps = [], set()  # rows of each forward pass; rows of SMC's steps
+        mod.model.register_forward_hook(lambda m, args, out: passes.append(out.log_px.shape[0]))
+        step = mod.model.step
+        mod.model.step = lambda x_t, *a, **kw: steps.add(x_t.shape[0]) or step(x_t, *a, **kw)
+        mod.on_validation_epoch_start()
+        with torch.no_grad():
+            mod.validation_step(batches(1)[0], 0)
+        return mod.val_objective.compute(), passes, steps
+
+    mod = module(f"optim.objective={objective}", "optim.particles=3")
+    whole, passes, steps = validate(mod)
+    # the ELBO's pass of 2 rows, then IWAE's of 2 x 3 or SMC's steps of 2 x 3 rows
+    assert (passes, steps) == (([2, 6], set()) if objective == "iwae" else ([2], {6}))
+    cfg = OmegaConf.to_container(tiny_config(*TINY, "eval.memory_gb=1e-9"))
+    bounded = VRNNModule(
+        cfg["model"], cfg["optim"] | {"objective": objective, "particles": 3},
+        observation="audio", x_dim=5, batch_size=2, run_config=cfg,
+    )  # fmt: skip
+    bounded.model.load_state_dict(mod.model.state_dict())
+    split, passes, steps = validate(bounded)
+    # IWAE: a sequence at a time, a sample at a time; SMC: a sequence's 3 particles at a time
+    assert (passes, steps) == (([2] + [1] * 6, set()) if objective == "iwae" else ([2], {3}))
+    assert torch.isfinite(split) and abs(split - whole) < 0.2 * abs(whole)

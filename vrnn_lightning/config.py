@@ -159,6 +159,16 @@ class EvalConfig:
     batch_size: int = 16
     resampling: str = "systematic"  # SMC's resampling: systematic | multinomial
     ess_threshold: float = 0.5  # SMC resamples when the ESS < this * K; 0: never (IWAE)
+    # GB of memory (RAM, or GPU memory on a GPU) that scoring one batch (vrnn-eval, the sweep
+    # report, validation's optim.objective=iwae|fivo bound) may hold beyond the model: a
+    # batch whose K * batch_size rows x T steps would need more is scored a few
+    # sequences at a time (IWAE's samples of one sequence in groups if need be), which
+    # changes no estimate beyond Monte Carlo noise. Unsplit, TIMIT's default evaluation
+    # (16 x 40 rows of utterances up to ~620 frames at h 2000) needs ~25 GB and IAM-OnDB's
+    # ~46 GB (bench/bench_eval_memory.py); 4 fits a 16 GB machine or GPU beside the model
+    # and the data. Raise it on a larger GPU for speed (more rows per step); null: never
+    # split. Resident memory may exceed it by what the allocator keeps besides the tensors.
+    memory_gb: float | None = 4.0
 
 
 @dataclass
@@ -308,6 +318,7 @@ VALUE_CHECKS = {
     "eval.batch_size": _at_least(1),
     "eval.resampling": _one_of(("systematic", "multinomial")),  # smc.RESAMPLING (torch-free here)
     "eval.ess_threshold": (lambda v: 0 <= v <= 1, "a fraction of K in [0, 1]"),
+    "eval.memory_gb": (lambda v: v is None or v > 0, "null or a number of GB > 0"),
     "sample.n": _at_least(1),
     "sample.steps": _at_least(1),
     "sample.primer_steps": _at_least(0),

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import cached_property
 
 import torch
@@ -47,9 +47,15 @@ def _frames(x: torch.Tensor, mask: torch.Tensor | None) -> tuple[torch.Tensor, t
     return mask, mask.sum(1)
 
 
-def elbo(model: VRNN, x: torch.Tensor, mask: torch.Tensor | None = None) -> Estimate:
+def elbo(
+    model: VRNN,
+    x: torch.Tensor,
+    mask: torch.Tensor | None = None,
+    noise: torch.Tensor | None = None,
+) -> Estimate:
+    """``noise`` (B, T, z_dim) fixes the sample, as in ``VRNN.forward``."""
     mask, n_frames = _frames(x, mask)
-    terms = model(x, mask)
+    terms = model(x, mask, noise=noise)
     return Estimate((terms.log_px - terms.kl).sum(1), n_frames)
 
 
@@ -59,17 +65,35 @@ def importance_estimates(
     mask: torch.Tensor | None = None,
     k: int = 40,
     generator: torch.Generator | None = None,
+    noise: torch.Tensor | None = None,
+    max_rows: int | None = None,
 ) -> tuple[Estimate, Estimate]:
-    """(IWAE(K), the paper's per-step estimate) from one shared pass of K samples."""
+    """(IWAE(K), the paper's per-step estimate) from one shared pass of K samples: K * B
+    rows, or, when ``max_rows`` is less, passes of as many samples as fit (both estimates are
+    log-mean-exps over the samples, which add up exactly across groups of them). ``noise``
+    (K * B, T, z_dim) fixes the samples, as in ``VRNN.forward``."""
     mask, n_frames = _frames(x, mask)
-    log_w = model(x, mask, n_samples=k, generator=generator).log_weight  # (K * B, T)
-    log_w = log_w.view(k, *x.shape[:2])  # (K, B, T)
-    # sequence level: one weight per whole sequence
-    seq = torch.logsumexp(log_w.sum(-1), dim=0) - math.log(k)
-    # per step, no resampling, as the paper's test script
-    per_step = torch.logsumexp(log_w, dim=0) - math.log(k)
+    n_seq, steps = x.shape[:2]
+    group = k if max_rows is None else max(1, min(k, max_rows // n_seq))
+    if noise is not None:
+        noise = noise.view(k, n_seq, steps, -1)
+    seq = per_step = None  # log-sum-exp over the samples so far: (B,) and (B, T)
+    for first in range(0, k, group):
+        n = min(group, k - first)
+        part = None if noise is None else noise[first : first + n].flatten(0, 1)
+        log_w = model(x, mask, n_samples=n, noise=part, generator=generator).log_weight
+        log_w = log_w.view(n, n_seq, steps)  # (n, B, T)
+        # sequence level: one weight per whole sequence
+        seq = _log_add(seq, torch.logsumexp(log_w.sum(-1), dim=0))
+        # per step, no resampling, as the paper's test script
+        per_step = _log_add(per_step, torch.logsumexp(log_w, dim=0))
+    seq, per_step = seq - math.log(k), per_step - math.log(k)
     paper = torch.where(mask, per_step, 0.0).sum(-1)
     return Estimate(seq, n_frames), Estimate(paper, n_frames)
+
+
+def _log_add(total: torch.Tensor | None, term: torch.Tensor) -> torch.Tensor:
+    return term if total is None else torch.logaddexp(total, term)
 
 
 def iwae(
@@ -118,6 +142,51 @@ def smc(
     return Estimate(result.log_marginal, n_frames, result.n_resampled)
 
 
+# ---- memory ----------------------------------------------------------------------------
+# The tensors counted in bytes_per_row_step come to 1.03-1.5 times the resident memory per
+# (row, step) that bench/bench_eval_memory.py measures at the conf/*.yaml sizes (with glibc's
+# mmap threshold fixed, so that memory follows the tensors); the margin covers allocators that
+# hold more than the tensors: glibc's default heap measured up to 1.8 times them at TIMIT's
+# sizes in one run of three, CUDA's caching allocator rounds blocks up.
+_MARGIN = 1.25
+
+
+def bytes_per_row_step(model: VRNN) -> int:
+    """Bytes that one (row, step) of a scoring pass (``VRNN.forward`` of K samples without
+    gradients: IWAE's and the ELBO's) holds at its peak, an upper bound of what
+    bench/bench_eval_memory.py measures: the x-only pre-activations of the LSTM gates and of
+    the encoder's first layer, computed for all steps before the loop (4 h_dim + enc_dim);
+    the loop's h_{t-1}, posterior, z and phi_z of every step, in lists and then stacked; the
+    decoder's input (phi_z_dim + h_dim); the prior's and the densities' terms. The particle
+    filter holds far less per (row, step): x and phi_x(x) of each row (its step's work is per
+    row, not per step)."""
+    h, z = model.h_dim, model.z_dim
+    x_dim, phi_x = model.x_dim, model.phi_x[0].out_features
+    if not model.latent:  # nn.LSTM's gates, its output, h_{t-1}, phi_x(x) and x
+        floats = 6 * h + phi_x + x_dim
+    else:
+        phi_z, enc = model.phi_z[0].out_features, model.encoder[0].out_features
+        prior = model.prior_net[0].out_features if model.learned_prior else 0
+        floats = (
+            (4 * h + enc) * 1.25  # and the unrepeated one (of B of the K * B rows, K >= 4)
+            + 2 * (h + 3 * z + phi_z)  # the loop's lists and their stacks
+            + (phi_z + h)  # the decoder's input
+            + prior  # the prior network's output
+            + 8 * z  # the prior, the noise, KL and log-densities
+            + 5 * x_dim  # x, its copies and the output density's terms
+        )
+    return int(4 * floats * _MARGIN)
+
+
+def rows_within(per_row_step: int, steps: int, memory_gb: float | None) -> int | None:
+    """The most rows (sequences x samples) of ``steps`` steps that a scoring pass may hold
+    in ``memory_gb`` GB, at ``per_row_step`` bytes (``bytes_per_row_step``) each; at least 1.
+    None when ``memory_gb`` is None (no bound)."""
+    if memory_gb is None:
+        return None
+    return max(1, int(memory_gb * 2**30 // (max(1, steps) * per_row_step)))
+
+
 # ---- the registry ----------------------------------------------------------------------
 
 
@@ -133,10 +202,47 @@ class Scoring:
     resampling: str = "systematic"
     ess_threshold: float = 0.5
     generator: torch.Generator | None = field(default=None, repr=False)
+    # the most rows (sequences x samples) a pass may hold at once (``rows_within``); None: all
+    # of the batch's K * B. Fewer sequences then score at a time, and IWAE's samples of one
+    # sequence in groups if K alone is too many; SMC's K particles of a sequence always run
+    # together (resampling joins them), at a small fraction of IWAE's memory per row.
+    max_rows: int | None = None
+    # (K * B, T, z_dim): fixes every estimator's samples (IWAE's and SMC's rows k * B + b,
+    # the ELBO's the first B), so that a split scoring draws what the whole one draws
+    noise: torch.Tensor | None = field(default=None, repr=False)
 
     @cached_property
     def importance(self) -> tuple[Estimate, Estimate]:
-        return importance_estimates(self.model, self.x, self.mask, self.k, self.generator)
+        return importance_estimates(
+            self.model, self.x, self.mask, self.k, self.generator, self.noise, self.max_rows
+        )
+
+    @property
+    def first_noise(self) -> torch.Tensor | None:
+        """The noise of the first sample of every sequence (B, T, z_dim): the ELBO's."""
+        return None if self.noise is None else self.noise[: self.x.shape[0]]
+
+    def parts(self) -> list[Scoring]:
+        """This batch as consecutive groups of sequences whose K * B rows fit ``max_rows``
+        (at least one sequence each); itself when it fits whole. Every sequence keeps its K
+        samples together, so each is scored as in the whole batch."""
+        n_seq = self.x.shape[0]
+        k = self.k if self.model.latent else 1  # rnn_*: the ELBO of B rows is all it scores
+        if self.max_rows is None or k * n_seq <= self.max_rows or n_seq == 1:
+            return [self]
+        size = max(1, self.max_rows // k)
+        noise = (
+            None if self.noise is None else self.noise.view(self.k, n_seq, *self.noise.shape[1:])
+        )
+        return [
+            replace(
+                self,
+                x=self.x[first : first + size],
+                mask=self.mask[first : first + size],
+                noise=None if noise is None else noise[:, first : first + size].flatten(0, 1),
+            )
+            for first in range(0, n_seq, size)
+        ]
 
 
 @dataclass(frozen=True)
@@ -155,14 +261,14 @@ class Estimator:
 ESTIMATORS: dict[str, Estimator] = {
     e.name: e
     for e in (
-        Estimator("elbo", "ELBO", ">=", lambda s: elbo(s.model, s.x, s.mask)),
+        Estimator("elbo", "ELBO", ">=", lambda s: elbo(s.model, s.x, s.mask, s.first_noise)),
         Estimator("iwae", "IWAE({k})", ">=", lambda s: s.importance[0]),
         Estimator(
             "smc",
             "SMC({k})",
             ">=",
             lambda s: smc(
-                s.model, s.x, s.mask, s.k, s.resampling, s.ess_threshold, generator=s.generator
+                s.model, s.x, s.mask, s.k, s.resampling, s.ess_threshold, s.noise, s.generator
             ),
         ),
         Estimator("paper_estimate", "paper per-step({k})", "≈", lambda s: s.importance[1], False),
@@ -171,9 +277,32 @@ ESTIMATORS: dict[str, Estimator] = {
 
 
 def estimate_all(scoring: Scoring) -> dict[str, Estimate]:
-    """Every registered estimator of one batch. Without a latent variable (rnn_*) they all
-    equal the ELBO, the exact log-likelihood: it is computed once."""
+    """Every registered estimator of one batch, in parts of at most ``scoring.max_rows`` rows.
+    Without a latent variable (rnn_*) they all equal the ELBO, the exact log-likelihood: it
+    is computed once."""
+    parts = scoring.parts()
+    if len(parts) > 1:
+        scored = [estimate_all(part) for part in parts]
+        return {name: _joined([s[name] for s in scored]) for name in ESTIMATORS}
     if not scoring.model.latent:
         exact = ESTIMATORS["elbo"].compute(scoring)
         return dict.fromkeys(ESTIMATORS, exact)
     return {name: e.compute(scoring) for name, e in ESTIMATORS.items()}
+
+
+def estimate(scoring: Scoring, name: str) -> Estimate:
+    """One registered estimator of a batch, in parts of at most ``scoring.max_rows`` rows."""
+    parts = scoring.parts()
+    if len(parts) > 1:
+        return _joined([estimate(part, name) for part in parts])
+    return ESTIMATORS[name].compute(scoring)
+
+
+def _joined(estimates: list[Estimate]) -> Estimate:
+    """The estimates of consecutive groups of sequences as one of all of them."""
+    resampled = [e.n_resampled for e in estimates]
+    return Estimate(
+        torch.cat([e.per_sequence for e in estimates]),
+        torch.cat([e.n_frames for e in estimates]),
+        None if resampled[0] is None else torch.cat(resampled),
+    )

@@ -13,8 +13,9 @@
 Each is reported per sequence (the mean over sequences of the sum over their frames, as the
 paper's Table 1) and per frame (the total over all frames / the number of frames). For the
 rnn_* variants there is no latent variable and all three are the exact log-likelihood.
-The K samples of a batch run as K * eval.batch_size rows at once: lower eval.batch_size when
-long sequences (data.eval_full_sequences=true) do not fit in memory.
+The K samples of a batch run as K * eval.batch_size rows at once, or a few sequences at a time
+where that would hold more than eval.memory_gb (default 4 GB; raise it on a large GPU for
+speed, null never splits); the estimates are the same up to Monte Carlo noise.
 The overrides apply to the checkpoint's own config (``data.cache_dir=...`` when the data
 moved); ``model.*`` comes from the checkpoint and cannot change. The data is always normalised
 with the statistics the model was trained with (recorded in the checkpoint); a note says when
@@ -101,7 +102,7 @@ def main(argv: list[str] | None = None) -> int:
         description="ELBO, IWAE, SMC and the paper's estimate of a split, or of your own files "
         "(--inputs), from a vrnn-fit checkpoint or a vrnn-export folder. Overrides apply to the "
         "checkpoint's config; the eval section: split, iw_samples, batch_size, resampling, "
-        "ess_threshold.",
+        "ess_threshold, memory_gb.",
         epilog=SECTIONS,
     )
     parser.add_argument("--ckpt", required=True, help="a vrnn-fit checkpoint or export folder")

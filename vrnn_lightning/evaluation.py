@@ -5,7 +5,8 @@ K = eval.iw_samples; SMC resamples by eval.resampling below eval.ess_threshold *
 Each is reported per sequence (the mean over sequences of the sum over their frames, as the
 paper's Table 1) and per frame (the total over all frames / the number of frames); SMC also
 with how often it resampled. For the rnn_* variants there is no latent variable and all are
-the exact log-likelihood. The K samples of a batch run as K * eval.batch_size rows at once.
+the exact log-likelihood. The K samples of a batch run as K * eval.batch_size rows at once,
+or a few sequences at a time where that would hold more than eval.memory_gb.
 
 The data is always normalised with the statistics the model was trained with (recorded in its
 checkpoint); a note says when the store on disk is not the one it was trained on.
@@ -30,7 +31,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from .checkpoint import Trained, data_difference, datamodule_for, device, load_checkpoint, run_dir
 from .config import ConfigError
 from .data.store import SPLITS
-from .estimators import ESTIMATORS, Scoring, estimate_all
+from .estimators import ESTIMATORS, Scoring, bytes_per_row_step, estimate_all, rows_within
 from .smc import RESAMPLING
 
 
@@ -50,11 +51,40 @@ def _check_estimator_settings(cfg: DictConfig) -> None:
         )
 
 
-def _scoring(model, x: torch.Tensor, mask: torch.Tensor, cfg: DictConfig) -> dict:
-    # K samples (particles) of each sequence run as one batch of K * B rows
+def _scoring(
+    model, x: torch.Tensor, mask: torch.Tensor, cfg: DictConfig, parts: list[int] | None = None
+) -> dict:
+    """Every estimate of a batch. K samples (particles) of each sequence run as one batch of
+    K * B rows, or in parts of as many rows as eval.memory_gb holds at this batch's length;
+    the rows of such a part are appended to ``parts``."""
+    max_rows = rows_within(bytes_per_row_step(model), x.shape[1], cfg.eval.memory_gb)
+    k = cfg.eval.iw_samples
+    rows = (k if model.latent else 1) * len(x)  # rnn_*: one exact pass of B rows
+    if parts is not None and max_rows is not None and max_rows < rows:
+        parts.append(max_rows)
     return estimate_all(
-        Scoring(model, x, mask, cfg.eval.iw_samples, cfg.eval.resampling, cfg.eval.ess_threshold)
+        Scoring(
+            model,
+            x,
+            mask,
+            k,
+            cfg.eval.resampling,
+            cfg.eval.ess_threshold,
+            max_rows=max_rows,
+        )
     )
+
+
+def _note_parts(parts: list[int], scored: str, cfg: DictConfig) -> None:
+    """Say when batches were scored in parts: slower, and a larger budget would be faster."""
+    if parts:
+        print(
+            f"vrnn-eval: note: {len(parts)} of {scored} were scored in parts of at "
+            f"most {min(parts)} rows (a row: one sample of one sequence) to stay "
+            f"within eval.memory_gb={cfg.eval.memory_gb}; where the memory is there, a larger "
+            "eval.memory_gb is faster",
+            file=sys.stderr,
+        )
 
 
 @torch.no_grad()
@@ -82,6 +112,7 @@ def evaluate(trained: Trained, cfg: DictConfig, console: Console | None = None) 
     nonfinite = dict.fromkeys(ESTIMATORS, 0)
     finite_frames = dict.fromkeys(ESTIMATORS, 0)
     n_sequences = n_frames = n_resampled = 0
+    parts: list[int] = []  # the rows of the parts of batches scored in parts
     progress = Progress(
         TextColumn(f"{split} [progress.description]{{task.description}}"),
         BarColumn(),
@@ -96,7 +127,7 @@ def evaluate(trained: Trained, cfg: DictConfig, console: Console | None = None) 
         torch.manual_seed(cfg.seed)  # the same z draws on every run, and as --inputs draws
         for batch in batches:
             x, mask = batch["x"].to(dev), batch["mask"].to(dev)
-            estimates = _scoring(model, x, mask, cfg)
+            estimates = _scoring(model, x, mask, cfg, parts)
             frames = mask.sum(1)
             for name, est in estimates.items():
                 values = est.per_sequence.double()
@@ -111,6 +142,7 @@ def evaluate(trained: Trained, cfg: DictConfig, console: Console | None = None) 
             progress.advance(task)
     if n_sequences == 0:
         raise ConfigError(f"eval.split: the {split} split of {cfg.data.dataset} is empty")
+    _note_parts(parts, f"{len(loader)} batches", cfg)
 
     result = {
         name: {
@@ -216,7 +248,7 @@ def evaluate_inputs(
     dev = device()
     model = trained.model.to(dev).eval()
     model.compile = cfg.model.compile
-    rows = []
+    rows, parts = [], []
     for path in files:
         try:
             frames = read(path)
@@ -229,7 +261,7 @@ def evaluate_inputs(
         x = torch.from_numpy(trained.normalise(frames)).unsqueeze(0).to(dev)
         mask = torch.ones(x.shape[:2], dtype=torch.bool, device=dev)
         torch.manual_seed(cfg.seed)  # the same draws for a file wherever it is in the list
-        estimates = _scoring(model, x, mask, cfg)
+        estimates = _scoring(model, x, mask, cfg, parts)
         row = {"file": str(path), "n_frames": len(frames)}
         for name in ESTIMATORS:
             total = estimates[name].per_sequence.double().sum().item()
@@ -242,6 +274,7 @@ def evaluate_inputs(
     if not rows:
         reasons = "; ".join(f"{s['file']}: {s['reason']}" for s in skipped[:3])
         raise ConfigError(f"--inputs: no file could be scored ({reasons})")
+    _note_parts(parts, f"{len(rows)} files", cfg)
     n_frames = sum(r["n_frames"] for r in rows)
     total = {
         name: {

@@ -15,7 +15,14 @@ from omegaconf import DictConfig, OmegaConf
 from torchmetrics import MeanMetric, SumMetric
 
 from . import estimators
-from .config import ConfigError, ModelConfig, OptimConfig, check_values, merge_checked
+from .config import (
+    ConfigError,
+    EvalConfig,
+    ModelConfig,
+    OptimConfig,
+    check_values,
+    merge_checked,
+)
 from .model import VRNN, StepTerms
 from .tbptt import CarriedState
 
@@ -160,13 +167,29 @@ class VRNNModule(L.LightningModule):
         # a checkpoint from before optim.objective existed gets the default: the ELBO
         return self.optim_cfg.objective
 
-    def bound(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        """The training objective's bound of each sequence (B,) for iwae and fivo."""
-        objective, k = self.objective, self.optim_cfg.particles
-        generator = self._noise(x.device)
-        if objective == "iwae":
-            return estimators.iwae(self.model, x, mask, k, generator).per_sequence
-        return estimators.smc(self.model, x, mask, k, generator=generator).per_sequence
+    def bound(
+        self, x: torch.Tensor, mask: torch.Tensor, max_rows: int | None = None
+    ) -> torch.Tensor:
+        """The training objective's bound of each sequence (B,) for iwae and fivo, scored
+        ``max_rows`` rows at a time (validation: within eval.memory_gb, as vrnn-eval)."""
+        scoring = estimators.Scoring(
+            self.model, x, mask, self.optim_cfg.particles, generator=self._noise(x.device),
+            max_rows=max_rows,
+        )  # fmt: skip
+        name = "iwae" if self.objective == "iwae" else "smc"  # fivo: SMC's bound
+        return estimators.estimate(scoring, name).per_sequence
+
+    def _validation_rows(self, steps: int) -> int | None:
+        """The rows of ``steps`` steps that eval.memory_gb holds (its default for a module
+        without a run config, or whose run config predates the key)."""
+        default = EvalConfig.memory_gb
+        memory_gb = (
+            default
+            if self.run_config is None
+            else OmegaConf.select(self.run_config, "eval.memory_gb", default=default)
+        )
+        per_row_step = estimators.bytes_per_row_step(self.model)
+        return estimators.rows_within(per_row_step, steps, memory_gb)
 
     def training_step(self, batch, batch_idx):
         x, mask = batch["x"], batch["mask"]
@@ -249,8 +272,8 @@ class VRNNModule(L.LightningModule):
             self.val_elbo_per_frame.update(elbo[ok] / n_frames, weight=n_frames)
             self.val_kl.update(terms.kl.sum(1)[ok])
             self.val_log_px.update(terms.log_px.sum(1)[ok])
-        if self.objective != "elbo":
-            bound = self.bound(x, mask)
+        if self.objective != "elbo":  # e.g. K x 16 whole TIMIT utterances: in parts
+            bound = self.bound(x, mask, self._validation_rows(x.shape[1]))
             self.val_objective.update(bound[torch.isfinite(bound)])
 
     def on_validation_epoch_end(self):
