@@ -133,3 +133,34 @@ def test_an_interrupted_run_is_preempted_for_the_sweep_never_finished():
     assert run_state(1) == run_state(2) == "failed"
     for code in (143, 130, -signal.SIGTERM):
         assert run_state(code) == "preempted"
+
+
+@pytest.mark.slow
+def test_ddp_ranks_signalled_together_stop_at_the_same_batch_and_save(tmp_path):
+    # Lightning's own handler broadcast from inside the signal handler: signalled together,
+    # the two ranks hung in mismatched collectives (4 runs of 4)
+    out = tmp_path / "ddp"
+    ddp = ["trainer.devices=2", "trainer.strategy=ddp", "trainer.val_check_interval=5"]
+    args = tiny(tmp_path, f"out_dir={out}", *ddp, "trainer.limit_val_batches=2", *RUN[:1])
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "vrnn_lightning.fit", *args, "trainer.max_steps=1000"],
+        cwd=REPO,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+    last = out / "checkpoints" / "last.ckpt"
+    try:
+        deadline = time.time() + 240
+        while not last.exists() and proc.poll() is None and time.time() < deadline:
+            time.sleep(0.02)
+        os.killpg(proc.pid, signal.SIGTERM)  # both ranks, as a scheduler does
+        err = proc.communicate(timeout=120)[1]
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+    assert proc.returncode == 143, err[-3000:]
+    step = torch.load(last, map_location="cpu", weights_only=True)["global_step"]
+    assert f"interrupted by SIGTERM at step {step};" in err

@@ -7,6 +7,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import lightning as L
+import torch
 from lightning.pytorch.callbacks import ModelSummary, RichProgressBar
 from lightning.pytorch.loggers import WandbLogger
 from lightning.pytorch.utilities import rank_zero_warn
@@ -236,3 +237,31 @@ class ResumeAtEpochEnd(L.Callback):
         for epochs in loop["epoch_progress"].values():  # "total" and "current"
             if epochs["processed"] == epochs["started"] == epochs["completed"] + 1:
                 epochs["processed"] -= 1
+
+
+class AgreeOnSigterm(L.Callback):
+    """Under DDP, every rank stops on SIGTERM after the same training batch.
+
+    Lightning's SIGTERM handler broadcasts from inside the signal handler, wherever each rank
+    happens to be: signalled together (a scheduler signals every process of a job), the ranks'
+    broadcasts met other collectives and the run hung (rank 1 waiting in the handler's
+    broadcast, rank 0 in another collective). Here the handler only notes the signal; after
+    every training batch the ranks agree on it (one all-reduce) and all stop there (a signal
+    during validation is acted on after it). With one process Lightning's handler stays."""
+
+    def __init__(self):
+        self.signalled = False
+
+    def setup(self, trainer: L.Trainer, pl_module, stage: str) -> None:
+        if trainer.world_size > 1:  # before Lightning registers its handlers, in fit
+            trainer._signal_connector._sigterm_notifier_fn = self._note
+
+    def _note(self, signum, frame) -> None:
+        self.signalled = True
+
+    def on_train_batch_end(self, trainer: L.Trainer, *args) -> None:
+        if trainer.world_size > 1:
+            flag = torch.tensor([float(self.signalled)], device=trainer.strategy.root_device)
+            torch.distributed.all_reduce(flag, op=torch.distributed.ReduceOp.MAX)
+            if flag.item() > 0:  # Lightning stops every rank at the end of this batch
+                trainer._signal_connector.received_sigterm = True

@@ -132,6 +132,7 @@ def tensorboard_logger(out_dir: Path):
 
 def make_callbacks(cfg: DictConfig, out_dir: Path, command: str | None = None) -> list:
     from .callbacks import (
+        AgreeOnSigterm,
         CheckpointOnSigterm,
         DescribeCheckpoint,
         ParameterSummary,
@@ -158,6 +159,7 @@ def make_callbacks(cfg: DictConfig, out_dir: Path, command: str | None = None) -
         LearningRateMonitor(logging_interval="step"),
         SampleCallback.from_config(cfg, out_dir),  # samples (and W&B media) at validation
         DescribeCheckpoint(OmegaConf.to_container(cfg, resolve=True), command),
+        AgreeOnSigterm(),
         CheckpointOnSigterm(out_dir / "checkpoints" / LAST_CHECKPOINT),
         ResumeAtEpochEnd(),
     ]
