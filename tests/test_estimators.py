@@ -211,21 +211,21 @@ def test_rows_within_a_budget():
 
 
 def test_a_memory_budget_bounds_the_resident_peak():
-    """Scoring 8 sequences x 8 samples of 100 steps holds ~60 MB at once; under a 15 MB budget
-    (a sequence at a time) the process's peak stays within it."""
+    """Scoring 8 sequences x 16 samples of 100 steps holds ~70 MB at once; under a 15 MB
+    budget (a sequence at a time) the process's peak stays within it."""
     torch.manual_seed(0)
     widths = dict(phi_x_dim=64, phi_z_dim=64, enc_dim=64, prior_dim=64, dec_dim=64)
     model = VRNN("vrnn_gauss", x_dim=20, h_dim=256, z_dim=16, mlp_layers=1, **widths).eval()
     x, mask = torch.randn(8, 100, 20), torch.ones(8, 100, dtype=torch.bool)
-    budget_gb = 0.015
+    budget_gb, k = 0.015, 16
 
     def score(memory_gb):
-        rows = estimators.rows_within(estimators.step_bytes(model), 100, memory_gb, k=8)
-        _scores(model, x, mask, 8, None, rows)
+        rows = estimators.rows_within(estimators.step_bytes(model), 100, memory_gb, k)
+        _scores(model, x, mask, k, None, rows)
 
     score(budget_gb)  # one-off allocations (thread pools, caches) before measuring
     whole, split = peak_resident_mb(lambda: score(None)), peak_resident_mb(lambda: score(budget_gb))
     if whole is None:
         pytest.skip("no /proc/self/clear_refs here: the peak cannot be measured")
-    assert whole > 40  # the unsplit scoring does hold far more than the budget
-    assert split < budget_gb * 1024 * 1.5 and split < whole / 3, (split, whole)
+    assert whole > 50  # the unsplit scoring does hold far more than the budget
+    assert split < budget_gb * 1024 * 1.5 and split < whole / 4, (split, whole)
