@@ -164,8 +164,8 @@ class EvalConfig:
     # batch whose K * batch_size rows x T steps would need more is scored a few
     # sequences at a time (IWAE's samples of one sequence in groups if need be), which
     # changes no estimate beyond Monte Carlo noise. Unsplit, TIMIT's default evaluation
-    # (16 x 40 rows of utterances up to ~620 frames at h 2000) needs ~25 GB and IAM-OnDB's
-    # ~46 GB (bench/bench_eval_memory.py); 4 fits a 16 GB machine or GPU beside the model
+    # (16 x 40 rows of utterances up to ~620 frames at h 2000) needs ~14 GB and IAM-OnDB's
+    # ~25 GB (bench/bench_eval_memory.py); 4 fits a 16 GB machine or GPU beside the model
     # and the data. Raise it on a larger GPU for speed (more rows per step); null: never
     # split. Resident memory may exceed it by what the allocator keeps besides the tensors.
     memory_gb: float | None = 4.0
