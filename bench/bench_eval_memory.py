@@ -15,8 +15,8 @@ figure is the pass's own peak above what the process held before it (vrnn_lightn
 ``peak_resident_mb``; glibc's mmap threshold is fixed, see ``run_child``). Bytes per (row,
 step) is the slope between the two lengths (per-row and fixed costs cancel); rows x T must
 exceed 2048 at both, where the decoder's slices stop growing (model.py, _SCORING_ROWS).
-"budget" is what ``eval.memory_gb`` assumes (vrnn_lightning/estimators.py,
-``bytes_per_row_step``), which must not be below the measurement (ratio >= 1).
+"budget" is what ``eval.memory_gb`` assumes at the measured K (vrnn_lightning/estimators.py,
+``step_bytes``), which must not be below the measurement (ratio >= 1).
 
 Then, for every conf/*.yaml: the predicted peak of its default evaluation, one batch of
 eval.batch_size sequences x eval.iw_samples rows of its longest sequence, unsplit (as before
@@ -32,6 +32,7 @@ The longest sequence is measured where the corpus is here (FSDD, GW online under
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import subprocess
@@ -131,7 +132,7 @@ def measure(size: str, rows: int, lengths: list[int], k: int) -> dict:
         "cases": cases,
         "params": n_params,
         "h_dim": model.h_dim,
-        "budget_model": estimators.bytes_per_row_step(model),  # eval.memory_gb's figure
+        "step_bytes": dataclasses.astuple(estimators.step_bytes(model)),  # eval.memory_gb's
     }
 
 
@@ -233,7 +234,7 @@ def main() -> None:
         print(json.dumps(measure(args.child, args.rows, args.lengths, args.k)))
         return
 
-    from vrnn_lightning.estimators import rows_within
+    from vrnn_lightning.estimators import StepBytes, rows_within
 
     (t1, t2), rows = args.lengths, args.rows
     print(f"peak resident memory of one scoring pass under torch.no_grad, {rows} rows at T = "
@@ -246,15 +247,17 @@ def main() -> None:
     for size in args.sizes:
         result = run_child(size, args.rows, args.lengths, args.k)
         f = fits[size] = fit(result)
-        imp = f["importance"][0]
+        imp, size_bytes = f["importance"][0], StepBytes(*result["step_bytes"])
+        budget = size_bytes.per_sequence / args.k + size_bytes.per_row  # at the measured K
         print(f"{size:<17} {result['h_dim']:>5} {result['params'] / 1e6:>6.1f}M "
-              f"{f['elbo'][0]:>8.0f} {imp:>8.0f} {result['budget_model']:>8} "
-              f"{result['budget_model'] / max(imp, 1):>5.2f} {f['smc'][0]:>6.0f} "
-              f"{f['smc'][1]:>8.0f} {f['importance'][2] / 2**20:>8.0f}", flush=True)  # fmt: skip
-        fits[size] = (f, result["budget_model"])
+              f"{f['elbo'][0]:>8.0f} {imp:>8.0f} {budget:>8.0f} {budget / max(imp, 1):>5.2f} "
+              f"{f['smc'][0]:>6.0f} {f['smc'][1]:>8.0f} {f['importance'][2] / 2**20:>8.0f}",
+              flush=True)  # fmt: skip
+        fits[size] = (f, size_bytes)
     print(
-        "(bytes; IWAE: IWAE(K)'s and the paper's shared pass; budget: what eval.memory_gb "
-        "assumes per (row, step), ratio: budget / IWAE measured, >= 1 is safe)"
+        f"(bytes; IWAE: IWAE(K)'s and the paper's shared pass, K = {args.k}; budget: what "
+        "eval.memory_gb assumes per (row, step) at that K, ratio: budget / IWAE measured, >= 1 "
+        "is safe)"
     )
 
     print(
@@ -269,17 +272,17 @@ def main() -> None:
     for name in CONFIGS:
         if name not in fits:
             continue
-        f, budget_bytes = fits[name]
+        f, size_bytes = fits[name]
         cfg = load_config(ROOT / "conf" / f"{name}.yaml")
         steps, source = longest(name, cfg)
         b, k = cfg.eval.batch_size, cfg.eval.iw_samples
         gb = cfg.eval.memory_gb
-        max_rows = rows_within(budget_bytes, steps, gb)
+        max_rows = rows_within(size_bytes, steps, gb, k)
         unsplit = plan(f, k, b, steps, None)[1]
         per_pass, split = plan(f, k, b, steps, max_rows)
         val_k, val_b = cfg.optim.particles, cfg.data.eval_batch_size
         val = plan(f, val_k, val_b, steps, None)[1]
-        val_split = plan(f, val_k, val_b, steps, max_rows)[1]
+        val_split = plan(f, val_k, val_b, steps, rows_within(size_bytes, steps, gb, val_k))[1]
         print(f"{name:<17} {f'{b}x{k}':>6} {steps:>5} {source:<44} {unsplit / 2**30:>10.1f} "
               f"{gb if gb is not None else 'null':>9} {per_pass:>9} {split / 2**30:>8.2f} "
               f"{f'{val_b}x{val_k}':>8} {val / 2**30:>6.1f} {val_split / 2**30:>8.2f}")  # fmt: skip

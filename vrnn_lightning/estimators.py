@@ -143,48 +143,59 @@ def smc(
 
 
 # ---- memory ----------------------------------------------------------------------------
-# The tensors counted in bytes_per_row_step come to 1.03-1.5 times the resident memory per
-# (row, step) that bench/bench_eval_memory.py measures at the conf/*.yaml sizes (with glibc's
-# mmap threshold fixed, so that memory follows the tensors); the margin covers allocators that
+# The tensors counted in step_bytes come to 1.03-1.5 times the resident memory per (row, step)
+# that bench/bench_eval_memory.py measures at the conf/*.yaml sizes (with glibc's mmap
+# threshold fixed, so that memory follows the tensors); the margin covers allocators that
 # hold more than the tensors: glibc's default heap measured up to 1.8 times them at TIMIT's
 # sizes in one run of three, CUDA's caching allocator rounds blocks up.
 _MARGIN = 1.25
 
 
-def bytes_per_row_step(model: VRNN) -> int:
-    """Bytes that one (row, step) of a scoring pass (``VRNN.forward`` of K samples without
-    gradients: IWAE's and the ELBO's) holds at its peak, an upper bound of what
-    bench/bench_eval_memory.py measures: the x-only pre-activations of the LSTM gates and of
-    the encoder's first layer, computed for all steps before the loop (4 h_dim + enc_dim);
-    the loop's h_{t-1}, posterior, z and phi_z of every step, in lists and then stacked; the
+@dataclass(frozen=True)
+class StepBytes:
+    """What a scoring pass (``VRNN.forward`` of K samples without gradients: IWAE's and the
+    ELBO's) holds for each step: bytes per sequence, and per row (sample of a sequence)."""
+
+    per_sequence: int
+    per_row: int
+
+
+def step_bytes(model: VRNN) -> StepBytes:
+    """An upper bound of what bench/bench_eval_memory.py measures. Per sequence: the x-only
+    pre-activations of the LSTM gates and of the encoder's first layer, computed for all steps
+    before the loop (4 h_dim + enc_dim; its K copies are made a step at a time). Per row: the
+    loop's h_{t-1}, posterior, z and phi_z of every step, in lists and then stacked; the
     decoder's input (phi_z_dim + h_dim); the prior's and the densities' terms. The particle
     filter holds far less per (row, step): x and phi_x(x) of each row (its step's work is per
     row, not per step)."""
     h, z = model.h_dim, model.z_dim
     x_dim, phi_x = model.x_dim, model.phi_x[0].out_features
     if not model.latent:  # nn.LSTM's gates, its output, h_{t-1}, phi_x(x) and x
-        floats = 6 * h + phi_x + x_dim
-    else:
-        phi_z, enc = model.phi_z[0].out_features, model.encoder[0].out_features
-        prior = model.prior_net[0].out_features if model.learned_prior else 0
-        floats = (
-            (4 * h + enc) * 1.25  # and the unrepeated one (of B of the K * B rows, K >= 4)
-            + 2 * (h + 3 * z + phi_z)  # the loop's lists and their stacks
-            + (phi_z + h)  # the decoder's input
-            + prior  # the prior network's output
-            + 8 * z  # the prior, the noise, KL and log-densities
-            + 5 * x_dim  # x, its copies and the output density's terms
-        )
-    return int(4 * floats * _MARGIN)
+        return StepBytes(0, int(4 * (6 * h + phi_x + x_dim) * _MARGIN))
+    phi_z, enc = model.phi_z[0].out_features, model.encoder[0].out_features
+    prior = model.prior_net[0].out_features if model.learned_prior else 0
+    per_row = (
+        2 * (h + 3 * z + phi_z)  # the loop's lists and their stacks
+        + (phi_z + h)  # the decoder's input
+        + prior  # the prior network's output
+        + 8 * z  # the prior, the noise, KL and log-densities
+        + 5 * x_dim  # x, its copies and the output density's terms
+    )
+    per_sequence = 4 * h + enc + phi_x + x_dim
+    return StepBytes(int(4 * per_sequence * _MARGIN), int(4 * per_row * _MARGIN))
 
 
-def rows_within(per_row_step: int, steps: int, memory_gb: float | None) -> int | None:
-    """The most rows (sequences x samples) of ``steps`` steps that a scoring pass may hold
-    in ``memory_gb`` GB, at ``per_row_step`` bytes (``bytes_per_row_step``) each; at least 1.
-    None when ``memory_gb`` is None (no bound)."""
+def rows_within(size: StepBytes, steps: int, memory_gb: float | None, k: int) -> int | None:
+    """The most rows (sequences x samples) of ``steps`` steps that a scoring pass of K = ``k``
+    samples may hold in ``memory_gb`` GB: as many whole sequences' K rows as fit, else as many
+    samples of one sequence (at least 1). None when ``memory_gb`` is None (no bound)."""
     if memory_gb is None:
         return None
-    return max(1, int(memory_gb * 2**30 // (max(1, steps) * per_row_step)))
+    per_step = memory_gb * 2**30 / max(1, steps)
+    sequence = size.per_sequence + k * size.per_row
+    if per_step >= sequence:
+        return k * int(per_step // sequence)
+    return max(1, int((per_step - size.per_sequence) // size.per_row))
 
 
 # ---- the registry ----------------------------------------------------------------------

@@ -31,7 +31,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from .checkpoint import Trained, data_difference, datamodule_for, device, load_checkpoint, run_dir
 from .config import ConfigError
 from .data.store import SPLITS
-from .estimators import ESTIMATORS, Scoring, bytes_per_row_step, estimate_all, rows_within
+from .estimators import ESTIMATORS, Scoring, estimate_all, rows_within, step_bytes
 from .smc import RESAMPLING
 
 
@@ -57,8 +57,8 @@ def _scoring(
     """Every estimate of a batch. K samples (particles) of each sequence run as one batch of
     K * B rows, or in parts of as many rows as eval.memory_gb holds at this batch's length;
     the rows of such a part are appended to ``parts``."""
-    max_rows = rows_within(bytes_per_row_step(model), x.shape[1], cfg.eval.memory_gb)
     k = cfg.eval.iw_samples
+    max_rows = rows_within(step_bytes(model), x.shape[1], cfg.eval.memory_gb, k)
     rows = (k if model.latent else 1) * len(x)  # rnn_*: one exact pass of B rows
     if parts is not None and max_rows is not None and max_rows < rows:
         parts.append(max_rows)

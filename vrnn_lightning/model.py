@@ -190,10 +190,13 @@ class VRNN(nn.Module):
             w_h, w_ih_z, h_prevs_data, fzs_data, (steps, batch, w_h.shape[0]), dtype
         )
         # Everything that depends on x only, for all steps at once, time-major.
-        x_part = _repeat(F.linear(fx, w_x, b_x), n_samples).transpose(0, 1)
-        if torch.is_grad_enabled():  # scoring needs no probes: skip a pass over x_part
-            x_part = x_part + probes
-        for x_t, noise_t in zip(x_part.unbind(0), noise.unbind(1), strict=True):
+        x_part = F.linear(fx, w_x, b_x).transpose(0, 1)  # (T, B, 4 h_dim + enc_dim)
+        if torch.is_grad_enabled():
+            x_steps = (_repeat(x_part, n_samples, dim=1) + probes).unbind(0)
+        else:  # scoring: each step's K copies when it comes, not all steps' (the largest
+            # tensor of a pass: K x (4 h_dim + enc_dim) floats per step and sequence)
+            x_steps = (_repeat(x_t, n_samples) for x_t in x_part.unbind(0))
+        for x_t, noise_t in zip(x_steps, noise.unbind(1), strict=True):
             h_proj = torch.addmm(x_t, h, w_h_t)
             hidden = F.relu(h_proj[:, n_gates:])
             mu_q, std_q = self.posterior.params(self.encoder[2:](hidden))
@@ -417,9 +420,11 @@ def _decode_log_prob(decoder: nn.Module, output: nn.Module, decoder_in, x) -> to
     return output(decoder(decoder_in)).log_prob(x.float())
 
 
-def _repeat(t: torch.Tensor, n: int) -> torch.Tensor:
-    """n copies of a batch along dim 0 (rows k * B + b); the batch itself when n is 1."""
-    return t if n == 1 else t.repeat(n, *([1] * (t.dim() - 1)))
+def _repeat(t: torch.Tensor, n: int, dim: int = 0) -> torch.Tensor:
+    """n copies of a batch along ``dim`` (rows k * B + b); the batch itself when n is 1."""
+    if n == 1:
+        return t
+    return t.repeat(*(n if d == dim else 1 for d in range(t.dim())))
 
 
 def _compute_dtype(x: torch.Tensor) -> torch.dtype:

@@ -188,8 +188,8 @@ class VRNNModule(L.LightningModule):
             if self.run_config is None
             else OmegaConf.select(self.run_config, "eval.memory_gb", default=default)
         )
-        per_row_step = estimators.bytes_per_row_step(self.model)
-        return estimators.rows_within(per_row_step, steps, memory_gb)
+        size, k = estimators.step_bytes(self.model), self.optim_cfg.particles
+        return estimators.rows_within(size, steps, memory_gb, k)
 
     def training_step(self, batch, batch_idx):
         x, mask = batch["x"], batch["mask"]
