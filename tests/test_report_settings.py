@@ -87,6 +87,12 @@ def test_a_run_folders_nested_config_is_named_by_its_dotted_keys_that_differ():
     # a group that is not a config (made by hand) is named as it is
     plain = [run("vrnn_gmm", s, g, v, 1.0) for s in SEEDS for g, v in (("a", 0.0), ("b", 1.0))]
     assert [r.name for r in settings(plain)] == ["setting=b", "setting=a"]
+    # a setting run with other seeds than the selected one has nothing to pair
+    plain += [run("vrnn_gmm", s, "c", -1.0, 1.0) for s in (7, 8)]
+    assert (
+        "| fsdd | vrnn_gmm | setting=c - setting=b | SMC(40) | 0 | – | – | not enough seeds |"
+        in (markdown("t", plain).splitlines())
+    )
 
 
 def test_settings_csv_holds_the_same_rows_for_a_script(tmp_path):

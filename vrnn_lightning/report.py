@@ -391,7 +391,7 @@ def _paired_cells(s: Setting, selected: Setting) -> list[str]:
         f"{s.name} - {selected.name}",
         on,
         str(p.n),
-        f"{p.mean:.1f}",
+        f"{p.mean:.1f}" if p.n else "–",  # no seed in common with the selected setting
         interval(p),
         VERDICTS[p.direction],
     ]
