@@ -53,12 +53,23 @@ class Paired:
         return T_975[min(self.n - 1, len(T_975)) - 1] * se
 
     @property
-    def verdict(self) -> str:
+    def direction(self) -> int | None:
+        """+1 or -1: the interval excludes 0 with the mean above or below it; 0: it does not;
+        None under 2 seeds."""
         if self.n < 2:
-            return "not enough seeds"
+            return None
         if abs(self.mean) <= self.half_width:
-            return "not resolved"
-        return "resolved, as the paper" if self.mean > 0 else "resolved, against the paper"
+            return 0
+        return 1 if self.mean > 0 else -1
+
+    @property
+    def verdict(self) -> str:
+        return {
+            None: "not enough seeds",
+            0: "not resolved",
+            1: "resolved, as the paper",
+            -1: "resolved, against the paper",
+        }[self.direction]
 
 
 def compare(higher: Mapping[int, float], lower: Mapping[int, float], names=("a", "b")) -> Paired:
@@ -74,11 +85,13 @@ def paper_pairs(scores: Mapping[str, Mapping[int, float]]) -> list[Paired]:
     ]
 
 
+def interval(p: Paired) -> str:
+    """The 95% interval of the mean difference as text; "–" under 2 seeds."""
+    if math.isnan(p.half_width):
+        return "–"
+    return f"[{p.mean - p.half_width:.1f}, {p.mean + p.half_width:.1f}]"
+
+
 def row(p: Paired) -> list[str]:
     """higher - lower | seeds | mean difference | 95% interval | verdict, as table cells."""
-    interval = (
-        "–"
-        if math.isnan(p.half_width)
-        else f"[{p.mean - p.half_width:.1f}, {p.mean + p.half_width:.1f}]"
-    )
-    return [f"{p.higher} - {p.lower}", str(p.n), f"{p.mean:.1f}", interval, p.verdict]
+    return [f"{p.higher} - {p.lower}", str(p.n), f"{p.mean:.1f}", interval(p), p.verdict]

@@ -5,8 +5,11 @@ Each run's best val/elbo checkpoint is evaluated with vrnn-eval (cached beside t
 sequence, in nats: for rnn_* the exact log-likelihood; for vrnn_* the lower bounds of
 vrnn_lightning/estimators.py's registry (ELBO, IWAE(K), SMC(K)); every registered estimate,
 the paper's own per-step estimate included, is in the CSV.
-When a (variant, dataset) cell holds runs of several settings (a search sweep), the setting
-with the best mean best val/elbo is reported, as a paper selects on the validation set.
+When a (variant, dataset) cell holds runs of several settings (a search sweep, or one that
+compares settings such as the training objective), the setting with the best mean best val/elbo
+is reported, as a paper selects on the validation set; the section "Every setting" (and
+settings.csv) then lists every setting of every cell and compares each with the selected one,
+paired over seeds, so that a sweep made to compare settings shows its comparison.
 """
 
 from __future__ import annotations
@@ -19,10 +22,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from omegaconf import OmegaConf
+from rich.console import Group, RenderableType
 from rich.table import Table
 
 from .estimators import ESTIMATORS
-from .paired import paper_pairs
+from .paired import Paired, compare, interval, paper_pairs
 from .paired import row as paired_row
 from .variant import VARIANTS, Variant
 
@@ -129,17 +133,26 @@ def metric_history(out_dir: str | Path, metric: str) -> list[dict]:
     return [{metric: value, "_step": step} for step, value in sorted(by_step.items())]
 
 
-def cells(results: list[RunResult]) -> dict[tuple[str, str], Cell]:
-    """(variant, dataset) -> the runs of the group with the best mean best val/elbo."""
+def _groups(results: list[RunResult]) -> dict[tuple[str, str], dict[str, list[RunResult]]]:
+    """(variant, dataset) -> group -> its runs, in the order of ``results``."""
     groups: dict[tuple[str, str], dict[str, list[RunResult]]] = {}
     for r in results:
         groups.setdefault((r.variant, r.dataset), {}).setdefault(r.group, []).append(r)
-    return {
-        key: Cell(
-            max(by_group.values(), key=lambda runs: statistics.fmean(r.best_val for r in runs))
-        )
-        for key, by_group in groups.items()
-    }
+    return groups
+
+
+def _best_val(runs: list[RunResult]) -> float:
+    return statistics.fmean(r.best_val for r in runs)
+
+
+def _selected(by_group: dict[str, list[RunResult]]) -> str:
+    """The group with the best mean best val/elbo, the one the table reports."""
+    return max(by_group, key=lambda g: _best_val(by_group[g]))
+
+
+def cells(results: list[RunResult]) -> dict[tuple[str, str], Cell]:
+    """(variant, dataset) -> the runs of the group with the best mean best val/elbo."""
+    return {key: Cell(by_group[_selected(by_group)]) for key, by_group in _groups(results).items()}
 
 
 def datasets(results: list[RunResult]) -> list[str]:
@@ -205,7 +218,8 @@ def markdown(title: str, results: list[RunResult]) -> str:
         row = [cell_text(variant, table.get((variant, d))) for d in columns]
         lines.append(f"| {variant} | " + " | ".join(row) + " |")
     lines += ["", CAPTION, ""] + [f"- {line}" for line in notes(table, columns)]
-    return "\n".join(lines + paired_section(table, columns)) + "\n"
+    lines += paired_section(table, columns) + settings_section(settings(results))
+    return "\n".join(lines) + "\n"
 
 
 def paired_section(table: dict[tuple[str, str], Cell], columns: list[str]) -> list[str]:
@@ -234,7 +248,222 @@ def paired_section(table: dict[tuple[str, str], Cell], columns: list[str]) -> li
     ]
 
 
-def rich_table(title: str, results: list[RunResult]) -> Table:
+@dataclass
+class Setting:
+    """One setting of a (variant, dataset) cell: the runs of its seeds, and how it compares
+    with the cell's selected setting (None for the selected one itself)."""
+
+    variant: str
+    dataset: str
+    values: dict  # the setting's value of each key that differs between the sweep's settings
+    group: str
+    cell: Cell
+    selected: bool
+    paired: Paired | None
+
+    @property
+    def name(self) -> str:
+        return ", ".join(f"{k}={_value_text(v)}" for k, v in self.values.items()) or self.group
+
+    @property
+    def seeds(self) -> str:
+        return ", ".join(str(r.seed) for r in sorted(self.cell.runs, key=lambda r: r.seed))
+
+    @property
+    def best_val(self) -> float:
+        return _best_val(self.cell.runs)
+
+
+UNSET = "(unset)"  # a key one setting of a cell has and another has not
+
+
+def _value_text(value) -> str:
+    return value if isinstance(value, str) else json.dumps(value)
+
+
+def _flat(group: str) -> dict:
+    """A group's setting as {dotted key: value}: a local sweep's group is flat already
+    (its varied parameters), a run folder's is the nested config."""
+    flat = {}
+
+    def walk(prefix: str, value) -> None:
+        if isinstance(value, dict) and value:
+            for k, v in value.items():
+                walk(f"{prefix}.{k}" if prefix else k, v)
+        else:
+            flat[prefix] = value
+
+    try:
+        config = json.loads(group)
+    except json.JSONDecodeError:
+        config = None
+    if not isinstance(config, dict):  # a group that is not a config: named as it is
+        return {"setting": group}
+    walk("", config)
+    return flat
+
+
+def compared_on(variant: str, k: int) -> tuple[str, str]:
+    """(estimate, its label): the tightest bound the table shows for ``variant``: the exact
+    log-likelihood for rnn_*, else the last (tightest) of the table's estimators, SMC(K)."""
+    if not Variant.parse(variant).has_latent:
+        return "elbo", "exact log-likelihood"
+    return IN_TABLE[-1].name, IN_TABLE[-1].title.format(k=k)
+
+
+def settings(results: list[RunResult]) -> list[Setting]:
+    """Every setting of every cell, by dataset and variant as in the table, the selected
+    (reported) setting first, the others by mean best val/elbo; [] when no cell holds more
+    than one setting. A setting is named by the keys whose values differ between the settings
+    of some cell (not the variant or dataset a cell is, nor what is the same in all)."""
+    groups = _groups(results)
+    if all(len(by_group) == 1 for by_group in groups.values()):
+        return []
+    flat = {g: _flat(g) for by_group in groups.values() for g in by_group}
+    keys: set[str] = set()
+    for by_group in groups.values():
+        for key in set().union(*(flat[g] for g in by_group)):
+            if len({_value_text(flat[g].get(key, UNSET)) for g in by_group}) > 1:
+                keys.add(key)
+    rows = []
+    for dataset in datasets(results):
+        for variant in VARIANTS:
+            if (variant, dataset) not in groups:
+                continue
+            by_group = groups[(variant, dataset)]
+            chosen = _selected(by_group)
+            selected = Cell(by_group[chosen])
+            others = sorted(
+                (g for g in by_group if g != chosen),
+                key=lambda g: (math.isnan(_best_val(by_group[g])), -_best_val(by_group[g])),
+            )
+            estimate, _ = compared_on(variant, selected.runs[0].eval["iw_samples"])
+            for g in [chosen, *others]:
+                cell = Cell(by_group[g])
+                paired = None
+                if g != chosen:
+                    paired = compare(_scores(cell, estimate), _scores(selected, estimate))
+                values = {k: flat[g].get(k, UNSET) for k in sorted(keys)}
+                rows.append(Setting(variant, dataset, values, g, cell, g == chosen, paired))
+    return rows
+
+
+def _scores(cell: Cell, estimate: str) -> dict[int, float]:
+    return dict(zip((r.seed for r in cell.runs), cell.values(estimate), strict=True))
+
+
+VERDICTS = {
+    None: "not enough seeds",
+    0: "not resolved",
+    1: "resolved, higher than the selected",
+    -1: "resolved, lower than the selected",
+}
+SETTINGS_CAPTION = (
+    "Each cell's settings, named by the keys that differ between the sweep's settings; the "
+    "table reports the one with the best mean best val/elbo (selected). Log-likelihood per "
+    "sequence in nats, mean ± std over seeds, as in the table; the numbers are in settings.csv."
+)
+SETTINGS_PAIRED_CAPTION = (
+    "On the tightest bound the table shows, per sequence: SMC(K) for vrnn_*, the exact "
+    "log-likelihood for rnn_*. The setting minus the selected one per seed: the mean over the "
+    "seeds both ran, its 95% interval (Student's t), and whether the interval excludes 0."
+)
+
+
+def _setting_cells(s: Setting) -> list[str]:
+    return [
+        s.dataset,
+        s.variant,
+        s.name,
+        s.seeds,
+        f"{s.best_val:.1f}",
+        cell_text(s.variant, s.cell),
+        "selected" if s.selected else "",
+    ]
+
+
+def _paired_cells(s: Setting, selected: Setting) -> list[str]:
+    p = s.paired
+    _, on = compared_on(s.variant, s.cell.runs[0].eval["iw_samples"])
+    return [
+        s.dataset,
+        s.variant,
+        f"{s.name} - {selected.name}",
+        on,
+        str(p.n),
+        f"{p.mean:.1f}" if p.n else "–",  # no seed in common with the selected setting
+        interval(p),
+        VERDICTS[p.direction],
+    ]
+
+
+def _with_selected(rows: list[Setting]) -> list[tuple[Setting, Setting]]:
+    """(setting, the selected setting of its cell) for every setting not selected."""
+    pairs, selected = [], None
+    for s in rows:  # each cell's selected setting comes first
+        if s.selected:
+            selected = s
+        else:
+            pairs.append((s, selected))
+    return pairs
+
+
+SETTINGS_HEADER = ["dataset", "model", "setting", "seeds", "mean best val/elbo"]
+SETTINGS_HEADER += ["log-likelihood per sequence", "in the table"]
+SETTINGS_PAIRED_HEADER = ["dataset", "model", "setting - selected", "on", "seeds"]
+SETTINGS_PAIRED_HEADER += ["mean difference", "95% interval", "verdict"]
+
+
+def settings_section(rows: list[Setting]) -> list[str]:
+    """The markdown of every setting and of each setting against its cell's selected one."""
+    if not rows:
+        return []
+
+    def line(cells: list[str]) -> str:
+        return "| " + " | ".join(cells) + " |"
+
+    return [
+        "",
+        "## Every setting",
+        "",
+        SETTINGS_CAPTION,
+        "",
+        line(SETTINGS_HEADER),
+        "| --- | --- | --- | --- | ---: | ---: | --- |",
+        *(line(_setting_cells(s)) for s in rows),
+        "",
+        "### Each setting against the selected one, paired over seeds",
+        "",
+        SETTINGS_PAIRED_CAPTION,
+        "",
+        line(SETTINGS_PAIRED_HEADER),
+        "| --- | --- | --- | --- | ---: | ---: | --- | --- |",
+        *(line(_paired_cells(s, sel)) for s, sel in _with_selected(rows)),
+    ]
+
+
+def rich_settings(rows: list[Setting]) -> list[Table]:
+    """The settings section as Rich tables (none when every cell holds one setting)."""
+    if not rows:
+        return []
+    every = Table(title="Every setting", caption=SETTINGS_CAPTION)
+    for i, name in enumerate(SETTINGS_HEADER):
+        every.add_column(name, justify="right" if i in (4, 5) else "left")
+    for s in rows:
+        every.add_row(*_setting_cells(s))
+    paired = Table(
+        title="Each setting against the selected one, paired over seeds",
+        caption=SETTINGS_PAIRED_CAPTION,
+    )
+    for i, name in enumerate(SETTINGS_PAIRED_HEADER):
+        paired.add_column(name, justify="right" if i in (4, 5) else "left")
+    for s, selected in _with_selected(rows):
+        paired.add_row(*_paired_cells(s, selected))
+    return [every, paired]
+
+
+def rich_table(title: str, results: list[RunResult]) -> RenderableType:
+    """The table for the console; followed by the settings section when a cell holds several."""
     table, columns = cells(results), datasets(results)
     t = Table(title=title, caption=CAPTION + "\n" + "\n".join(notes(table, columns)))
     t.add_column("model")
@@ -242,7 +471,8 @@ def rich_table(title: str, results: list[RunResult]) -> Table:
         t.add_column(d, justify="right")
     for variant in VARIANTS:
         t.add_row(variant, *[cell_text(variant, table.get((variant, d))) for d in columns])
-    return t
+    more = rich_settings(settings(results))
+    return Group(t, *more) if more else t
 
 
 def _csv_number(x: float) -> str:
@@ -281,8 +511,40 @@ def write_runs_csv(path: Path, results: list[RunResult]) -> None:
             writer.writerow([r.run, r.variant, r.dataset, r.seed, r.group, r.best_val, *estimates])
 
 
+def write_settings_csv(path: Path, rows: list[Setting]) -> None:
+    """One row per setting of the settings section: each differing key's value, every
+    estimate's mean and std, and the paired comparison with the cell's selected setting."""
+    keys = list(rows[0].values)
+    header = ["variant", "dataset", *keys, "setting", "selected", "seeds", "n_runs"]
+    header += ["best_val_elbo_mean", "split", "sequence", "iw_samples"]
+    header += [f"{e}_{stat}" for e in ESTIMATES for stat in ("mean", "std")]
+    header += ["paired_on", "paired_seeds", "difference_mean", "difference_low"]
+    header += ["difference_high", "verdict", "runs", "group"]
+    with open(path, "w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(header)
+        for s in rows:
+            first = s.cell.runs[0].eval
+            row = [s.variant, s.dataset, *(_value_text(v) for v in s.values.values())]
+            row += [s.name, s.selected, s.seeds.replace(", ", " "), len(s.cell.runs)]
+            row += [_csv_number(s.best_val), first["split"], _sequence(first)]
+            row.append(first["iw_samples"])
+            for e in ESTIMATES:
+                row += [_csv_number(s.cell.mean(e)), _csv_number(s.cell.std(e))]
+            p = s.paired
+            if p is None:  # the selected setting itself
+                row += ["", "", "", "", "", ""]
+            else:
+                row += [compared_on(s.variant, first["iw_samples"])[0], p.n]
+                row += [_csv_number(p.mean), _csv_number(p.mean - p.half_width)]
+                row += [_csv_number(p.mean + p.half_width), VERDICTS[p.direction]]
+            row += [" ".join(r.run for r in s.cell.runs), s.group]
+            writer.writerow(row)
+
+
 def write_report(folder: str | Path, title: str, results: list[RunResult]) -> list[Path]:
-    """table1.md, table1.csv and runs.csv in ``folder``; returns their paths."""
+    """table1.md, table1.csv and runs.csv in ``folder``, and settings.csv when a cell holds
+    several settings; returns their paths."""
     if not results:
         raise ReportError(f"{folder}: no finished run to report")
     folder = Path(folder)
@@ -291,4 +553,9 @@ def write_report(folder: str | Path, title: str, results: list[RunResult]) -> li
     md.write_text(markdown(title, results))
     write_csv(table_csv, results)
     write_runs_csv(runs_csv, results)
-    return [md, table_csv, runs_csv]
+    rows, settings_csv = settings(results), folder / "settings.csv"
+    if not rows:
+        settings_csv.unlink(missing_ok=True)  # a stale one would describe other runs
+        return [md, table_csv, runs_csv]
+    write_settings_csv(settings_csv, rows)
+    return [md, table_csv, runs_csv, settings_csv]
