@@ -25,11 +25,14 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import shutil
 import statistics
 import sys
 import time
 from pathlib import Path
+
+import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # run as a script from anywhere
@@ -63,14 +66,18 @@ def settings(plain_clip: float) -> dict[str, list[str]]:
     }
 
 
-def plain_clip_threshold(data_root: str) -> float:
-    """5 x the mean frames per training sequence of the ablation's split (whole recordings)."""
+def training_split(data_root: str) -> tuple[float, int]:
+    """(plain clip threshold, batches per epoch) of the ablation's training split: the threshold
+    is 5 x the mean frames per training sequence (whole recordings); an epoch of 40-frame
+    windows in batches of 32 bounds --val-every (vrnn-fit validates at epoch ends)."""
     cfg = load_config(ROOT / "conf/fsdd.yaml", [*SPLIT, f"data.root={data_root}"])
     cfg.data.cache_dir = str(ROOT / cfg.data.cache_dir)  # as vrnn-fit's, run from ROOT
     dm = FramesDataModule(cfg.data, seed=0)
     dm.prepare_data()
     dm.setup("fit")
-    return 5.0 * float(dm.store("train").lengths.mean())
+    lengths = dm.store("train").lengths
+    windows = int(np.maximum(1, lengths // cfg.data.seq_len).sum())
+    return 5.0 * float(lengths.mean()), math.ceil(windows / 32)
 
 
 def fit_overrides(args, setting: list[str], variant: str, seed: int, run_dir: Path) -> list[str]:
@@ -126,7 +133,12 @@ def main() -> None:
     args.data_root = str(Path(args.data_root).resolve())
     if args.steps % args.val_every:
         parser.error(f"--steps {args.steps} is not a multiple of --val-every {args.val_every}")
-    clip = plain_clip_threshold(args.data_root)
+    clip, epoch_batches = training_split(args.data_root)
+    if args.val_every > epoch_batches:  # found out before any training, not after the first run
+        parser.error(
+            f"--val-every {args.val_every}: an epoch of this split has {epoch_batches} batches; "
+            "validation (and so last.ckpt) comes at epoch ends: choose at most that"
+        )
     table = settings(clip)
     names = args.settings or list(table)
     unknown = set(names) - set(table)
