@@ -116,6 +116,9 @@ def test_a_run_stopped_by_sigterm_resumes_to_the_batches_of_an_uninterrupted_one
 def test_ctrl_c_exits_130_saying_the_last_checkpoint_is_the_last_validations(tmp_path):
     run = [*RUN[:1], "trainer.max_steps=30", "trainer.limit_val_batches=1"]
     ctrl_c = signal.getsignal(signal.SIGINT)
+    # Python's own Ctrl-C handler: a process started in the background by a non-interactive
+    # shell (as a CI job may be) inherits SIGINT ignored
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
         with pytest.raises(RunInterrupted) as stopped:
             _train(tmp_path, "run", *run, callbacks=[SendAt(signal.SIGINT, 26)])
