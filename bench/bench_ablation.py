@@ -32,13 +32,12 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
-
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # run as a script from anywhere
 from bench.bench_fsdd_variants import BIN, run, step_budget, validations  # noqa: E402
 from vrnn_lightning.config import load_config  # noqa: E402
 from vrnn_lightning.data import FramesDataModule  # noqa: E402
+from vrnn_lightning.data.datamodule import WindowSampler  # noqa: E402
 from vrnn_lightning.paired import compare  # noqa: E402
 
 SIZES = dict(h_dim=256, z_dim=32, phi_x_dim=192, phi_z_dim=192, enc_dim=192, prior_dim=192,
@@ -76,7 +75,7 @@ def training_split(data_root: str) -> tuple[float, int]:
     dm.prepare_data()
     dm.setup("fit")
     lengths = dm.store("train").lengths
-    windows = int(np.maximum(1, lengths // cfg.data.seq_len).sum())
+    windows = len(WindowSampler(lengths, cfg.data.seq_len, shuffle=False))  # vrnn-fit's epoch
     return 5.0 * float(lengths.mean()), math.ceil(windows / 32)
 
 
