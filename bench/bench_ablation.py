@@ -16,6 +16,10 @@ over seeds (vrnn_lightning/paired.py) and whether it is resolved.
     python bench/bench_ablation.py                     # 8 settings x 3 variants x 3 seeds
     python bench/bench_ablation.py --steps 20 --val-every 10 --seeds 1 \\
         --variants vrnn_gauss --settings fsdd plain    # a smoke test of the whole path
+    python bench/bench_ablation.py --report            # the tables of the runs done so far
+
+A second table says whether max-norm binds: each cell's largest incoming-weight norm at its
+last step over the cap 1.9365 (1.00: at the cap), and the share of rows at or over it.
 
 Run from anywhere; the runs go to --out (default bench/out/ablation, git-ignored) and a rerun
 reuses every run whose settings are unchanged.
@@ -35,9 +39,11 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # run as a script from anywhere
 from bench.bench_fsdd_variants import BIN, run, step_budget, validations  # noqa: E402
+from vrnn_lightning.checkpoint import load_trained  # noqa: E402
 from vrnn_lightning.config import load_config  # noqa: E402
 from vrnn_lightning.data import FramesDataModule  # noqa: E402
 from vrnn_lightning.data.datamodule import WindowSampler  # noqa: E402
+from vrnn_lightning.networks import PAPER_MAX_NORM, max_norm_usage  # noqa: E402
 from vrnn_lightning.paired import compare  # noqa: E402
 
 SIZES = dict(h_dim=256, z_dim=32, phi_x_dim=192, phi_z_dim=192, enc_dim=192, prior_dim=192,
@@ -95,14 +101,30 @@ def fit_overrides(args, setting: list[str], variant: str, seed: int, run_dir: Pa
     ]
 
 
+def run_dir_of(args, name: str, variant: str, seed: int) -> Path:
+    return Path(args.out).resolve() / name / variant / f"seed{seed}"
+
+
+def cached_score(args, name: str, setting: list[str], variant: str, seed: int) -> float | None:
+    """The test ELBO per frame of a finished run with exactly these settings, else None."""
+    run_dir = run_dir_of(args, name, variant, seed)
+    done = run_dir / "ablation_result.json"
+    if not done.is_file():
+        return None
+    result = json.loads(done.read_text())
+    if result["fit"] != fit_overrides(args, setting, variant, seed, run_dir):
+        return None
+    return result["elbo_per_frame"]
+
+
 def train_and_score(args, name: str, setting: list[str], variant: str, seed: int) -> float:
     """The test ELBO per frame of one run's last checkpoint (trained unless cached)."""
-    run_dir = Path(args.out).resolve() / name / variant / f"seed{seed}"
+    cached = cached_score(args, name, setting, variant, seed)
+    if cached is not None:
+        return cached
+    run_dir = run_dir_of(args, name, variant, seed)
     run_dir.mkdir(parents=True, exist_ok=True)
     fit_args = fit_overrides(args, setting, variant, seed, run_dir)
-    done = run_dir / "ablation_result.json"
-    if done.is_file() and json.loads(done.read_text())["fit"] == fit_args:
-        return json.loads(done.read_text())["elbo_per_frame"]
     for old in ("checkpoints", "csv"):  # never resume or read an older run
         shutil.rmtree(run_dir / old, ignore_errors=True)
     print(f"{name} {variant} seed {seed}: training ...", flush=True)
@@ -115,8 +137,22 @@ def train_and_score(args, name: str, setting: list[str], variant: str, seed: int
     eval_cmd = [str(BIN / "vrnn-eval"), "--ckpt", str(last), "--out", str(eval_json)]
     run([*eval_cmd, "eval.iw_samples=1"], run_dir / "eval.log", 1)
     elbo = json.loads(eval_json.read_text())["elbo"]["per_frame"]
+    done = run_dir / "ablation_result.json"
     done.write_text(json.dumps({"fit": fit_args, "elbo_per_frame": elbo}, indent=2) + "\n")
     return elbo
+
+
+def max_norm_cell(args, name: str, variant: str, seeds) -> str:
+    """Mean over seeds of the last checkpoint's largest row norm / the cap, and of the share
+    of rows at or over the cap."""
+    usage = [
+        max_norm_usage(
+            load_trained(run_dir_of(args, name, variant, s) / "checkpoints/last.ckpt").model
+        )
+        for s in seeds
+    ]
+    largest, at_cap = (statistics.fmean(u[i] for u in usage) for i in (0, 1))
+    return f"{largest:.2f} / {100 * at_cap:.2f}%"
 
 
 def main() -> None:
@@ -128,6 +164,9 @@ def main() -> None:
     parser.add_argument("--settings", nargs="+", help="default: all (fsdd first)")
     parser.add_argument("--out", default=str(ROOT / "bench/out/ablation"))
     parser.add_argument("--data-root", default=str(ROOT.parent / "shared/data/fsdd/recordings"))
+    parser.add_argument(
+        "--report", action="store_true", help="train nothing: the tables of the finished runs"
+    )
     args = parser.parse_args()
     args.data_root = str(Path(args.data_root).resolve())
     if args.steps % args.val_every:
@@ -145,10 +184,16 @@ def main() -> None:
         parser.error(f"--settings: unknown {', '.join(sorted(unknown))}; known {', '.join(table)}")
 
     start = time.perf_counter()
+    seeds = range(1, args.seeds + 1)
+    score = cached_score if args.report else train_and_score
     scores = {  # (setting, variant) -> {seed: ELBO per frame}
-        (n, v): {s: train_and_score(args, n, table[n], v, s) for s in range(1, args.seeds + 1)}
+        (n, v): {s: score(args, n, table[n], v, s) for s in seeds}
         for n in names
         for v in args.variants
+    }
+    scores = {
+        cell: {s: x for s, x in by_seed.items() if x is not None}
+        for cell, by_seed in scores.items()
     }
     print()
     print(
@@ -157,27 +202,49 @@ def main() -> None:
         + " ".join(f"{k}={v}" for k, v in SIZES.items())
     )
     print(f"  split: {' '.join(SPLIT)}; plain clip threshold {clip:.1f} (5 x mean frames)")
-    print("  each cell: mean ± std over seeds; vs fsdd: paired difference [95% interval]")
+    print(
+        "  each cell: mean ± std over seeds [how many, if fewer]; vs fsdd: paired difference "
+        "[95% interval], * where the interval excludes 0"
+    )
     print()
-    print(f"{'setting':<17}" + "".join(f"{v:>44}" for v in args.variants))
+    print(f"{'setting':<17}" + "".join(f"{v:>48}" for v in args.variants))
     for n in names:
-        cells = []
-        for v in args.variants:
-            values = list(scores[n, v].values())
-            spread = f" ± {statistics.stdev(values):.2f}" if len(values) > 1 else ""
-            text = f"{statistics.fmean(values):.2f}{spread}"
-            if n != "fsdd" and ("fsdd", v) in scores:
-                p = compare(scores[n, v], scores["fsdd", v])
-                interval = (
-                    ""
-                    if p.n < 2
-                    else f" [{p.mean - p.half_width:+.2f}, {p.mean + p.half_width:+.2f}]"
-                )
-                text += f" ({p.mean:+.2f}{interval})"
-            cells.append(f"{text:>44}")
-        print(f"{n:<17}" + "".join(cells))
+        print(
+            f"{n:<17}"
+            + "".join(f"{score_cell(scores, n, v, args.seeds):>48}" for v in args.variants)
+        )
+    print()
+    print(
+        f"max-norm: the largest incoming-weight norm / {PAPER_MAX_NORM} at the last step / "
+        "rows at or over it (mean over seeds)"
+    )
+    print(f"{'setting':<17}" + "".join(f"{v:>20}" for v in args.variants))
+    for n in names:
+        cells = [
+            max_norm_cell(args, n, v, scores[n, v]) if scores[n, v] else "-" for v in args.variants
+        ]
+        print(f"{n:<17}" + "".join(f"{c:>20}" for c in cells))
     print(f"\nwall time {(time.perf_counter() - start) / 60:.1f} min (cached runs count 0)")
     print("settings: " + "; ".join(f"{n}: {' '.join(table[n]) or '(conf)'}" for n in names))
+
+
+def score_cell(scores: dict, name: str, variant: str, seeds: int) -> str:
+    """mean ± std [n=k if short] (paired difference to fsdd [95% interval], * if resolved)."""
+    by_seed = scores[name, variant]
+    if not by_seed:
+        return "-"
+    values = list(by_seed.values())
+    text = f"{statistics.fmean(values):.2f}"
+    text += f" ± {statistics.stdev(values):.2f}" if len(values) > 1 else ""
+    text += f" [n={len(values)}]" if len(values) < seeds else ""
+    if name != "fsdd" and scores.get(("fsdd", variant)):
+        p = compare(by_seed, scores["fsdd", variant])
+        if p.n >= 2:
+            low, high = p.mean - p.half_width, p.mean + p.half_width
+            text += f" ({p.mean:+.2f} [{low:+.2f}, {high:+.2f}]{'*' if p.direction else ''})"
+        elif p.n == 1:
+            text += f" ({p.mean:+.2f})"
+    return text
 
 
 if __name__ == "__main__":

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from vrnn_lightning.model import VARIANTS, VRNN
-from vrnn_lightning.networks import PAPER_MAX_NORM
+from vrnn_lightning.networks import PAPER_MAX_NORM, max_norm_usage
 
 # every width different (not conf/debug.yaml's), so that a layer wired to the wrong one fails
 SMALL = dict(
@@ -152,6 +152,23 @@ def test_max_norm_caps_each_input_block_of_non_recurrent_weights():
     before = small.decoder[0].weight.detach().clone()
     small.apply_max_norm(1e6)
     assert torch.equal(small.decoder[0].weight, before)
+
+
+def test_max_norm_usage_says_whether_the_cap_binds():
+    model = make("vrnn_gmm", "audio")  # the paper's init: every row far below the cap
+    largest, at_cap = max_norm_usage(model)
+    assert 0 < largest < 1 and at_cap == 0
+    with torch.no_grad():
+        model.encoder[0].weight[:3].mul_(100)  # three units' rows, from both parents
+    assert max_norm_usage(model)[0] > 1
+    model.apply_max_norm()
+    largest, at_cap = max_norm_usage(model)
+    assert largest == pytest.approx(1, abs=1e-5) and 0 < at_cap < 0.05  # 6 rows of hundreds
+    with torch.no_grad():
+        for p in model.parameters():
+            p.mul_(100)
+    model.apply_max_norm()
+    assert max_norm_usage(model)[1] == 1  # every capped row at the cap
 
 
 @pytest.mark.parametrize("variant,observation", CASES)

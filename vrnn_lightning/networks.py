@@ -64,29 +64,36 @@ def scale_head(in_features: int, out_features: int) -> nn.Linear:
     return layer
 
 
+def _capped_blocks(module: nn.Module):
+    """Every weight block max-norm applies to: each feed-forward weight and the LSTM's input
+    weights, split per input as the original code does (one matrix per parent); never
+    recurrent weights or biases. torch stores (out, in): a row of a block is one unit's
+    incoming weights from one input ("a column" in Theano's W)."""
+    for sub in module.modules():
+        if isinstance(sub, nn.Linear):
+            yield from sub.weight.split(list(getattr(sub, "in_blocks", (sub.in_features,))), 1)
+        elif isinstance(sub, nn.LSTM):
+            blocks = list(getattr(sub, "in_blocks", (sub.input_size,)))
+            for name, param in sub.named_parameters():
+                if name.startswith("weight_ih"):
+                    yield from param.split(blocks, dim=1)
+
+
 @torch.no_grad()
 def apply_max_norm(module: nn.Module, max_norm: float = PAPER_MAX_NORM) -> None:
     """Rescale each unit's incoming weights from each input to an L2 norm of at most max_norm.
-
-    Applies to every feed-forward weight and the LSTM's input weights, per input block as the
-    original code does (one matrix per parent); never to recurrent weights or biases.
-    Call after each optimiser step.
-    """
-    for sub in module.modules():
-        if isinstance(sub, nn.Linear):
-            _cap_rows(sub.weight, getattr(sub, "in_blocks", (sub.in_features,)), max_norm)
-        elif isinstance(sub, nn.LSTM):
-            blocks = getattr(sub, "in_blocks", (sub.input_size,))
-            for name, param in sub.named_parameters():
-                if name.startswith("weight_ih"):
-                    _cap_rows(param, blocks, max_norm)
-
-
-def _cap_rows(weight: torch.Tensor, in_blocks: tuple[int, ...], max_norm: float) -> None:
-    # torch stores (out, in): a row is one unit's incoming weights ("a column" in Theano's W)
-    for block in weight.split(list(in_blocks), dim=1):
+    Call after each optimiser step."""
+    for block in _capped_blocks(module):
         norms = block.norm(dim=1, keepdim=True)
         block.mul_(torch.clamp(max_norm / norms, max=1.0))
+
+
+@torch.no_grad()
+def max_norm_usage(module: nn.Module, max_norm: float = PAPER_MAX_NORM) -> tuple[float, float]:
+    """(largest incoming-weight norm / max_norm, fraction of rows at the cap): whether the
+    constraint binds in a trained model (1.0 and > 0: it does)."""
+    norms = torch.cat([block.norm(dim=1) for block in _capped_blocks(module)])
+    return (norms.max() / max_norm).item(), (norms >= max_norm * (1 - 1e-4)).float().mean().item()
 
 
 class RecurrentWeightGrad(torch.autograd.Function):
