@@ -4,6 +4,7 @@ import math
 
 import pytest
 import torch
+import torch.nn.functional as F
 from torch.distributions import (
     Categorical,
     Independent,
@@ -20,6 +21,7 @@ from vrnn_lightning.distributions import (
     GMMHead,
     PenHead,
     output_head,
+    softplus,
 )
 
 torch.manual_seed(0)
@@ -221,3 +223,19 @@ def test_gmm_head_log_prob_is_float32_under_bf16_autocast():
     assert log_prob.dtype == torch.float32
     ref = _torch_gmm(dist.logits, dist.loc, dist.scale).log_prob(x)
     torch.testing.assert_close(log_prob, ref)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_softplus_equals_torch_softplus_in_value_and_gradient(dtype):
+    x = torch.cat([torch.linspace(-90, 90, 200_001, dtype=dtype), torch.randn(10_000, dtype=dtype)])
+    x.requires_grad_()
+    ours, reference = softplus(x), F.softplus(x)
+    relative = ((ours - reference).abs() / reference.clamp(min=torch.finfo(dtype).tiny)).max()
+    assert relative <= (4e-7 if dtype == torch.float32 else 1e-15)
+    assert torch.equal(ours[x > 20], x[x > 20])  # linear above 20, as F.softplus
+    grad = torch.randn_like(x)
+    (ours_grad,) = torch.autograd.grad(ours, x, grad)
+    (reference_grad,) = torch.autograd.grad(reference, x, grad)
+    torch.testing.assert_close(ours_grad, reference_grad, rtol=1e-6, atol=1e-30)
+    special = torch.tensor([float("nan"), float("inf"), -float("inf"), 0.0], dtype=dtype)
+    torch.testing.assert_close(softplus(special), F.softplus(special), equal_nan=True)

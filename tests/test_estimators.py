@@ -150,8 +150,12 @@ def test_scoring_in_parts_is_the_whole_scoring_on_the_same_noise(variant):
                 msg=f"{name}, max_rows {max_rows}",
             )  # fmt: skip
             assert torch.equal(parts[name].n_frames, whole[name].n_frames)
-        # the ELBO is the same computation on the same rows: equal to the bit
-        assert torch.equal(parts["elbo"].per_sequence, whole["elbo"].per_sequence)
+        # the ELBO is the same computation on the same rows, to the last bits (not to the bit:
+        # some CPU kernels, F.softplus and sigmoid among them, give a value's last bit by the
+        # size of the tensor it is in, and a pass of one sequence is a small tensor)
+        torch.testing.assert_close(
+            parts["elbo"].per_sequence, whole["elbo"].per_sequence, rtol=1e-6, atol=0
+        )
         assert torch.equal(parts["smc"].n_resampled, whole["smc"].n_resampled)
 
 
