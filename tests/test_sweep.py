@@ -73,8 +73,11 @@ def test_sweep_yaml_is_valid_and_every_run_it_proposes_is_a_vrnn_fit_config(path
         varied = [spec["values"] for spec in raw["parameters"].values() if "values" in spec]
         assert len(raw["parameters"]["seed"]["values"]) >= 3
         assert len(runs) == math.prod(len(values) for values in varied)
-        if not path.stem.endswith("_objectives"):  # a comparison of the variants: all six
+        settings = {k for k, spec in raw["parameters"].items() if "values" in spec} - {"seed"}
+        if settings == {"model.variant"}:  # a comparison of the variants: all six
             assert {r.config["model.variant"]["value"] for r in runs} == set(VARIANTS)
+        else:  # a comparison of settings (objectives, learning rates), for some variants
+            assert settings - {"model.variant"}
     else:
         assert raw["early_terminate"]["type"] == "hyperband"
         lrs = [r.config["optim.lr"]["value"] for r in runs]
