@@ -157,6 +157,25 @@ def max_norm_cell(args, name: str, variant: str, seeds) -> str:
     return f"{largest:.2f} / {100 * at_cap:.2f}%"
 
 
+def score_cell(scores: dict, name: str, variant: str, seeds: int) -> str:
+    """mean ± std [n=k if short] (paired difference to fsdd [95% interval], * if resolved)."""
+    by_seed = scores[name, variant]
+    if not by_seed:
+        return "-"
+    values = list(by_seed.values())
+    text = f"{statistics.fmean(values):.2f}"
+    text += f" ± {statistics.stdev(values):.2f}" if len(values) > 1 else ""
+    text += f" [n={len(values)}]" if len(values) < seeds else ""
+    if name != "fsdd" and scores.get(("fsdd", variant)):
+        p = compare(by_seed, scores["fsdd", variant])
+        if p.n >= 2:
+            low, high = p.mean - p.half_width, p.mean + p.half_width
+            text += f" ({p.mean:+.2f} [{low:+.2f}, {high:+.2f}]{'*' if p.direction else ''})"
+        elif p.n == 1:
+            text += f" ({p.mean:+.2f})"
+    return text
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--steps", type=int, default=1500, help="optimiser steps per run")
@@ -188,14 +207,10 @@ def main() -> None:
     start = time.perf_counter()
     seeds = range(1, args.seeds + 1)
     score = cached_score if args.report else train_and_score
-    scores = {  # (setting, variant) -> {seed: ELBO per frame}
-        (n, v): {s: score(args, n, table[n], v, s) for s in seeds}
+    scores = {  # (setting, variant) -> {seed: ELBO per frame}, the seeds that have a score
+        (n, v): {s: x for s in seeds if (x := score(args, n, table[n], v, s)) is not None}
         for n in names
         for v in args.variants
-    }
-    scores = {
-        cell: {s: x for s, x in by_seed.items() if x is not None}
-        for cell, by_seed in scores.items()
     }
     print()
     print(
@@ -228,25 +243,6 @@ def main() -> None:
         print(f"{n:<17}" + "".join(f"{c:>20}" for c in cells))
     print(f"\nwall time {(time.perf_counter() - start) / 60:.1f} min (cached runs count 0)")
     print("settings: " + "; ".join(f"{n}: {' '.join(table[n]) or '(conf)'}" for n in names))
-
-
-def score_cell(scores: dict, name: str, variant: str, seeds: int) -> str:
-    """mean ± std [n=k if short] (paired difference to fsdd [95% interval], * if resolved)."""
-    by_seed = scores[name, variant]
-    if not by_seed:
-        return "-"
-    values = list(by_seed.values())
-    text = f"{statistics.fmean(values):.2f}"
-    text += f" ± {statistics.stdev(values):.2f}" if len(values) > 1 else ""
-    text += f" [n={len(values)}]" if len(values) < seeds else ""
-    if name != "fsdd" and scores.get(("fsdd", variant)):
-        p = compare(by_seed, scores["fsdd", variant])
-        if p.n >= 2:
-            low, high = p.mean - p.half_width, p.mean + p.half_width
-            text += f" ({p.mean:+.2f} [{low:+.2f}, {high:+.2f}]{'*' if p.direction else ''})"
-        elif p.n == 1:
-            text += f" ({p.mean:+.2f})"
-    return text
 
 
 if __name__ == "__main__":

@@ -71,7 +71,8 @@ def _capped_blocks(module: nn.Module):
     incoming weights from one input ("a column" in Theano's W)."""
     for sub in module.modules():
         if isinstance(sub, nn.Linear):
-            yield from sub.weight.split(list(getattr(sub, "in_blocks", (sub.in_features,))), 1)
+            blocks = list(getattr(sub, "in_blocks", (sub.in_features,)))
+            yield from sub.weight.split(blocks, dim=1)
         elif isinstance(sub, nn.LSTM):
             blocks = list(getattr(sub, "in_blocks", (sub.input_size,)))
             for name, param in sub.named_parameters():
