@@ -14,6 +14,10 @@ FLOPs are counted with torch.utils.flop_counter on one step; the machine's matmu
 large fp32 (and bf16) matmul measured in the same process. Medians over --repeats. On a
 machine with CUDA the same comparison runs on the GPU (timed with synchronisation).
 
+Under each size, ``matmuls alone`` (bench/matmul_bound.py) is the ceiling of ours32 and
+ours_bf16: the step's own matrix products, each timed alone at its shape and summed, so the
+fastest that step could be with every other pass free; and the products that cost most.
+
     python bench/bench_training.py                 # small (demo) and TIMIT sizes
     python bench/bench_training.py --sizes small --repeats 7
 """
@@ -31,6 +35,7 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script from anywhere
+from bench.matmul_bound import matmul_bound, record_matmuls  # noqa: E402
 from vrnn_lightning.model import VRNN  # noqa: E402
 
 SIZES = {
@@ -96,7 +101,7 @@ def count_flops(step) -> int:
     return counter.get_total_flops()
 
 
-def bench_size(name: str, variant: str, repeats: int) -> list[dict]:
+def bench_size(name: str, variant: str, repeats: int) -> tuple[list[dict], dict]:
     spec = SIZES[name]
     torch.manual_seed(0)
     model = VRNN(variant, x_dim=200, **spec["model"]).to(DEVICE)
@@ -108,16 +113,35 @@ def bench_size(name: str, variant: str, repeats: int) -> list[dict]:
     flops = count_flops(steps["ours32"])
     for k in kinds:  # warm up (allocator, oneDNN kernels)
         steps[k]()
+    # the ceilings: each kind's matrix products timed alone (recording runs one more step)
+    bounds = {k: matmul_bound(record_matmuls(steps[k]), DEVICE) for k in ("ours32", "ours_bf16")}
     times = {k: [] for k in kinds}
     for _ in range(repeats):  # interleaved: load changes hit every kind alike
         for k in kinds:
             times[k].append(_time(steps[k]))
     med = {k: statistics.median(v) for k, v in times.items()}
-    return [
+    rows = [
         dict(size=name, variant=variant, kind=k, seconds=med[k], gflops=flops / med[k] / 1e9,
              speedup=med["naive32"] / med[k], flops=flops)
         for k in kinds
     ]  # fmt: skip
+    return rows, bounds
+
+
+def print_bounds(name: str, rows: list[dict], bounds: dict, peak32: float, products: int) -> None:
+    """The matmuls-alone ceilings of ours32 and ours_bf16, and the costliest products."""
+    step = {row["kind"]: row["seconds"] for row in rows}
+    for kind, bound in bounds.items():
+        gflops = bound.rate / 1e9
+        print(
+            f"{name:6} {kind + ' matmuls alone':26} {bound.seconds:8.3f} s {gflops:8.1f} GFLOP/s "
+            f"{100 * gflops / peak32:5.0f}% of fp32 peak = {bound.seconds / step[kind]:.0%} "
+            f"of the step's time"
+        )
+    for product, count, alone in bounds["ours32"].rows[:products]:
+        rate = product.flops / alone / 1e9
+        print(f"{'':6}   {count:3d} x {str(product):44} {count * alone:6.3f} s "
+              f"{100 * rate / peak32:4.0f}% of peak")  # fmt: skip
 
 
 def main() -> None:
@@ -126,6 +150,12 @@ def main() -> None:
     parser.add_argument("--variant", default="vrnn_gmm")
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--threads", type=int, default=torch.get_num_threads())
+    parser.add_argument(
+        "--products",
+        type=int,
+        default=3,
+        help="how many of the costliest matrix products to list per size",
+    )
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
 
@@ -139,13 +169,15 @@ def main() -> None:
     print(header)
     print("-" * len(header))
     for name in args.sizes:
-        for row in bench_size(name, args.variant, args.repeats):
+        rows, bounds = bench_size(name, args.variant, args.repeats)
+        for row in rows:
             print(
                 f"{row['size']:6} {row['kind']:10} {row['seconds']:8.3f} {row['gflops']:8.1f} "
                 f"{100 * row['gflops'] / peak32:10.0f}% {row['speedup']:8.2f}x"
             )
         print(f"{'':6} (one step = {row['flops'] / 1e9:.1f} GFLOP, batch "
               f"{SIZES[name]['batch']} x {SIZES[name]['steps']} steps)")  # fmt: skip
+        print_bounds(name, rows, bounds, peak32, args.products)
 
 
 if __name__ == "__main__":

@@ -10,9 +10,12 @@ training step (forward, backward, fused Adam; medians of --repeats, interleaved)
   (torch.cuda.graphs) and replayed, so no kernel is launched from Python;
 
 each in fp32 and bf16-mixed (autocast), with the achieved TFLOP/s against the device's
-measured bf16 matmul peak; and (printed first, as they are quick) IWAE with K = 40 against
-K ELBO passes and generation's real-time factor at batch 1 with the TIMIT-sized model. A
-measurement that fails prints its error and the rest go on (the exit status is then 1).
+measured bf16 matmul peak and each step against its launch-free lower bound ("x bound": the
+step's own matrix products, each timed alone back to back and summed; bench/matmul_bound.py,
+recorded from the eager step of that precision); and (printed first, as they are quick)
+IWAE with K = 40 against K ELBO passes and generation's real-time factor at batch 1 with the
+TIMIT-sized model. A measurement that fails prints its error and the rest go on (the exit
+status is then 1).
 ``--cpu`` is the quick fallback (tiny sizes, no compile, no graph: seconds) that CI runs.
 
     python bench/gpu_check.py [--repeats 5]
@@ -33,6 +36,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script from anywhere
 from bench.bench_training import SIZES  # noqa: E402
+from bench.matmul_bound import matmul_bound, record_matmuls  # noqa: E402
 from vrnn_lightning import estimators  # noqa: E402
 from vrnn_lightning.model import VRNN  # noqa: E402
 
@@ -157,22 +161,41 @@ def training_steps(name: str, spec: dict, device, clock: Clock, peak: float, arg
             FAILED.append(f"{name} {kind}")
             traceback.print_exc(limit=3, file=sys.stdout)
             steps.pop(kind, None)
+    # the lower bounds: the eager step's matrix products, per precision, each timed alone
+    bounds = {}
+    for precision in ("fp32", "bf16"):
+        if f"eager {precision}" in steps:
+            bound = matmul_bound(record_matmuls(steps[f"eager {precision}"]), device)
+            bounds[precision] = bound.seconds
+            if bound.flops != flops:  # a product the recording missed (or counted twice)
+                print(f"  {name} matmul bound {precision}: recorded {bound.flops} FLOPs, "
+                      f"the step has {flops}")  # fmt: skip
+                FAILED.append(f"{name} matmul bound {precision}")
     times = {k: [] for k in steps}
     for _ in range(args.repeats):  # interleaved: a load change hits every mode alike
         for kind, step in steps.items():
             times[kind].append(clock(step))
     med = {k: statistics.median(v) for k, v in times.items()}
     print(f"\n{name}: batch {spec['batch']} x {spec['steps']}, one step = {flops / 1e9:.1f} GFLOP")
-    header = f"  {'mode':14} {'ms/step':>9} {'TFLOP/s':>8} {'% bf16 peak':>11} {'vs naive':>13}"
+    header = (
+        f"  {'mode':14} {'ms/step':>9} {'TFLOP/s':>8} {'% bf16 peak':>11} {'vs naive':>9} "
+        f"{'x bound':>8}"
+    )
     print(header)
     print("  " + "-" * (len(header) - 2))
     base = med.get("naive fp32")
     for kind, sec in med.items():
         rate = flops / sec
-        speedup = f"{base / sec:12.2f}x" if base else f"{'-':>13}"
+        speedup = f"{base / sec:8.2f}x" if base else f"{'-':>9}"
+        mode, precision = kind.split()
+        bound = bounds.get(precision) if mode != "naive" else None  # naive: other products
+        over = f"{sec / bound:7.2f}x" if bound else f"{'-':>8}"
         print(
-            f"  {kind:14} {sec * 1e3:9.2f} {rate / 1e12:8.3g} {100 * rate / peak:10.1f}% {speedup}"
+            f"  {kind:14} {sec * 1e3:9.2f} {rate / 1e12:8.3g} {100 * rate / peak:10.1f}% "
+            f"{speedup} {over}"
         )
+    for precision, bound in bounds.items():
+        print(f"  matmul bound {precision}: {bound * 1e3:.2f} ms (its products alone, summed)")
 
 
 @torch.no_grad()

@@ -22,6 +22,12 @@ def test_gpu_check_without_cuda_runs_the_cpu_fallback_of_every_part():
     assert "quick CPU fallback" in out
     for mode in ("naive fp32", "eager fp32", "naive bf16", "eager bf16"):
         assert f"  {mode} " in out, mode
+    # each precision's launch-free lower bound (its recorded products, whose FLOPs the script
+    # checks against the step's counted FLOPs), and each eager step against it
+    for precision in ("fp32", "bf16"):
+        assert f"matmul bound {precision}: " in out, precision
+        eager = next(line for line in out.splitlines() if f"  eager {precision} " in line)
+        assert float(eager.split()[-1].rstrip("x")) > 1.0, eager  # slower than its products
     assert "IWAE / (K x ELBO)" in out
     assert "real-time factor" in out
     assert "whole run, training only" in out and "6 steps" in out
