@@ -42,6 +42,7 @@ import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))  # run as a script from anywhere
+from vrnn_lightning.allocator import reuse_freed_memory  # noqa: E402
 
 FAMILIES = {"rnn_*": "rnn_gmm", "vrnn_*": "vrnn_gmm", "vrnn_i_*": "vrnn_i_gmm"}
 LARGE = [  # h 1024, z 128, four-layer MLPs: between the demo and the paper's TIMIT size
@@ -194,7 +195,8 @@ def main() -> None:
     parser.add_argument("--workdir", help=argparse.SUPPRESS)
     args = parser.parse_args()
 
-    if args.child:  # one case, in this fresh process
+    if args.child:  # one case, in this fresh process, its allocator set as vrnn-fit sets it
+        reuse_freed_memory()
         kind, *rest = json.loads(args.child)
         if kind == "train":
             result = train_case(*rest, args.workdir)

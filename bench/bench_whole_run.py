@@ -35,6 +35,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script from anywhere
 from bench.bench_training import make_step  # noqa: E402
+from vrnn_lightning.allocator import reuse_freed_memory  # noqa: E402
 from vrnn_lightning.config import load_config  # noqa: E402
 from vrnn_lightning.networks import PAPER_MAX_NORM  # noqa: E402
 from vrnn_lightning.training import train  # noqa: E402
@@ -168,6 +169,7 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=3, help="run steps left out of the rate")
     parser.add_argument("overrides", nargs="*", help="key=value overrides of the run config")
     args = parser.parse_args()
+    reuse_freed_memory()  # as vrnn-fit sets its allocator; the bare step then runs under it too
     with tempfile.TemporaryDirectory() as tmp:
         overrides = [
             f"out_dir={tmp}/run",

@@ -32,6 +32,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from .allocator import reuse_freed_memory
 from .cli import SECTIONS, add_print_config, print_config_and_exit
 from .config import ConfigError
 from .data.source import CorpusError
@@ -97,6 +98,7 @@ def _number(value: float | None, digits: int) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
+    reuse_freed_memory()  # before the first large tensor (vrnn_lightning/allocator.py)
     parser = argparse.ArgumentParser(
         prog="vrnn-eval",
         description="ELBO, IWAE, SMC and the paper's estimate of a split, or of your own files "

@@ -19,6 +19,7 @@ from __future__ import annotations
 import shlex
 import sys
 
+from .allocator import reuse_freed_memory
 from .cli import print_config_and_exit
 from .config import ConfigError, load_config, run_parser
 from .data.source import CorpusError
@@ -28,6 +29,7 @@ from .data.source import CorpusError
 
 
 def main(argv: list[str] | None = None) -> int:
+    reuse_freed_memory()  # before the first large tensor (vrnn_lightning/allocator.py)
     argv = sys.argv[1:] if argv is None else list(argv)
     args = run_parser().parse_args(argv)
     try:

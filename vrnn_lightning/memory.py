@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-import ctypes
-import ctypes.util
 import gc
 import os
 from collections.abc import Callable
 
 import lightning as L
 import torch
+
+from .allocator import glibc
 
 
 def resident_mb() -> float:
@@ -32,14 +32,7 @@ def held_mb() -> float:
     return resident_mb()
 
 
-def _malloc_trim():
-    try:
-        return ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").malloc_trim
-    except (OSError, AttributeError):  # not glibc (macOS, musl)
-        return None
-
-
-_MALLOC_TRIM = _malloc_trim()
+_MALLOC_TRIM = getattr(glibc(), "malloc_trim", None)  # None where not glibc (macOS, musl)
 
 
 def peak_resident_mb(run: Callable[[], object]) -> float | None:

@@ -23,10 +23,12 @@ from __future__ import annotations
 import argparse
 import sys
 
+from .allocator import reuse_freed_memory
 from .cli import SECTIONS, add_print_config, print_config_and_exit
 
 
 def main(argv: list[str] | None = None) -> int:
+    reuse_freed_memory()  # before the first large tensor (vrnn_lightning/allocator.py)
     parser = argparse.ArgumentParser(
         prog="vrnn-sample",
         description="Generate audio (WAV + PNG) or handwriting (PNG) from a vrnn-fit checkpoint "
