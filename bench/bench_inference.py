@@ -27,6 +27,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script from anywhere
 from bench.bench_training import SIZES  # noqa: E402
 from vrnn_lightning import estimators  # noqa: E402
+from vrnn_lightning.allocator import reuse_freed_memory  # noqa: E402
 from vrnn_lightning.model import VRNN  # noqa: E402
 
 
@@ -108,6 +109,7 @@ def main() -> None:
     parser.add_argument("--parts", nargs="+", choices=("a", "b", "c"), default=["a", "b", "c"])
     parser.add_argument("--timit-batch", type=int, default=4, help="(c): sequences at TIMIT size")
     args = parser.parse_args()
+    reuse_freed_memory()  # the allocator as vrnn-eval sets it (bench/bench_allocator.py)
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads\n")
     if "a" in args.parts:
         bench_iwae(args.k, args.repeats)

@@ -32,6 +32,7 @@ from torch.distributions import Normal, kl_divergence
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script from anywhere
 from bench.bench_training import DEVICE, _time, count_flops  # noqa: E402
+from vrnn_lightning.allocator import reuse_freed_memory  # noqa: E402
 from vrnn_lightning.model import VRNN  # noqa: E402
 
 # the peer's sizes the issue names: (h_dim, z_dim, batch, steps); frames of 200 samples
@@ -127,6 +128,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=torch.get_num_threads())
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
+    reuse_freed_memory()  # the allocator as vrnn-fit sets it (bench/bench_allocator.py)
     print(f"torch {torch.__version__} on {DEVICE}, {args.threads} threads; one training step")
     print("peer: emited/VariationalRecurrentNeuralNetwork's architecture (GRU, Gaussian output)")
     print(f"ours: vrnn_gauss at matching widths; frames of {X_DIM}\n")

@@ -36,6 +36,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script from anywhere
 from bench.matmul_bound import matmul_bound, record_matmuls  # noqa: E402
+from vrnn_lightning.allocator import reuse_freed_memory  # noqa: E402
 from vrnn_lightning.model import VRNN  # noqa: E402
 
 SIZES = {
@@ -158,6 +159,7 @@ def main() -> None:
     )
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
+    reuse_freed_memory()  # the allocator as vrnn-fit sets it (bench/bench_allocator.py)
 
     peak32 = matmul_peak(torch.float32)
     peak16 = matmul_peak(torch.bfloat16)
