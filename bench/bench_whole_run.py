@@ -10,7 +10,8 @@ Runs ``vrnn-fit`` in this process (training.train, as the command does) for --wa
 - where each step's time went (the probe's hooks: data fetch and loop between steps;
   training_step with its logging; backward; clipping + Adam + max-norm);
 - the bare step of the same model on one batch of the same shape (forward, backward, fused
-  Adam; bench_training's), timed right after the run in the same process;
+  Adam; bench_training's), timed in the same process right before the run's first step and
+  right after its last (the mean of the two medians);
 - clipping and max-norm alone.
 
     python bench/bench_whole_run.py                                  # conf/demo.yaml
@@ -53,8 +54,10 @@ class StepProbe(L.Callback):
     """Clock readings at the training loop's hooks; validation blocks timed apart. Added last,
     so its on_validation_end comes after the checkpoints' and the samples'."""
 
-    def __init__(self, warmup: int):
+    def __init__(self, warmup: int, bare_step=None):
         self.warmup = warmup  # steps left out of the rate (first-step allocations, kernels)
+        self.bare_step = bare_step  # model -> seconds, timed before the run's first step
+        self.bare_before = None
         self.parts = {p: [] for p in PARTS}
         self.validation, self.after_validation = [], []
         self.train_wall = 0.0
@@ -66,6 +69,8 @@ class StepProbe(L.Callback):
 
     def on_train_start(self, trainer, pl_module):
         self.model = pl_module.model
+        if self.bare_step is not None:
+            self.bare_before = self.bare_step(self.model)
         self.model.register_forward_pre_hook(self._forward_start)
         self.model.register_forward_hook(self._forward_end)
 
@@ -180,15 +185,20 @@ def main() -> None:
             *args.overrides,
         ]
         cfg = load_config(args.config, overrides)
-        probe = StepProbe(args.warmup)
+        probe = StepProbe(args.warmup, lambda m: bare_step_seconds(m, cfg, args.repeats))
         train(cfg, extra_callbacks=[probe])
-    bare = bare_step_seconds(probe.model, cfg, args.repeats)
+    # the bare step before and after the run: a machine whose speed drifts during the run
+    # (a shared host) moves the two apart, and the ratio uses their mean
+    bare_after = bare_step_seconds(probe.model, cfg, args.repeats)
+    bare = (probe.bare_before + bare_after) / 2
     clip, max_norm = constraint_seconds(probe.model, cfg, args.repeats)
     run_rate = probe.steps / probe.train_wall
     print(f"\n{args.config} ({cfg.model.variant}, h {cfg.model.h_dim}, batch "
           f"{cfg.data.batch_size} x {cfg.data.seq_len}), {probe.steps} steps, "
           f"torch on {torch.get_num_threads()} threads")  # fmt: skip
-    print(f"  bare step (fwd, bwd, fused Adam)   {bare * 1e3:8.1f} ms/step  {1 / bare:.2f} steps/s")
+    before, after = probe.bare_before * 1e3, bare_after * 1e3
+    print(f"  bare step (fwd, bwd, fused Adam)   {bare * 1e3:8.1f} ms/step  {1 / bare:.2f} steps/s"
+          f"   (before the run {before:.1f}, after {after:.1f})")  # fmt: skip
     print(f"  whole run, training only           {1e3 / run_rate:8.1f} ms/step  "
           f"{run_rate:.2f} steps/s")  # fmt: skip
     print(f"  run rate / bare rate               {run_rate * bare:8.2f}   (target >= 0.90)")
