@@ -23,6 +23,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script 
 import vrnn_lightning.distributions as heads  # noqa: E402
 from bench.bench_training import SIZES  # noqa: E402
 from vrnn_lightning import estimators  # noqa: E402
+from vrnn_lightning.allocator import reuse_freed_memory  # noqa: E402
 from vrnn_lightning.model import VRNN  # noqa: E402
 
 OURS = heads._std
@@ -45,6 +46,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=5)
     args = parser.parse_args()
     torch.set_num_threads(1)
+    reuse_freed_memory()  # the allocator as the commands set it (bench/bench_allocator.py)
 
     raw = torch.randn(2048, 1000) * 3
     op = {"F.softplus": [], "ours": []}

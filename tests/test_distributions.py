@@ -239,3 +239,9 @@ def test_softplus_equals_torch_softplus_in_value_and_gradient(dtype):
     torch.testing.assert_close(ours_grad, reference_grad, rtol=1e-6, atol=1e-30)
     special = torch.tensor([float("nan"), float("inf"), -float("inf"), 0.0], dtype=dtype)
     torch.testing.assert_close(softplus(special), F.softplus(special), equal_nan=True)
+    # a scale head's softplus(a) + min_std, the shift added in place: the same sum
+    shifted, reference_shifted = softplus(x, 1e-4), F.softplus(x) + 1e-4
+    relative = ((shifted - reference_shifted).abs() / reference_shifted).max()
+    assert relative <= (4e-7 if dtype == torch.float32 else 1e-15)
+    (shifted_grad,) = torch.autograd.grad(shifted, x, grad)
+    torch.testing.assert_close(shifted_grad, reference_grad, rtol=1e-6, atol=1e-30)

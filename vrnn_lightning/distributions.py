@@ -40,39 +40,43 @@ FAST = {"validate_args": False}
 
 
 class _SoftplusInVectorPasses(torch.autograd.Function):
-    """softplus(x) = log(1 + exp(x)) as F.softplus computes it (linear above 20), in passes
-    that CPU torch vectorises. F.softplus's CPU forward goes through log1p, which runs about 7x
-    slower than log there (measured on torch 2.14, AVX-512); with the scale heads' (rows, K x D)
-    outputs that was a fifth of a small model's step. log1p(e) is computed as Kahan's
-    log(1 + e) * e / ((1 + e) - 1), exact to a few ulps (e where 1 + e rounds to 1)."""
+    """softplus(x) + shift, softplus(x) = log(1 + exp(x)) as F.softplus computes it (linear
+    above 20), in passes that CPU torch vectorises. F.softplus's CPU forward goes through log1p,
+    which runs about 7x slower than log there (measured on torch 2.14, AVX-512); with the scale
+    heads' (rows, K x D) outputs that was a fifth of a small model's step. With u = 1 + e
+    rounded, log1p(e) = log(u) + (e - (u - 1)) / u to within an ulp or two: u - 1 and
+    e - (u - 1) are exact in floating point, and the quotient is the first-order correction
+    for the rounding of 1 + e (it is e itself where 1 + e rounds to 1). Each pass after the
+    first few writes into a tensor it made, so that large inputs cost no new memory."""
 
     @staticmethod
-    def forward(ctx, x: torch.Tensor) -> torch.Tensor:
+    def forward(ctx, x: torch.Tensor, shift: float) -> torch.Tensor:
         ctx.save_for_backward(x)
         e = torch.exp(torch.clamp(x, max=20.0))
         u = e + 1
-        log1p = torch.log(u)
-        rounded = u.sub_(1)  # (1 + e) - 1: e as far as 1 + e kept it
-        log1p.mul_(e).div_(rounded)
-        log1p = torch.where(rounded == 0, e, log1p)
-        return torch.where(x > 20.0, x, log1p)
+        out = torch.log(u)
+        correction = torch.sub(u, 1)
+        torch.sub(e, correction, out=correction).div_(u)
+        out.add_(correction)
+        torch.where(x > 20.0, x, out, out=out)
+        return out.add_(shift) if shift else out
 
     @staticmethod
-    def backward(ctx, grad: torch.Tensor) -> torch.Tensor:
+    def backward(ctx, grad: torch.Tensor) -> tuple[torch.Tensor, None]:
         (x,) = ctx.saved_tensors
-        return grad * torch.sigmoid(x)
+        return grad * torch.sigmoid(x), None
 
 
-def softplus(x: torch.Tensor) -> torch.Tensor:
-    """F.softplus's values and gradients; on the CPU in vectorised passes (a GPU runs
-    F.softplus as one kernel, kept)."""
+def softplus(x: torch.Tensor, shift: float = 0.0) -> torch.Tensor:
+    """F.softplus(x) + shift, its values and gradients; on the CPU in vectorised passes (a GPU
+    runs F.softplus as one kernel, kept)."""
     if x.device.type == "cpu":
-        return _SoftplusInVectorPasses.apply(x)
-    return F.softplus(x)
+        return _SoftplusInVectorPasses.apply(x, shift)
+    return F.softplus(x) + shift
 
 
 def _std(raw: torch.Tensor, min_std: float) -> torch.Tensor:
-    return softplus(raw.float()) + min_std
+    return softplus(raw.float(), min_std)
 
 
 class GaussianHead(nn.Module):
