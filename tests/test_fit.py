@@ -174,3 +174,30 @@ def test_fivo_objective_trains_and_resumes(tmp_path):
     metrics = next((tmp_path / "straight" / "csv").glob("version_*/metrics.csv")).read_text()
     header = metrics.splitlines()[0].split(",")
     assert {"val/elbo", "val/fivo", "train/fivo"} <= set(header)
+
+
+@pytest.mark.parametrize("max_steps, best", [(2, []), (5, ["best-epoch=0-step=3.ckpt"])])
+def test_the_best_checkpoint_is_judged_at_validations_only(max_steps, best, tmp_path):
+    # epochs of 3 steps, each ending in a validation; max_steps stops the run in mid-epoch,
+    # before any validation (2) or after one (5). The best checkpoint used to be judged at
+    # a training epoch's end too, where a run with no validation yet has no val/elbo ("could
+    # not find the monitored key" warning); the last checkpoint is written either way
+    import warnings
+
+    from conftest import tiny_config
+
+    from vrnn_lightning.training import train
+
+    cfg = tiny_config(
+        f"data.cache_dir={tmp_path / 'cache'}", f"out_dir={tmp_path / 'run'}",
+        "trainer.max_epochs=-1", "trainer.limit_train_batches=3", f"trainer.max_steps={max_steps}",
+        "trainer.limit_val_batches=1",
+    )  # fmt: skip
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        train(cfg)
+    messages = [str(w.message) for w in caught]
+    assert not [m for m in messages if "monitored key" in m], messages
+    checkpoints = tmp_path / "run" / "checkpoints"
+    assert [p.name for p in checkpoints.glob("best-*.ckpt")] == best
+    assert (checkpoints / "last.ckpt").exists()

@@ -150,6 +150,9 @@ def make_callbacks(cfg: DictConfig, out_dir: Path, command: str | None = None) -
             monitor="val/elbo",
             mode="max",
             save_top_k=1,
+            # judged when a validation ends, never at a training epoch's end: a run that
+            # max_steps stops before its first validation has no val/elbo there to judge
+            save_on_train_epoch_end=False,
         ),
         # the latest, after every validation, for resuming: not ModelCheckpoint(save_last=True),
         # which rewrites last.ckpt only when a best checkpoint is saved
