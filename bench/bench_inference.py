@@ -31,14 +31,16 @@ from vrnn_lightning.allocator import reuse_freed_memory  # noqa: E402
 from vrnn_lightning.model import VRNN  # noqa: E402
 
 
+def seconds(fn) -> float:
+    """One timed call (the caller warms up)."""
+    start = time.perf_counter()
+    fn()
+    return time.perf_counter() - start
+
+
 def median_time(fn, repeats: int) -> float:
     fn()  # warm up
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
+    return statistics.median(seconds(fn) for _ in range(repeats))
 
 
 @torch.no_grad()
@@ -49,14 +51,21 @@ def bench_iwae(k: int, repeats: int) -> None:
         torch.manual_seed(0)
         model = VRNN("vrnn_gmm", x_dim=200, compile=compile, **spec["model"]).eval()
         x = torch.randn(spec["batch"], spec["steps"], 200)
-        estimators.iwae(model, x, k=k)  # compiles (compile=True) outside the timing
-        estimators.elbo(model, x)
+
+        def elbo(model=model, x=x):
+            return estimators.elbo(model, x)
+
+        def iwae(model=model, x=x):
+            return estimators.iwae(model, x, k=k)
+
+        iwae()  # compiles (compile=True) outside the timing
+        elbo()
         # side by side, round by round: each IWAE pass against the ELBO passes timed just
         # before it (a host whose speed drifts moves both), the ratio's median over rounds
         elbos, iwaes = [], []
-        for _ in range(repeats):
-            elbos.append(median_time(lambda: estimators.elbo(model, x), 9))  # noqa: B023
-            iwaes.append(median_time(lambda: estimators.iwae(model, x, k=k), 1))  # noqa: B023
+        for _ in range(repeats):  # both warmed up above: no untimed pass inside the rounds
+            elbos.append(statistics.median(seconds(elbo) for _ in range(9)))
+            iwaes.append(seconds(iwae))
         ratio = statistics.median(i / (k * e) for e, i in zip(elbos, iwaes, strict=True))
         print(f"    model.compile={compile}")
         print(f"      one ELBO pass            {statistics.median(elbos) * 1e3:9.1f} ms")
