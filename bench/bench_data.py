@@ -155,7 +155,7 @@ def bench_loader(dm: FramesDataModule, runs: int, max_batches: int = 200) -> flo
     rates = []
     loader = dm.train_dataloader()
     for epoch in range(runs):
-        loader.sampler.set_epoch(epoch)
+        loader.batch_sampler.set_epoch(epoch)
         frames, t0 = 0, time.perf_counter()
         for k, batch in enumerate(loader):
             frames += int(batch["mask"].sum())

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from lightning.fabric.utilities.distributed import DistributedSamplerWrapper
 from test_prepare import corpus, data_cfg, write_audio_corpus  # noqa: F401  (fixture)
 
 from vrnn_lightning.data import FramesDataModule
 from vrnn_lightning.data.buckets import LengthBucketSampler
+from vrnn_lightning.data.resumable import EpochBatches
 
 # lengths like IAM-OnDB lines or Onomatopoeia clips: widely spread
 LENGTHS = np.random.default_rng(0).integers(20, 1500, size=3001)
@@ -48,15 +48,18 @@ def test_seeded():
 
 def test_ddp_ranks_share_each_global_batch():
     sampler = LengthBucketSampler(LENGTHS, batch_size=32, world_size=2, seed=3)
-    shards = []
-    for rank in range(2):  # what Lightning wraps a custom sampler in under DDP
-        wrapped = DistributedSamplerWrapper(sampler, num_replicas=2, rank=rank, shuffle=False)
-        wrapped.set_epoch(4)
-        shards.append(_batches(list(wrapped), 32))
+    ranks = [EpochBatches(sampler, 32, rank=r, world_size=2) for r in range(2)]
+    for r in ranks:
+        r.set_epoch(4)
+    shards = [[[key[0] for key in batch] for batch in r] for r in ranks]
+    assert len(shards[0]) == len(shards[1]) == len(ranks[0])  # DDP: the same number of steps
+    plan = sampler.plan(4)[:, 0]
+    for j, (a, b) in enumerate(zip(*shards, strict=True)):  # batch j: global batch j, split
+        assert sorted(a + b) == sorted(plan[j * 64 : j * 64 + len(a) + len(b)].tolist())
+        assert a == plan[j * 64 :: 2][: len(a)].tolist()
     seen = [i for shard in shards for batch in shard for i in batch]
-    assert set(seen) == set(range(len(LENGTHS)))
-    assert len(seen) == len(LENGTHS) + 1  # odd: DistributedSampler repeats one
-    full = [b for shard in shards for b in shard[:-1]]  # the last batches mix the leftovers
+    assert len(seen) == len(set(seen)) == len(LENGTHS) - len(LENGTHS) % 2  # none twice
+    full = [b for shard in shards for b in shard[:-1]]
     assert _padding(full) < 0.02
 
 

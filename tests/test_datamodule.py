@@ -6,12 +6,12 @@ import lightning as L
 import numpy as np
 import pytest
 import torch
-from lightning.fabric.utilities.distributed import DistributedSamplerWrapper
 from test_prepare import corpus, data_cfg, write_audio_corpus  # noqa: F401  (fixture)
 
 from vrnn_lightning.config import ConfigError
 from vrnn_lightning.data import TIMIT, FramesDataModule, GWOnline
 from vrnn_lightning.data.datamodule import WindowSampler
+from vrnn_lightning.data.resumable import EpochBatches
 
 
 @pytest.fixture
@@ -37,7 +37,7 @@ def test_training_windows_masks_and_coverage(dm_factory):
     dm = dm_factory()
     store = dm.store("train")
     loader = dm.train_dataloader()
-    sampler = loader.sampler
+    sampler = loader.batch_sampler.sampler
     keys = sampler.plan(0)
     assert len(keys) == len(sampler) == int(np.maximum(1, store.lengths // 8).sum())
     # windows of one sequence do not overlap and stay inside it
@@ -77,16 +77,16 @@ def test_deterministic_given_the_seed(dm_factory):
     c = _batches(dm_factory(seed=8).train_dataloader())
     assert not all(torch.equal(x["index"], y["index"]) for x, y in zip(a, c, strict=True))
     # each epoch draws new offsets and a new order
-    sampler = dm_factory().train_dataloader().sampler
+    sampler = dm_factory().train_dataloader().batch_sampler.sampler
     assert not np.array_equal(sampler.plan(0), sampler.plan(1))
     assert np.array_equal(sampler.plan(3), sampler.plan(3))
 
 
 def test_seed_defaults_to_seed_everything(dm_factory):
     L.seed_everything(11)
-    a = dm_factory(seed=None).train_dataloader().sampler.plan(0)
+    a = dm_factory(seed=None).train_dataloader().batch_sampler.sampler.plan(0)
     L.seed_everything(11)
-    b = dm_factory(seed=None).train_dataloader().sampler.plan(0)
+    b = dm_factory(seed=None).train_dataloader().batch_sampler.sampler.plan(0)
     np.testing.assert_array_equal(a, b)
 
 
@@ -98,23 +98,37 @@ def test_two_workers_give_the_same_batches(dm_factory):
         assert torch.equal(x["x"], y["x"]) and torch.equal(x["mask"], y["mask"])
 
 
-def test_ddp_shards_cover_the_epoch_once(dm_factory):
-    sampler = dm_factory().train_dataloader().sampler
+def test_ddp_ranks_take_each_global_batch_of_the_epochs_plan(dm_factory):
+    sampler = dm_factory().train_dataloader().batch_sampler.sampler
+    plan = [tuple(k) for k in sampler.plan(3).tolist()]
+    ranks = [EpochBatches(sampler, 4, rank=r, world_size=2) for r in range(2)]
     shards = []
-    for rank in range(2):  # what Lightning wraps a custom sampler in under DDP
-        wrapped = DistributedSamplerWrapper(sampler, num_replicas=2, rank=rank, shuffle=False)
-        wrapped.set_epoch(3)
-        shards.append(list(wrapped))
-    plan = {tuple(k) for k in sampler.plan(3).tolist()}
-    assert len(shards[0]) + len(shards[1]) == len(plan) + len(plan) % 2  # odd: one repeated
-    assert set(shards[0]) | set(shards[1]) == plan
+    for r in ranks:
+        r.set_epoch(3)
+        shards.append(list(r))
+    assert len(shards[0]) == len(shards[1])  # DDP: the same number of steps
+    for j, (a, b) in enumerate(zip(*shards, strict=True)):  # rank r: keys r, r + 2, ...
+        assert a + b == [plan[j * 8 + i] for i in range(0, len(a) * 2, 2)] + [
+            plan[j * 8 + i] for i in range(1, len(b) * 2, 2)
+        ]
+    seen = [k for shard in shards for batch in shard for k in batch]
+    assert len(seen) == len(set(seen)) == len(plan) - len(plan) % 2  # a partition, one left out
+
+
+def test_evaluation_is_shared_over_the_ranks_every_key_once(dm_factory):
+    loader = dm_factory().val_dataloader()
+    keys = [tuple(k) for k in loader.batch_sampler.sampler.plan(0).tolist()]
+    shards = [list(EpochBatches(loader.batch_sampler.sampler, 3, rank=r, world_size=2, even=False))
+              for r in range(2)]  # fmt: skip
+    seen = [k for shard in shards for batch in shard for k in batch]
+    assert sorted(seen) == sorted(keys)
 
 
 def test_fixed_window_evaluation(dm_factory):
     dm = dm_factory()
     store = dm.store("valid")
     loader = dm.val_dataloader()
-    keys = loader.sampler.plan(0)
+    keys = loader.batch_sampler.sampler.plan(0)
     assert (keys[:, 1] == np.concatenate([np.arange(n) * 8 for n in store.lengths // 8])).all()
     a, b = _batches(loader), _batches(dm.val_dataloader())
     assert all(torch.equal(x["x"], y["x"]) for x, y in zip(a, b, strict=True))

@@ -90,8 +90,9 @@ def test_a_killed_run_resumes_to_the_same_weights_and_metrics(tmp_path):
     assert killed_epoch < 3, "the kill must land before the last epoch"
 
     # a fresh start in the same folder is refused: it would overwrite the checkpoints
-    assert fit_main(tiny(tmp_path, f"out_dir={killed}", *epochs)) == 2
-    assert fit_main(tiny(tmp_path, f"out_dir={killed}", "ckpt_path=last", *epochs)) == 0
+    assert fit_main(tiny(tmp_path, f"out_dir={killed}", "ckpt_path=null", *epochs)) == 2
+    # the same command resumes (ckpt_path=auto)
+    assert fit_main(tiny(tmp_path, f"out_dir={killed}", *epochs)) == 0
 
     ref_weights, ref_elbo, ref_epoch, ref_step = _final_state(straight)
     weights, elbo, epoch, step = _final_state(killed)

@@ -41,8 +41,8 @@ def test_the_data_is_normalised_with_exactly_the_given_values(tmp_path, make_dm)
     # DataLoader workers get the given statistics too
     dm = make_dm(norm_stats=str(path), num_workers=2, batch_size=2)
     loader = dm.train_dataloader()
-    loader.sampler.set_epoch(0)
-    keys, batch = loader.sampler.plan(0)[:2], next(iter(loader))
+    loader.batch_sampler.set_epoch(0)
+    keys, batch = loader.batch_sampler.sampler.plan(0)[:2], next(iter(loader))
     for b, (i, start, n) in enumerate(keys):
         raw = dm.store("train").raw(i, start, start + n).astype(np.float32)
         np.testing.assert_allclose(batch["x"][b, :n].numpy(), (raw - 12.5) / 321.25, rtol=1e-6)

@@ -10,13 +10,12 @@ import numpy as np
 import pytest
 import torch
 from conftest import tiny, tiny_config
-from lightning.fabric.utilities.distributed import DistributedSamplerWrapper
 from test_fit import run_cli
 from torch.utils.data import Dataset
 
 from vrnn_lightning.data.buckets import LengthBucketSampler
 from vrnn_lightning.data.datamodule import WindowSampler
-from vrnn_lightning.data.resumable import ResumableLoader
+from vrnn_lightning.data.resumable import EpochBatches, ResumableLoader
 from vrnn_lightning.data.streams import StreamSampler
 from vrnn_lightning.training import train
 
@@ -29,9 +28,9 @@ class Keys(Dataset):
         return 0
 
 
-def _passes(sampler, batch_size, state):
-    """The index batches of one pass of a ResumableLoader over ``sampler``, its state loaded."""
-    loader = ResumableLoader(Keys(), batch_size=batch_size, sampler=sampler, trainer=lambda: None)
+def _passes(batches: EpochBatches, state: dict) -> list:
+    """The index batches of one pass of a ResumableLoader over ``batches``, its state loaded."""
+    loader = ResumableLoader(Keys(), batch_sampler=batches)
     loader.load_state_dict(state)
     return [b.tolist() for b in loader]
 
@@ -43,36 +42,41 @@ SAMPLERS = {
 }
 
 
-def _shard(sampler, world: int, rank: int):
-    """What Lightning wraps a custom sampler in under DDP."""
-    if world == 1:
-        return sampler
-    return DistributedSamplerWrapper(sampler, num_replicas=world, rank=rank, shuffle=False)
-
-
 @pytest.mark.parametrize("kind", SAMPLERS)
 @pytest.mark.parametrize("world", [1, 2])
 def test_a_resumed_pass_is_the_rest_of_that_epochs_batches_on_every_rank(kind, world):
     for rank in range(world):
-        full = _passes(_shard(SAMPLERS[kind](world), world, rank), 4, {"epoch": 2, "batch": 0})
-        resumed = _passes(_shard(SAMPLERS[kind](world), world, rank), 4, {"epoch": 2, "batch": 3})
+
+        def batches(rank=rank):
+            return EpochBatches(SAMPLERS[kind](world), 4, rank=rank, world_size=world)
+
+        full = _passes(batches(), {"epoch": 2, "batch": 0})
+        resumed = _passes(batches(), {"epoch": 2, "batch": 3})
         assert resumed == full[3:]
+        assert full != _passes(batches(), {"epoch": 1, "batch": 0}) or kind == "streams"
         if kind != "streams":
             assert len(full[-1]) < 4, "a short last batch stays short"
 
 
-def test_the_skip_is_for_the_next_pass_only_and_worker_processes_keep_it():
+def test_the_place_is_what_training_took_and_the_skip_is_for_the_next_pass_only():
     sampler = WindowSampler(np.arange(20, 120, 7), 8, shuffle=True, seed=3)
-    loader = ResumableLoader(
-        Keys(), batch_size=4, sampler=sampler, trainer=lambda: None, num_workers=1,
-        persistent_workers=True,
-    )  # fmt: skip
-    sampler.set_epoch(1)
-    full = [b.tolist() for b in loader]
+    batches = EpochBatches(sampler, 4)
+    loader = ResumableLoader(Keys(), batch_sampler=batches, num_workers=1, persistent_workers=True)
+    batches.set_epoch(1)
+    full = []
+    for batch in loader:  # the worker draws ahead; only what training took counts
+        full.append(batch.tolist())
+        if len(full) == 2:
+            batches.batch_taken()
+            batches.batch_taken()
+            assert loader.state_dict() == {"epoch": 1, "batch": 2}
     loader.load_state_dict({"epoch": 1, "batch": 2})
     assert [b.tolist() for b in loader] == full[2:]
-    sampler.set_epoch(1)
+    batches.set_epoch(1)
     assert [b.tolist() for b in loader] == full
+    for _ in range(len(full)):
+        batches.batch_taken()
+    assert loader.state_dict() == {"epoch": 2, "batch": 0}  # the epoch is done
 
 
 class Batches(L.Callback):
@@ -124,10 +128,11 @@ def test_a_run_stopped_in_mid_epoch_and_resumed_sees_the_batches_of_an_uninterru
 
 
 def test_a_resume_after_a_mid_epoch_validation_with_a_worker_process(tmp_path):
-    # last.ckpt after the validation at batch 10 of epoch 1; the run goes on to step 40
+    # stopped at step 33, after the validation at batch 10 of epoch 1: last.ckpt is that
+    # validation's
     run = ["trainer.val_check_interval=10", "data.num_workers=1"]
     straight, _ = _run(tmp_path, "straight", "trainer.max_steps=46", *run)
-    first, _ = _run(tmp_path, "stopped", "trainer.max_steps=40", *run)
+    first, _ = _run(tmp_path, "stopped", "trainer.max_steps=33", *run)
     rest, warned = _run(tmp_path, "stopped", "trainer.max_steps=46", "ckpt_path=last", *run)
     assert not [w for w in warned if "not resumable" in w]
     assert min(rest) == (1, 10)

@@ -54,12 +54,12 @@ def test_sigterm_saves_last_ckpt_exits_143_and_the_rerun_finishes_the_run(tmp_pa
     message = err.strip().splitlines()[-1]
     assert message == (
         f"vrnn-fit: interrupted by SIGTERM at step {step}; {last} saved at that step. "
-        "Resume the run with the same command and ckpt_path=last"
+        "The same command resumes the run (ckpt_path=auto)"
     )
     assert not (out / LEARNING_CURVES).exists(), "nothing that a finished run writes"
     assert not list(last.parent.glob(".*tmp*")), "no temporary file left behind"
 
-    assert fit_main([*args, "ckpt_path=last"]) == 0
+    assert fit_main(args) == 0  # the same command resumes
     assert torch.load(last, map_location="cpu", weights_only=True)["global_step"] == 230
     assert (out / LEARNING_CURVES).is_file()
 

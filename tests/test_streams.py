@@ -6,12 +6,12 @@ import numpy as np
 import pytest
 import torch
 from conftest import tiny, tiny_config
-from lightning.fabric.utilities.distributed import DistributedSamplerWrapper
 from test_fit import run_cli
 from test_prepare import corpus, data_cfg, write_audio_corpus  # noqa: F401  (fixture)
 
 from vrnn_lightning.config import ConfigError, load_config
 from vrnn_lightning.data import FramesDataModule
+from vrnn_lightning.data.resumable import EpochBatches
 from vrnn_lightning.data.streams import StreamSampler
 from vrnn_lightning.fit import main as fit_main
 from vrnn_lightning.module import VRNNModule
@@ -31,7 +31,7 @@ def streams_dm(tmp_path, corpus):  # noqa: F811
 def test_batches_are_consecutive_windows_of_contiguous_streams(streams_dm):
     store = streams_dm.store("train")
     loader = streams_dm.train_dataloader()
-    sampler = loader.sampler
+    sampler = loader.batch_sampler.sampler
     stream_len = store.n_frames // (BATCH * SEQ) * SEQ
     assert sampler.stream_len == stream_len and len(loader) == stream_len // SEQ
     batches = list(loader)
@@ -48,11 +48,10 @@ def test_batches_are_consecutive_windows_of_contiguous_streams(streams_dm):
 def test_ddp_ranks_get_their_own_streams():
     sampler = StreamSampler(n_frames=1000, seq_len=5, batch_size=3, world_size=2)
     stream_len = 1000 // 30 * 5
-    for rank in range(2):  # what Lightning wraps a custom sampler in under DDP
-        shard = list(DistributedSamplerWrapper(sampler, num_replicas=2, rank=rank, shuffle=False))
-        assert len(shard) == len(sampler) // 2
-        for j in range(sampler.windows):  # batch j of this rank: window j of its 3 streams
-            batch = shard[j * 3 : (j + 1) * 3]
+    for rank in range(2):
+        shard = list(EpochBatches(sampler, 3, rank=rank, world_size=2))
+        assert len(shard) == sampler.windows
+        for j, batch in enumerate(shard):  # batch j of this rank: window j of its 3 streams
             assert batch == [((rank * 3 + b) * stream_len + j * 5, 5) for b in range(3)]
 
 
@@ -158,7 +157,7 @@ def test_a_run_resumed_in_mid_epoch_carries_on_with_the_same_streams_and_states(
     assert fit_main(tiny(tmp_path, *resume)) == 0
     ref, ref_step = _weights(straight)
     got, step = _weights(killed)
-    assert step == ref_step == 26  # the last validation (22 + 4)
+    assert step == ref_step == 28  # last.ckpt: the run's last step
     for name, value in ref.items():
         torch.testing.assert_close(got[name], value, rtol=1e-5, atol=1e-6, msg=name)
 
@@ -182,5 +181,5 @@ def test_ddp_on_cpu_carries_and_checkpoints_every_ranks_state(tmp_path):
     ckpt = torch.load(out / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)
     saved = ckpt["carried_state"]
     assert saved["h"].shape == (2, 4, 16) and saved["valid"].tolist() == [True, True]
-    assert saved["next_batch"].tolist() == [5, 5]
+    assert saved["next_batch"].tolist() == [6, 6]  # saved at the run's last step
     assert not torch.equal(saved["h"][0], saved["h"][1])  # each rank its own streams

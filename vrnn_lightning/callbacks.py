@@ -1,17 +1,15 @@
-"""Training callbacks: samples written (and logged to W&B) as the model trains; the
-description every checkpoint carries; the checkpoint a run stopped by SIGTERM leaves, and
-the resume of a checkpoint written at a training epoch's end."""
+"""Training callbacks: samples written (and logged to W&B) as the model trains, the
+description every checkpoint carries, the parameter summary and the progress bar. How a run
+survives being stopped (last.ckpt, signals, resuming) is vrnn_lightning/preemption/."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 import lightning as L
-import torch
 from lightning.pytorch.callbacks import ModelSummary, RichProgressBar
 from lightning.pytorch.loggers import WandbLogger
 from lightning.pytorch.utilities import rank_zero_warn
-from lightning.pytorch.utilities.exceptions import SIGTERMException
 from lightning.pytorch.utilities.model_summary.model_summary import (
     get_formatted_model_size,
     get_human_readable_count,
@@ -177,91 +175,3 @@ class ProgressBar(RichProgressBar):
         items = super().get_metrics(trainer, pl_module)
         items.pop("v_num", None)
         return items
-
-
-class CheckpointOnSigterm(L.Callback):
-    """On SIGTERM (a scheduler's preemption), save ``path`` (the run's last.ckpt) before the
-    run stops, so that ``ckpt_path=last`` resumes from where it stopped.
-
-    Lightning turns SIGTERM into a SIGTERMException raised between two batches (training or
-    validation) or after an epoch's end: the state is whole there, unlike at Ctrl-C, which
-    can land inside an optimiser step, so Ctrl-C saves nothing (last.ckpt stays the last
-    validation's). The trainer's checkpoint IO writes it atomically (checkpoint_io.py).
-    Stopped inside a validation, the checkpoint says that validation has not run yet: the
-    resumed run scores it in full (Lightning would skip it; the metrics of its batches done
-    are not in a checkpoint)."""
-
-    def __init__(self, path: str | Path):
-        self.path = Path(path)
-        self.saved = False
-        self._in_validation = False
-
-    def on_exception(self, trainer: L.Trainer, pl_module, exception: BaseException) -> None:
-        # not in the sanity check: no training yet, and its validation state is not the run's
-        if isinstance(exception, SIGTERMException) and not trainer.sanity_checking:
-            self._in_validation = trainer.validating
-            trainer.save_checkpoint(self.path, weights_only=False)  # everything, to resume
-            self.saved = True
-
-    def on_save_checkpoint(self, trainer: L.Trainer, pl_module, checkpoint: dict) -> None:
-        if self._in_validation:  # only in the save above
-            val = checkpoint["loops"]["fit_loop"]["epoch_loop.val_loop.batch_progress"]
-            before = val["total"]["completed"] - val["current"]["completed"]
-            # one batch started, none done: Lightning restarts the validation from its start
-            val["current"].update(ready=1, started=1, processed=0, completed=0)
-            val["total"].update(ready=before + 1, started=before + 1)
-            val["total"].update(processed=before, completed=before)
-
-
-class ResumeAtEpochEnd(L.Callback):
-    """Resume a checkpoint written in a training epoch's end hooks by finishing that epoch
-    where it stopped, and counting it once.
-
-    ModelCheckpoint saves there when validation runs once an epoch, and so does a max_steps
-    stop in mid-epoch. Such a checkpoint counts the epoch as processed but not completed.
-    Lightning resumes it right only when the epoch had run to its end and max_steps is unset.
-    With max_steps set it runs the epoch's end again and counts the epoch as processed twice:
-    the run stops at max_epochs one epoch early (a tiny run stopped at max_steps=13 and
-    resumed ended at step 23 instead of 46). Without max_steps, after a stop in mid-epoch, it
-    starts the next epoch and skips the rest of this one. Taking the count back makes
-    Lightning resume the epoch at the batch in the checkpoint (its end then runs, once)."""
-
-    def on_load_checkpoint(self, trainer: L.Trainer, pl_module, checkpoint: dict) -> None:
-        loop = checkpoint.get("loops", {}).get("fit_loop")
-        if loop is None:
-            return
-        # data/resumable.py's place: batch 0 once the epoch is done (absent: Lightning's way)
-        place = (loop["state_dict"].get("combined_loader") or [{}])[0]
-        if trainer.max_steps == -1 and place.get("batch", 0) == 0:
-            return  # Lightning resumes this one right
-        for epochs in loop["epoch_progress"].values():  # "total" and "current"
-            if epochs["processed"] == epochs["started"] == epochs["completed"] + 1:
-                epochs["processed"] -= 1
-
-
-class AgreeOnSigterm(L.Callback):
-    """Under DDP, every rank stops on SIGTERM after the same training batch.
-
-    Lightning's SIGTERM handler broadcasts from inside the signal handler, wherever each rank
-    happens to be: signalled together (a scheduler signals every process of a job), the ranks'
-    broadcasts met other collectives and the run hung (rank 1 waiting in the handler's
-    broadcast, rank 0 in another collective). Here the handler only notes the signal; after
-    every training batch the ranks agree on it (one all-reduce) and all stop there (a signal
-    during validation is acted on after it). With one process Lightning's handler stays."""
-
-    def __init__(self):
-        self.signalled = False
-
-    def setup(self, trainer: L.Trainer, pl_module, stage: str) -> None:
-        if trainer.world_size > 1:  # before Lightning registers its handlers, in fit
-            trainer._signal_connector._sigterm_notifier_fn = self._note
-
-    def _note(self, signum, frame) -> None:
-        self.signalled = True
-
-    def on_train_batch_end(self, trainer: L.Trainer, *args) -> None:
-        if trainer.world_size > 1:
-            flag = torch.tensor([float(self.signalled)], device=trainer.strategy.root_device)
-            torch.distributed.all_reduce(flag, op=torch.distributed.ReduceOp.MAX)
-            if flag.item() > 0:  # Lightning stops every rank at the end of this batch
-                trainer._signal_connector.received_sigterm = True

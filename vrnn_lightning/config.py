@@ -135,7 +135,9 @@ class TrainerConfig:
     is accepted too, as ``trainer.NAME=value`` (checked against the Trainer's signature)."""
 
     accelerator: str = "auto"
-    devices: Any = "auto"
+    # one device unless told: "auto" made every vrnn-fit on an 8-GPU node an 8-rank run (an 8x
+    # global batch and clip threshold) and every vrnn-sweep job take all the GPUs
+    devices: Any = 1
     num_nodes: int = 1
     strategy: str = "auto"
     precision: str = "32-true"
@@ -143,13 +145,22 @@ class TrainerConfig:
     max_steps: int = -1
     max_time: str | None = None
     val_check_interval: Any = None
-    check_val_every_n_epoch: int = 1
+    # null: val_check_interval counts training batches over the whole run, across epochs
+    check_val_every_n_epoch: int | None = 1
     limit_train_batches: Any = None
     limit_val_batches: Any = None
     num_sanity_val_steps: int = 0
     early_stopping_patience: int | None = 10  # validations without a better val/elbo
     enable_progress_bar: bool = True
     deterministic: bool = False
+    # torch.set_float32_matmul_precision for 32-true: highest (IEEE float32), high (TF32 matrix
+    # products on an Ampere or newer GPU: several times faster), medium; unset: high on a CUDA
+    # GPU, a CPU's products untouched
+    float32_matmul_precision: str | None = None
+
+
+# TrainerConfig keys that vrnn-fit interprets itself instead of passing to lightning.Trainer
+NOT_TRAINER_ARGS = ("early_stopping_patience", "float32_matmul_precision")
 
 
 @dataclass
@@ -168,7 +179,8 @@ class EvalConfig:
     # ~25 GB (bench/bench_eval_memory.py); 4 fits a 16 GB machine or GPU beside the model
     # and the data. Raise it on a larger GPU for speed (more rows per step); null: never
     # split. Resident memory may exceed it by what the allocator keeps besides the tensors.
-    memory_gb: float | None = 4.0
+    # auto: 4 on a CPU; on a CUDA GPU, 60% of the device memory free when scoring starts
+    memory_gb: Any = "auto"
 
 
 @dataclass
@@ -188,7 +200,10 @@ class Config:
     name: str = "run"
     seed: int = 1234
     out_dir: str | None = None  # default runs/<name>
-    ckpt_path: str | None = None  # "last" resumes a killed run from its last checkpoint
+    # auto: resume <out_dir>/checkpoints/last.ckpt if the run folder has one and the run has
+    # not finished, else start afresh (a requeued job's unchanged command resumes); last: resume
+    # last.ckpt whenever there is one; null: only start afresh; a path: that checkpoint
+    ckpt_path: str | None = "auto"
     model: ModelConfig = field(default_factory=ModelConfig)
     data: DataConfig = field(default_factory=DataConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
@@ -209,6 +224,12 @@ def wandb_mode(cfg: DictConfig) -> str:
 
 
 def _check_choices(cfg: DictConfig) -> None:
+    if cfg.trainer.precision in UNSUPPORTED_PRECISIONS:
+        raise ConfigError(
+            f"trainer.precision: {cfg.trainer.precision!r} is not supported: the model computes "
+            "its latent samples, log-densities and KL in float32; use bf16-mixed or 16-mixed "
+            "(GPU) for 16-bit speed, or 32-true"
+        )
     if cfg.model.variant not in VARIANTS:
         raise ConfigError(
             f"model.variant: '{cfg.model.variant}' is not a variant; valid: {', '.join(VARIANTS)}"
@@ -244,7 +265,10 @@ def _at_least(n):
 _POSITIVE = (lambda v: v > 0, "a number > 0")
 _NON_NEGATIVE = (lambda v: v >= 0, "a number >= 0")
 PRECISIONS = ("32-true", "32", "64-true", "64", "16-mixed", "16", "bf16-mixed", "bf16")
-PRECISIONS += ("16-true", "bf16-true", "transformer-engine", "transformer-engine-float16")
+# not these: "16-true" and "bf16-true" cast the weights, but the fused loop keeps z and the
+# log-densities in float32 (it failed at the first step), and transformer-engine has no use here
+UNSUPPORTED_PRECISIONS = ("16-true", "bf16-true")
+UNSUPPORTED_PRECISIONS += ("transformer-engine", "transformer-engine-float16")
 ACCELERATORS = ("auto", "cpu", "gpu", "cuda", "mps", "tpu")
 COMPRESSIONS = (None, "lzf", "gzip")
 WANDB_MODES = (None, "offline", "online", "disabled")
@@ -305,10 +329,14 @@ VALUE_CHECKS = {
     "trainer.accelerator": _one_of(ACCELERATORS),
     "trainer.devices": (_devices_ok, 'auto, a count >= 1 (-1: all), a list of indices or "0,1"'),
     "trainer.num_nodes": _at_least(1),
-    "trainer.precision": _one_of(PRECISIONS),
+    "trainer.precision": _one_of(PRECISIONS + UNSUPPORTED_PRECISIONS),
+    "trainer.float32_matmul_precision": _one_of((None, "highest", "high", "medium")),
     "trainer.max_epochs": _at_least(-1),
     "trainer.max_steps": _at_least(-1),
-    "trainer.check_val_every_n_epoch": _at_least(1),
+    "trainer.check_val_every_n_epoch": (
+        lambda v: v is None or v >= 1,
+        "null or an integer >= 1",
+    ),
     "trainer.num_sanity_val_steps": _at_least(-1),
     "trainer.early_stopping_patience": (lambda v: v is None or v >= 0, "null or an integer >= 0"),
     "logger.wandb.mode": _one_of(WANDB_MODES),
@@ -318,7 +346,10 @@ VALUE_CHECKS = {
     "eval.batch_size": _at_least(1),
     "eval.resampling": _one_of(("systematic", "multinomial")),  # smc.RESAMPLING (torch-free here)
     "eval.ess_threshold": (lambda v: 0 <= v <= 1, "a fraction of K in [0, 1]"),
-    "eval.memory_gb": (lambda v: v is None or v > 0, "null or a number of GB > 0"),
+    "eval.memory_gb": (
+        lambda v: v is None or v == "auto" or (not isinstance(v, (str, bool)) and v > 0),
+        "auto, null or a number of GB > 0",
+    ),
     "sample.n": _at_least(1),
     "sample.steps": _at_least(1),
     "sample.primer_steps": _at_least(0),
@@ -464,6 +495,8 @@ TRAINER_KEYS_SET_BY_FIT = {
     "log_every_n_steps": "logger.log_every_n_steps",
     "gradient_clip_val": "optim.grad_clip (the module clips gradients itself)",
     "gradient_clip_algorithm": "optim.grad_clip (global L2 norm)",
+    "use_distributed_sampler": "nothing: every loader shards itself (data/resumable.py)",
+    "plugins": "nothing: vrnn-fit sets its checkpoint IO and SLURM environment",
     "enable_checkpointing": "nothing: vrnn-fit always writes best and last checkpoints",
 }
 

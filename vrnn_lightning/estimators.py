@@ -186,6 +186,23 @@ def step_bytes(model: VRNN) -> StepBytes:
     return StepBytes(int(4 * per_sequence * _MARGIN), int(4 * per_row * _MARGIN))
 
 
+CPU_MEMORY_GB = 4.0  # eval.memory_gb=auto on a CPU: fits a 16 GB machine beside the model
+GPU_FREE_FRACTION = 0.6  # eval.memory_gb=auto on a CUDA GPU: of the memory free at the time
+
+
+def memory_budget_gb(setting, device) -> float | None:
+    """eval.memory_gb in GB: a number or null (no bound) as given; "auto": 4 on a CPU, and on
+    a CUDA device 60% of its memory free when scoring starts (the allocator's cache and the
+    activations' spread beyond the estimate take the rest)."""
+    if setting != "auto":
+        return None if setting is None else float(setting)
+    device = torch.device(device)
+    if device.type != "cuda":
+        return CPU_MEMORY_GB
+    free, _total = torch.cuda.mem_get_info(device)
+    return max(0.5, GPU_FREE_FRACTION * free / 2**30)
+
+
 def rows_within(size: StepBytes, steps: int, memory_gb: float | None, k: int) -> int | None:
     """The most rows (sequences x samples) of ``steps`` steps that a scoring pass of K = ``k``
     samples may hold in ``memory_gb`` GB: as many whole sequences' K rows as fit, else as many

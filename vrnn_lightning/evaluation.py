@@ -31,7 +31,14 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from .checkpoint import Trained, data_difference, datamodule_for, device, load_checkpoint, run_dir
 from .config import ConfigError
 from .data.store import SPLITS
-from .estimators import ESTIMATORS, Scoring, estimate_all, rows_within, step_bytes
+from .estimators import (
+    ESTIMATORS,
+    Scoring,
+    estimate_all,
+    memory_budget_gb,
+    rows_within,
+    step_bytes,
+)
 from .smc import RESAMPLING
 
 
@@ -58,7 +65,8 @@ def _scoring(
     K * B rows, or in parts of as many rows as eval.memory_gb holds at this batch's length;
     the rows of such a part are appended to ``parts``."""
     k = cfg.eval.iw_samples
-    max_rows = rows_within(step_bytes(model), x.shape[1], cfg.eval.memory_gb, k)
+    budget = memory_budget_gb(cfg.eval.memory_gb, x.device)
+    max_rows = rows_within(step_bytes(model), x.shape[1], budget, k)
     rows = (k if model.latent else 1) * len(x)  # rnn_*: one exact pass of B rows
     if parts is not None and max_rows is not None and max_rows < rows:
         parts.append(max_rows)

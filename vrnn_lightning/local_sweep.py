@@ -18,9 +18,11 @@ import contextlib
 import json
 import math
 import os
+import secrets
 import shlex
 import signal
 import socket
+import string
 import subprocess
 import sys
 import tempfile
@@ -39,7 +41,6 @@ from wandb.sdk.launch.sweeps.utils import (
     create_sweep_command,
     create_sweep_command_args,
 )
-from wandb.sdk.lib.runid import generate_id
 
 with warnings.catch_warnings():  # the package's pydantic v1-style Config warns on import
     warnings.simplefilter("ignore")
@@ -64,6 +65,12 @@ FIT_PROGRAMS = ("vrnn-fit", "vrnn_lightning.fit")
 # (and the seed) are seeds of one setting in the report
 NOT_A_SETTING = ("seed", "name", "out_dir", "ckpt_path")
 ACTIVE = ("pending", "running", "preempting", "preempted")  # states a rerun resumes
+RUN_ID_ALPHABET = string.ascii_lowercase + string.digits  # what W&B's own run ids use
+
+
+def generate_id(length: int = 8) -> str:
+    """A new run id, as W&B makes them (8 letters and digits)."""
+    return "".join(secrets.choice(RUN_ID_ALPHABET) for _ in range(length))
 
 
 # what OpenMP, MKL and OpenBLAS read for their thread counts (torch's intra-op threads among them)
@@ -112,7 +119,8 @@ def _stop(signum, frame):
 
 # how a run stopped by SIGTERM (a preemption) or Ctrl-C ends: vrnn-fit exits 128 + signal after
 # saving what resumes it; a process the signal killed outright has the negative signal number
-INTERRUPTED = {128 + signal.SIGTERM, 128 + signal.SIGINT, -signal.SIGTERM, -signal.SIGINT}
+INTERRUPTED = {128 + signal.SIGTERM, 128 + signal.SIGINT, 128 + signal.SIGUSR1}
+INTERRUPTED |= {-signal.SIGTERM, -signal.SIGINT}
 
 
 def run_state(exit_code: int) -> str:

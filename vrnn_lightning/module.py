@@ -109,6 +109,7 @@ class VRNNModule(L.LightningModule):
         self.carried = CarriedState(self.optim_cfg.tbptt_reset_every)
         self.nonfinite_in_a_row = 0
         self.nonfinite_total = 0
+        self.finite_since_step = 0  # finite batches since the last optimiser step
         self._generator: torch.Generator | None = None
         self._epoch_seed = self.seed
         # validation sums, weighted so that DDP and uneven batches reduce exactly
@@ -183,13 +184,14 @@ class VRNNModule(L.LightningModule):
         """The rows of ``steps`` steps that eval.memory_gb holds (its default for a module
         without a run config, or whose run config predates the key)."""
         default = EvalConfig.memory_gb
-        memory_gb = (
+        setting = (
             default
             if self.run_config is None
             else OmegaConf.select(self.run_config, "eval.memory_gb", default=default)
         )
         size, k = estimators.step_bytes(self.model), self.optim_cfg.particles
-        return estimators.rows_within(size, steps, memory_gb, k)
+        budget = estimators.memory_budget_gb(setting, self.device)
+        return estimators.rows_within(size, steps, budget, k)
 
     def training_step(self, batch, batch_idx):
         x, mask = batch["x"], batch["mask"]
@@ -200,11 +202,11 @@ class VRNNModule(L.LightningModule):
         loss = self.loss(terms, mask)
         elbo = (terms.log_px - terms.kl).sum(1)  # the true bound, logged
 
-        if not torch.isfinite(loss):
+        if not self._all_finite(loss):
             self.carried.forget()
             return self._skip_nonfinite()
         self.carried.keep(terms.final_state, batch_idx)
-        self.nonfinite_in_a_row = 0
+        self._count_finite()
         batch_size = x.shape[0]
         self.log("train/loss", loss, prog_bar=True, batch_size=batch_size)
         if self._logs_written():
@@ -218,26 +220,52 @@ class VRNNModule(L.LightningModule):
             self.log_dict(metrics, batch_size=batch_size)
         return loss
 
+    def _attached_trainer(self) -> L.Trainer | None:
+        """The Trainer fitting this module, or None (the module used on its own)."""
+        try:
+            return self.trainer
+        except RuntimeError:  # Lightning: "... is not attached to a `Trainer`"
+            return None
+
     def _logs_written(self) -> bool:
-        """Whether this step's metrics reach the loggers (every log_every_n_steps steps): each
-        self.log costs about 1 ms on a CPU, worth skipping on the steps nobody sees."""
-        connector = getattr(self._trainer, "_logger_connector", None)  # None: no Trainer
-        return getattr(connector, "should_update_logs", True)
+        """Whether this step's metrics reach the loggers (every log_every_n_steps optimiser
+        steps, Lightning's rule): each self.log costs about 1 ms on a CPU, worth skipping on
+        the steps nobody sees. tests/test_module.py holds it against the CSV."""
+        trainer = self._attached_trainer()
+        if trainer is None:
+            return True
+        return (trainer.global_step + 1) % trainer.log_every_n_steps == 0 or trainer.should_stop
 
     def _bound_training_step(self, x: torch.Tensor, mask: torch.Tensor):
         bound = self.bound(x, mask)
         loss = -bound.mean()
-        if not torch.isfinite(loss):
+        if not self._all_finite(loss):
             return self._skip_nonfinite()
-        self.nonfinite_in_a_row = 0
+        self._count_finite()
         objective, batch_size = self.objective, x.shape[0]
         self.log("train/loss", loss, prog_bar=True, batch_size=batch_size)
         self.log(f"train/{objective}", bound.mean(), batch_size=batch_size)
         self.log(f"train/{objective}_per_frame", bound.sum() / mask.sum(), batch_size=batch_size)
         return loss
 
-    def _skip_nonfinite(self):
-        # returning None makes Lightning skip backward and the optimiser step
+    # ---- a non-finite loss: the step skipped by every rank together ------------------------
+    # Under DDP every rank must run backward (DDP all-reduces the gradients there) and take
+    # the same optimiser step; Lightning refuses a training_step that returns None. So the
+    # ranks agree on the verdict (one all-reduce), a skipped step backpropagates a zero loss
+    # through every parameter, and its gradients are dropped before the optimiser step:
+    # torch's optimisers leave a parameter without a gradient untouched, moments included.
+    def _all_finite(self, loss: torch.Tensor) -> bool:
+        bad = (~torch.isfinite(loss.detach())).float()
+        trainer = self._attached_trainer()
+        if trainer is not None and trainer.world_size > 1:
+            bad = trainer.strategy.reduce(bad, reduce_op="max")
+        return not bool(bad)
+
+    def _count_finite(self) -> None:
+        self.nonfinite_in_a_row = 0
+        self.finite_since_step += 1
+
+    def _skip_nonfinite(self) -> torch.Tensor:
         self.nonfinite_in_a_row += 1
         self.nonfinite_total += 1
         self.log("train/nonfinite_steps", float(self.nonfinite_total))
@@ -255,7 +283,12 @@ class VRNNModule(L.LightningModule):
                 f"(step {self.global_step}); training stopped. Lower optim.lr, keep "
                 "optim.grad_clip on, or try trainer.precision=32-true."
             )
-        return None
+        return torch.stack([p.sum() for p in self.parameters()]).sum() * 0.0
+
+    def on_before_optimizer_step(self, optimizer) -> None:
+        if self.finite_since_step == 0:  # every batch since the last step was skipped
+            optimizer.zero_grad(set_to_none=True)
+        self.finite_since_step = 0
 
     # ---- validation: always the true, un-annealed ELBO -----------------------------------
     def validation_step(self, batch, batch_idx):
@@ -285,7 +318,8 @@ class VRNNModule(L.LightningModule):
             self.log(f"val/{self.objective}", self.val_objective.compute())
         dropped = int(self.val_nonfinite.compute())
         self.log("val/nonfinite_sequences", float(dropped))
-        if dropped and not (self._trainer is not None and self._trainer.sanity_checking):
+        trainer = self._attached_trainer()
+        if dropped and not (trainer is not None and trainer.sanity_checking):
             rank_zero_info(
                 f"validation at step {self.global_step}: {dropped} sequence(s) with a "
                 "non-finite ELBO were left out of val/elbo (val/nonfinite_sequences)"
@@ -334,7 +368,8 @@ class VRNNModule(L.LightningModule):
         vrnn-fit its DescribeCheckpoint callback already did, with the command line."""
         from .checkpoint import DESCRIPTION_KEY, describe_training
 
-        datamodule = self._trainer.datamodule if self._trainer is not None else None
+        trainer = self._attached_trainer()
+        datamodule = trainer.datamodule if trainer is not None else None
         if DESCRIPTION_KEY in checkpoint or not hasattr(datamodule, "store"):
             return
         config = (
@@ -351,7 +386,8 @@ class VRNNModule(L.LightningModule):
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
         if self.carried.enabled and "carried_state" in checkpoint:
-            world = self.trainer.world_size if self._trainer is not None else 1
+            trainer = self._attached_trainer()
+            world = trainer.world_size if trainer is not None else 1
             self.carried.load_state_dict(checkpoint["carried_state"], self.global_rank, world)
 
     # ---- the latent noise ----------------------------------------------------------------

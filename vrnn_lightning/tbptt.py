@@ -49,7 +49,9 @@ class CarriedState:
         """``zeros``: (B, h_dim) on the module's device, this rank's stand-in without a state
         (every rank takes part in the gather)."""
         has = self.state is not None
-        h, c = self.state if has else (zeros, zeros)
+        # float32 on every rank: under bf16-mixed a rank's carried state is bf16 while a rank
+        # without one sends float32 zeros, and a gather needs one dtype
+        h, c = (t.float() for t in (self.state if has else (zeros, zeros)))
         device = h.device
         # integers, not bools, through the gather (every backend takes them)
         valid = torch.tensor([int(has and self.next_batch is not None)], device=device)

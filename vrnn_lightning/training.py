@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import os
 import signal
-import sys
 from pathlib import Path
 
 import lightning as L
@@ -22,66 +21,36 @@ from lightning.pytorch.utilities import rank_zero_only
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 from omegaconf import DictConfig, OmegaConf
 
+from . import preemption
 from .checkpoint_io import AtomicCheckpointIO
-from .config import ConfigError, check_hardware, to_yaml, wandb_mode
+from .config import NOT_TRAINER_ARGS, ConfigError, check_hardware, to_yaml, wandb_mode
 from .data.datamodule import FramesDataModule
 from .module import VRNNModule
+from .preemption.legacy import ResumeLegacyCheckpoint
+from .preemption.run_folder import LAST_CHECKPOINT, unmark_finished
+from .preemption.slurm import slurm_plugins
 from .quiet import quiet_known_noise
 
-# TrainerConfig keys that train() interprets itself instead of passing to lightning.Trainer
-_NOT_TRAINER_ARGS = ("early_stopping_patience",)
 WANDB_ID_FILE = "wandb_run_id.txt"
-LAST_CHECKPOINT = "last.ckpt"  # what ckpt_path=last resumes
 LEARNING_CURVES = "learning_curves.png"
 
 
 def trainer_kwargs(cfg: DictConfig) -> dict:
     kwargs = OmegaConf.to_container(cfg.trainer, resolve=True)
-    for key in _NOT_TRAINER_ARGS:
-        kwargs.pop(key)
+    for key in NOT_TRAINER_ARGS:
+        kwargs.pop(key, None)
     return {k: v for k, v in kwargs.items() if v is not None}
 
 
-def resolve_ckpt_path(cfg: DictConfig) -> str | None:
-    """``ckpt_path=last`` is the run folder's last checkpoint, if the run got that far."""
-    checkpoints = Path(cfg.out_dir) / "checkpoints"
-    if cfg.ckpt_path in (None, ""):
-        if checkpoints.is_dir() and any(checkpoints.glob("*.ckpt")):
-            # never overwrite another run's checkpoints silently
-            raise ConfigError(
-                f"out_dir: {cfg.out_dir} already holds a run's checkpoints; resume it with "
-                "ckpt_path=last, or start a new run with another name=... or out_dir=..."
-            )
-        return None
-    if cfg.ckpt_path == "last":
-        last = checkpoints / LAST_CHECKPOINT
-        if not last.is_file():
-            print(f"vrnn-fit: no {last} yet; starting from scratch", file=sys.stderr)
-            return None
-        return str(last)
-    if not Path(cfg.ckpt_path).is_file():
-        raise ConfigError(f"ckpt_path: checkpoint {cfg.ckpt_path} does not exist")
-    return cfg.ckpt_path
-
-
-def check_resume(cfg: DictConfig, ckpt_path: str) -> None:
-    """ConfigError naming the first model key that differs from the checkpoint being resumed,
-    before anything is written: resuming with another model.h_dim wrote the new config.yaml
-    beside the old checkpoints, then failed with a size-mismatch traceback."""
-    from .checkpoint import module_arguments
-
-    try:
-        saved = torch.load(ckpt_path, map_location="cpu", weights_only=True, mmap=True)
-        model = module_arguments(saved["hyper_parameters"])["model"]
-    except Exception as err:  # not a vrnn-fit checkpoint: Lightning says why when it loads
-        raise ConfigError(f"ckpt_path: cannot resume from {ckpt_path}: {err}") from None
-    for key, value in cfg.model.items():
-        if key != "compile" and key in model and model[key] != value:
-            raise ConfigError(
-                f"model.{key}: {value!r} here, but the run being resumed ({ckpt_path}) was "
-                f"trained with {model[key]!r}; resume with the same model.* settings, or start "
-                "a new run with another name=... or out_dir=..."
-            )
+def matmul_precision(cfg: DictConfig, cuda: bool) -> str | None:
+    """torch.set_float32_matmul_precision's argument for this run (None: leave torch's):
+    trainer.float32_matmul_precision, or "high" (TF32 matrix products) on a CUDA GPU when it
+    is unset; a CPU keeps IEEE float32 unless the key says otherwise."""
+    chosen = cfg.trainer.get("float32_matmul_precision")
+    if chosen is not None:
+        return chosen
+    on_gpu = cfg.trainer.accelerator in ("auto", "gpu", "cuda")
+    return "high" if cuda and on_gpu else None
 
 
 def make_loggers(cfg: DictConfig, out_dir: Path, resuming: bool) -> list:
@@ -96,25 +65,37 @@ def make_loggers(cfg: DictConfig, out_dir: Path, resuming: bool) -> list:
         # one W&B run per run folder: a resumed run continues the same W&B run
         id_file = out_dir / WANDB_ID_FILE
         run_id = id_file.read_text().strip() if resuming and id_file.is_file() else None
-        logger = WandbLogger(
+        init = dict(
             project=wb.project or os.environ.get("WANDB_PROJECT", "vrnn-lightning"),
             entity=wb.entity,
             group=wb.group,
             tags=list(wb.tags),
             name=cfg.name,
-            save_dir=str(out_dir),
+            dir=str(out_dir),
             mode=mode,
             id=run_id,
             resume="allow" if run_id else None,
             config=OmegaConf.to_container(cfg, resolve=True),
         )
-        # Lightning always passes wandb.init an "anonymous" setting (None by default), which
-        # wandb >= 0.19 warns has no effect: leave it out
-        getattr(logger, "_wandb_init", {}).pop("anonymous", None)
-        if rank_zero_only.rank == 0:  # other DDP ranks hold no W&B run
-            id_file.write_text(logger.experiment.id)
+        # rank 0 opens the W&B run itself and hands it to the logger: WandbLogger's own
+        # wandb.init passes an "anonymous" setting that wandb >= 0.19 warns has no effect.
+        # Other DDP ranks hold no W&B run (the logger's experiment is rank 0's only).
+        experiment = open_wandb_run(init) if rank_zero_only.rank == 0 else None
+        logger = WandbLogger(save_dir=str(out_dir), experiment=experiment, **init)
+        if experiment is not None:
+            id_file.write_text(experiment.id)
         loggers.append(logger)
     return loggers
+
+
+def open_wandb_run(init: dict):
+    """wandb.init, with the step axis WandbLogger defines for a run it opens itself."""
+    import wandb
+
+    run = wandb.init(**init)
+    run.define_metric("trainer/global_step")
+    run.define_metric("*", step_metric="trainer/global_step", step_sync=True)
+    return run
 
 
 def tensorboard_logger(out_dir: Path):
@@ -131,21 +112,12 @@ def tensorboard_logger(out_dir: Path):
 
 
 def make_callbacks(cfg: DictConfig, out_dir: Path, command: str | None = None) -> list:
-    from .callbacks import (
-        AgreeOnSigterm,
-        CheckpointOnSigterm,
-        DescribeCheckpoint,
-        ParameterSummary,
-        ProgressBar,
-        ResumeAtEpochEnd,
-        SampleCallback,
-    )
+    from .callbacks import DescribeCheckpoint, ParameterSummary, ProgressBar, SampleCallback
 
-    checkpoints = str(out_dir / "checkpoints")
     callbacks = [
         # the best on val/elbo, for evaluation
         ModelCheckpoint(
-            dirpath=checkpoints,
+            dirpath=str(out_dir / "checkpoints"),
             filename="best-{epoch}-{step}",
             monitor="val/elbo",
             mode="max",
@@ -154,17 +126,13 @@ def make_callbacks(cfg: DictConfig, out_dir: Path, command: str | None = None) -
             # max_steps stops before its first validation has no val/elbo there to judge
             save_on_train_epoch_end=False,
         ),
-        # the latest, after every validation, for resuming: not ModelCheckpoint(save_last=True),
-        # which rewrites last.ckpt only when a best checkpoint is saved
-        ModelCheckpoint(
-            dirpath=checkpoints, filename="last", save_top_k=1, enable_version_counter=False
-        ),
+        # last.ckpt, for resuming, and the stop on SIGTERM / SIGUSR1 (after the best: its
+        # state is in last.ckpt)
+        preemption.ResumePoint(out_dir / "checkpoints" / LAST_CHECKPOINT),
+        ResumeLegacyCheckpoint(),
         LearningRateMonitor(logging_interval="step"),
         SampleCallback.from_config(cfg, out_dir),  # samples (and W&B media) at validation
         DescribeCheckpoint(OmegaConf.to_container(cfg, resolve=True), command),
-        AgreeOnSigterm(),
-        CheckpointOnSigterm(out_dir / "checkpoints" / LAST_CHECKPOINT),
-        ResumeAtEpochEnd(),
     ]
     if cfg.trainer.early_stopping_patience:
         callbacks.append(
@@ -186,13 +154,19 @@ def train(cfg: DictConfig, extra_callbacks: list | None = None, command: str | N
     every checkpoint's description."""
     out_dir = Path(cfg.out_dir)
     check_hardware(cfg)  # before the run folder is made
-    ckpt_path = resolve_ckpt_path(cfg)
+    ckpt_path = preemption.resolve_ckpt_path(cfg)
     quiet_known_noise(resuming=ckpt_path is not None)
     if ckpt_path is not None:
-        check_resume(cfg, ckpt_path)  # before anything is written
-    out_dir.mkdir(parents=True, exist_ok=True)
-    (out_dir / "config.yaml").write_text(to_yaml(cfg))
+        preemption.check_resume(cfg, ckpt_path)  # before anything is written
+    rank_zero = rank_zero_only.rank == 0
+    if rank_zero:  # under DDP every rank runs this; one writes the run folder
+        out_dir.mkdir(parents=True, exist_ok=True)
+        (out_dir / "config.yaml").write_text(to_yaml(cfg))
+        unmark_finished(out_dir)  # a finished run trained further is unfinished again
     L.seed_everything(cfg.seed, workers=True, verbose=False)
+    precision = matmul_precision(cfg, torch.cuda.is_available())
+    if precision is not None:
+        torch.set_float32_matmul_precision(precision)
 
     datamodule = FramesDataModule(cfg.data, seed=cfg.seed)
     module = VRNNModule.for_data(
@@ -203,29 +177,40 @@ def train(cfg: DictConfig, extra_callbacks: list | None = None, command: str | N
         run_config=OmegaConf.to_container(cfg, resolve=True),
     )
     loggers = make_loggers(cfg, out_dir, resuming=ckpt_path is not None)
+    callbacks = make_callbacks(cfg, out_dir, command)
+    resume_point = next(c for c in callbacks if isinstance(c, preemption.ResumePoint))
     try:
         trainer = L.Trainer(
             # enable_model_summary: make_callbacks adds its own ParameterSummary, or none
             **{**trainer_kwargs(cfg), "enable_model_summary": False},
             default_root_dir=str(out_dir),
             logger=loggers,
-            callbacks=make_callbacks(cfg, out_dir, command) + list(extra_callbacks or []),
+            callbacks=callbacks + list(extra_callbacks or []),
             log_every_n_steps=cfg.logger.log_every_n_steps,
-            plugins=[AtomicCheckpointIO()],  # a checkpoint is complete or absent, never truncated
+            # a checkpoint is complete or absent, never truncated; under SLURM, no requeue
+            # from inside a signal handler (preemption/slurm.py)
+            plugins=[AtomicCheckpointIO(), *slurm_plugins()],
+            # every loader shards itself (data/resumable.py): Lightning's sampler re-shuffled
+            # the streams and buckets
+            use_distributed_sampler=False,
         )
     except (ValueError, TypeError) as err:  # Lightning's MisconfigurationException included
         close_wandb(loggers, exit_code=2)
         raise ConfigError(f"trainer: {err}") from None
     exit_code = 1  # what W&B records if fit raises
     last = out_dir / "checkpoints" / LAST_CHECKPOINT
+    resume_point.signals.install()  # a signal during data preparation stops at the first batch
     try:
         # weights_only: a resumed checkpoint never runs code while it loads
         trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=True)
         exit_code = 0
-    except SIGTERMException:  # Lightning's graceful stop: CheckpointOnSigterm saved last.ckpt
+    except preemption.Preempted as stop:  # every rank saved last.ckpt at the same batch
+        exit_code = stop.exit_code
+        name = signal.Signals(stop.signum).name
+        raise RunInterrupted(name, exit_code, stop.step, last, saved=True) from None
+    except SIGTERMException:  # Lightning's own handler, before fit's first hook replaced it
         exit_code = 128 + signal.SIGTERM
-        saved = any(getattr(c, "saved", False) for c in trainer.callbacks)
-        raise RunInterrupted("SIGTERM", exit_code, trainer.global_step, last, saved) from None
+        raise RunInterrupted("SIGTERM", exit_code, trainer.global_step, last, False) from None
     except SystemExit:
         if not trainer.interrupted:
             raise
@@ -233,11 +218,13 @@ def train(cfg: DictConfig, extra_callbacks: list | None = None, command: str | N
         exit_code = 128 + signal.SIGINT
         raise RunInterrupted("Ctrl-C", exit_code, trainer.global_step, last, False) from None
     finally:
+        resume_point.signals.restore()
         close_wandb(loggers, exit_code)
-    if rank_zero_only.rank == 0:
+    if rank_zero:
         from .plots import plot_learning_curves
 
         plot_learning_curves(out_dir, out_dir / LEARNING_CURVES)
+        preemption.mark_finished(out_dir, trainer.global_step)
     return out_dir
 
 
@@ -245,20 +232,20 @@ def close_wandb(loggers: list, exit_code: int) -> None:
     """Close the W&B run (and its offline files); only exit code 0 marks it finished."""
     for logger in loggers:
         if isinstance(logger, WandbLogger) and rank_zero_only.rank == 0:
-            if exit_code in (128 + signal.SIGTERM, 128 + signal.SIGINT):
+            if exit_code in (*preemption.EXIT_CODES.values(), 128 + signal.SIGINT):
                 logger.experiment.mark_preempting()  # W&B: resumable, not failed
             logger.experiment.finish(exit_code=exit_code)
 
 
 class RunInterrupted(Exception):
-    """A run stopped before its end by SIGTERM or Ctrl-C: nothing marks it finished; it
-    resumes with ckpt_path=last. ``exit_code`` is 128 + the signal's number."""
+    """A run stopped before its end by SIGTERM, SIGUSR1 or Ctrl-C: nothing marks it
+    finished; the same command resumes it. ``exit_code`` is 128 + the signal's number."""
 
     def __init__(self, signal_name: str, exit_code: int, step: int, last: Path, saved: bool):
         self.exit_code = exit_code
         self.rank = rank_zero_only.rank  # under DDP every rank stops; one of them says so
         where = "saved at that step" if saved else "is from the last validation, if any"
         super().__init__(
-            f"interrupted by {signal_name} at step {step}; {last} {where}. Resume the run "
-            "with the same command and ckpt_path=last"
+            f"interrupted by {signal_name} at step {step}; {last} {where}. The same command "
+            "resumes the run (ckpt_path=auto)"
         )

@@ -5,10 +5,9 @@ Each epoch the sequences are shuffled, cut into pools of ``POOL_BATCHES`` batche
 sorted by length and cut into batches, and the batches shuffled: every sequence once per
 epoch, in batches whose lengths are close, in an order that changes every epoch.
 
-Under DDP a batch is one global batch of ``batch_size * world_size`` sequences, yielded
-interleaved so that Lightning's DistributedSamplerWrapper (round robin, no shuffle, as for
-every custom sampler) gives each rank ``batch_size`` of them; with one process it is the
-plain order.
+Under DDP a batch is one global batch of ``batch_size * world_size`` sequences, split over
+the ranks (data/resumable.py: rank r takes its r-th, (r + W)-th, ... sequences, so every
+rank's lengths span the bucket's); with one process it is the plain order.
 """
 
 from __future__ import annotations
@@ -39,7 +38,7 @@ class LengthBucketSampler(Sampler[Key]):
     def __len__(self) -> int:
         return len(self.lengths)
 
-    def plan(self, epoch: int) -> np.ndarray:
+    def order(self, epoch: int) -> np.ndarray:
         """The epoch's sequence indices, global batch after global batch."""
         g = torch.Generator().manual_seed((self.seed * 1_000_003 + epoch) % 2**63)
         order = torch.randperm(len(self.lengths), generator=g).numpy()
@@ -55,7 +54,12 @@ class LengthBucketSampler(Sampler[Key]):
         shuffled = [full[k] for k in torch.randperm(len(full), generator=g).tolist()]
         return np.concatenate(shuffled + short) if batches else order
 
+    def plan(self, epoch: int) -> np.ndarray:
+        """(n, 3) keys (sequence, 0, length) of the epoch, in ``order(epoch)``."""
+        order = self.order(epoch)
+        return np.stack([order, np.zeros_like(order), self.lengths[order]], axis=1)
+
     def __iter__(self) -> Iterator[Key]:
-        order = self.plan(self.epoch)
+        keys = self.plan(self.epoch)
         self.epoch += 1  # a plain PyTorch loop without set_epoch still varies per epoch
-        return ((int(i), 0, int(self.lengths[i])) for i in order)
+        return (tuple(int(v) for v in key) for key in keys)

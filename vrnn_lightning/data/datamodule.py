@@ -13,10 +13,11 @@ state (data/streams.py). Evaluation uses the same windows from offset 0, or whol
 (padded to the longest in the batch) when ``data.eval_full_sequences`` is true.
 
 Randomness comes from a torch Generator seeded with (seed, epoch) in the sampler, which runs in
-the main process; Lightning calls its ``set_epoch`` and, under DDP, shards it with its
-DistributedSamplerWrapper, so every rank draws the same plan and takes its own share. The
-training loader saves its place in that plan in the checkpoint (data/resumable.py): a run
-resumed in mid-epoch carries on at the batch it stopped at, whichever of the three ways.
+the main process: every rank draws the same plan of the epoch and takes its own share of
+every global batch itself (data/resumable.py; vrnn-fit turns Lightning's own sharding off,
+which re-shuffled these plans). The training loader saves its place in that plan in the
+checkpoint: a run resumed in mid-epoch carries on at the batch it stopped at, whichever of
+the three ways, on every rank.
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ from vrnn_lightning.data.buckets import LengthBucketSampler
 from vrnn_lightning.data.corpora import get_corpus
 from vrnn_lightning.data.norm_stats import load_norm_stats
 from vrnn_lightning.data.pipeline import locate, prepare
-from vrnn_lightning.data.resumable import ResumableLoader
+from vrnn_lightning.data.resumable import EpochBatches, ResumableLoader
 from vrnn_lightning.data.source import CorpusError
 from vrnn_lightning.data.store import (
     SPLITS,
@@ -97,9 +98,12 @@ class SequenceSampler(Sampler[Key]):
     def __len__(self) -> int:
         return len(self.lengths)
 
+    def plan(self, epoch: int = 0) -> np.ndarray:
+        order = np.argsort(-self.lengths, kind="stable")
+        return np.stack([order, np.zeros_like(order), self.lengths[order]], axis=1)
+
     def __iter__(self) -> Iterator[Key]:
-        for i in np.argsort(-self.lengths, kind="stable"):
-            yield int(i), 0, int(self.lengths[i])
+        return (tuple(int(v) for v in key) for key in self.plan())
 
 
 class FramesDataset(Dataset):
@@ -137,12 +141,14 @@ class PadCollate:
 
 
 def ignore_sigterm(worker_id: int) -> None:
-    """DataLoader workers leave SIGTERM to the main process, which stops the run between two
-    batches, saves it and shuts them down (vrnn-fit: exit 143). A scheduler signals every
-    process of a job: a worker killed by it made the run fail ("DataLoader worker ... is
-    killed by signal: Terminated"), exit 1, nothing saved. Workers exit anyway when the main
-    process is gone (torch watches it from each worker)."""
-    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    """DataLoader workers leave SIGTERM and SIGUSR1 (SLURM's warning) to the main process,
+    which stops the run between two batches, saves it and shuts them down (vrnn_lightning/
+    preemption.py). A scheduler signals every process of a job: a worker killed by it made
+    the run fail ("DataLoader worker ... is killed by signal: Terminated"), exit 1, nothing
+    saved. Workers exit anyway when the main process is gone (torch watches it from each
+    worker)."""
+    for signum in (signal.SIGTERM, signal.SIGUSR1):
+        signal.signal(signum, signal.SIG_IGN)
 
 
 class FramesDataModule(L.LightningDataModule):
@@ -173,6 +179,7 @@ class FramesDataModule(L.LightningDataModule):
         self.seed = seed
         self.stores: dict[str, FrameStore] = {}
         self.folder = None
+        self.train_batches: EpochBatches | None = None  # the training loader's, once made
 
     # ---------------------------------------------------------------- preparation
 
@@ -233,21 +240,50 @@ class FramesDataModule(L.LightningDataModule):
 
     # ---------------------------------------------------------------- loaders
 
-    def _loader(self, split, sampler: Sampler, batch_size: int, pad_to: int | None, dataset=None):
-        workers = self.cfg.num_workers
-        # training resumes in mid-epoch where it stopped; evaluation always runs whole
-        resumable = {"trainer": lambda: self.trainer} if split == "train" else {}
-        return (ResumableLoader if resumable else DataLoader)(
+    def _loader(self, split: str, sampler, batch_size: int, pad_to: int | None, dataset=None):
+        """A loader of this rank's share of ``sampler``'s plan (data/resumable.py); training's
+        resumes in mid-epoch where it stopped, evaluation's always runs whole."""
+        trainer, workers = self.trainer, self.cfg.num_workers
+        training = split == "train"
+        batches = EpochBatches(
+            sampler,
+            batch_size,
+            rank=trainer.global_rank if trainer is not None else 0,
+            world_size=trainer.world_size if trainer is not None else 1,
+            even=training,  # DDP: every rank the same number of training steps
+            epoch_of=self._fit_epoch,
+            epoch_length=self._epoch_length,
+        )
+        if training:
+            self.train_batches = batches  # told of every batch training takes
+        return (ResumableLoader if training else DataLoader)(
             dataset or FramesDataset(self.store(split)),
-            batch_size=batch_size,
-            sampler=sampler,
+            batch_sampler=batches,
             collate_fn=PadCollate(pad_to),
             num_workers=workers,
             persistent_workers=workers > 0,
             worker_init_fn=ignore_sigterm if workers > 0 else None,
             pin_memory=torch.cuda.is_available(),
-            **resumable,
         )
+
+    def _fit_epoch(self) -> int | None:
+        """The epoch a fitting trainer is in (None: no trainer fits)."""
+        trainer = self.trainer
+        fitting = trainer is not None and trainer.state.fn == "fit"
+        return trainer.current_epoch if fitting else None
+
+    def _epoch_length(self) -> int | None:
+        """The training batches an epoch of the trainer takes (trainer.limit_train_batches)."""
+        n = self.trainer.num_training_batches if self.trainer is not None else float("inf")
+        return int(n) if 0 < n < float("inf") else None
+
+    def on_before_batch_transfer(self, batch, dataloader_idx: int):
+        # Lightning's hook as a batch's turn comes (never for one its loader drew ahead): the
+        # training loader's place in the epoch, for the checkpoint
+        trainer = self.trainer
+        if trainer is not None and trainer.training and self.train_batches is not None:
+            self.train_batches.batch_taken()
+        return batch
 
     def train_dataloader(self) -> DataLoader:
         store = self.store("train")

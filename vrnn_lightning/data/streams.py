@@ -8,9 +8,8 @@ the next. Here the training split's frames, in store order, form one signal; it 
 window in every stream is left out), and batch j of rank r holds window j of streams
 r * batch_size ... (r + 1) * batch_size - 1, in that order, every epoch the same.
 
-The sampler is unaware of its rank: it yields the global order interleaved so that
-Lightning's DistributedSamplerWrapper (round robin, no shuffle, as for every custom sampler)
-hands rank r exactly its own streams; with one process it is the plain order.
+The plan is the global order, interleaved so that rank r's share of it (keys r, r + W, ...:
+data/resumable.py) is exactly its own streams; with one process it is the plain order.
 """
 
 from __future__ import annotations
@@ -45,8 +44,9 @@ class StreamSampler(Sampler[Span]):
     def __len__(self) -> int:
         return self.windows * self.n_streams
 
-    def plan(self) -> np.ndarray:
-        """(len(self), 2) spans, batch after batch, interleaved over the ranks."""
+    def plan(self, epoch: int = 0) -> np.ndarray:
+        """(len(self), 2) spans, batch after batch, interleaved over the ranks; the same
+        every epoch (each epoch starts its streams afresh)."""
         j = np.arange(self.windows)[:, None, None]  # batch = window
         b = np.arange(self.batch_size)[None, :, None]  # row within a rank's batch
         r = np.arange(self.world_size)[None, None, :]  # rank
