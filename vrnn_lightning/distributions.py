@@ -39,6 +39,34 @@ _SCALAR = torch.Size()  # a single sample
 FAST = {"validate_args": False}
 
 
+def checks_values(validate_args: bool | None) -> bool:
+    """Whether a distribution built with ``validate_args`` checks what log_prob is given:
+    as asked, else while Python runs with assertions on (torch's own default)."""
+    return __debug__ if validate_args is None else bool(validate_args)
+
+
+def check_value(dist: Distribution, value) -> None:
+    """ValueError unless ``value`` is a tensor of ``dist``'s event shape, broadcastable to
+    its batch, inside its support (what torch's distributions check, on public attributes)."""
+    if not isinstance(value, torch.Tensor):
+        raise ValueError(f"log_prob of {type(dist).__name__}: a Tensor, not {type(value)}")
+    shape = dist.batch_shape + dist.event_shape
+    event = len(dist.event_shape)
+    if event and value.shape[-event:] != dist.event_shape:
+        raise ValueError(
+            f"log_prob: a value of event shape {tuple(dist.event_shape)}, not "
+            f"{tuple(value.shape[-event:])}"
+        )
+    try:
+        torch.broadcast_shapes(value.shape, shape)
+    except RuntimeError:
+        raise ValueError(
+            f"log_prob: shape {tuple(value.shape)} does not broadcast to {tuple(shape)}"
+        ) from None
+    if not bool(dist.support.check(value).all()):
+        raise ValueError(f"log_prob: a value outside the support of {type(dist).__name__}")
+
+
 class _SoftplusInVectorPasses(torch.autograd.Function):
     """softplus(x) + shift, softplus(x) = log(1 + exp(x)) as F.softplus computes it (linear
     above 20), in passes that CPU torch vectorises. F.softplus's CPU forward goes through log1p,
@@ -135,6 +163,7 @@ class DiagonalGMM(Distribution):
 
     def __init__(self, logits, loc, scale, validate_args=None):
         self.logits, self.loc, self.scale = logits, loc, scale
+        self.checks_values = checks_values(validate_args)
         super().__init__(loc.shape[:-2], loc.shape[-2:-1], validate_args=validate_args)
 
     @property
@@ -147,8 +176,8 @@ class DiagonalGMM(Distribution):
         return (self.loc * weights).sum(-1)
 
     def log_prob(self, value: torch.Tensor) -> torch.Tensor:
-        if self._validate_args:
-            self._validate_sample(value)
+        if self.checks_values:
+            check_value(self, value)
         per_component = _DiagGaussLogProb.apply(value, self.loc, self.scale)
         return torch.logsumexp(torch.log_softmax(self.logits, -1) + per_component, dim=-1)
 
@@ -212,6 +241,7 @@ class BivariateNormal(Distribution):
 
     def __init__(self, loc, scale, corr_logit, validate_args=None):
         self.loc, self.scale, self.corr_logit = loc, scale, corr_logit
+        self.checks_values = checks_values(validate_args)
         super().__init__(loc.shape[:-1], torch.Size([2]), validate_args=validate_args)
 
     @property
@@ -228,8 +258,8 @@ class BivariateNormal(Distribution):
         return -2.0 * log_cosh
 
     def log_prob(self, value: torch.Tensor) -> torch.Tensor:
-        if self._validate_args:
-            self._validate_sample(value)
+        if self.checks_values:
+            check_value(self, value)
         n = (value - self.loc) / self.scale
         n1, n2 = n[..., 0], n[..., 1]
         rho = self.corr
@@ -239,7 +269,7 @@ class BivariateNormal(Distribution):
         return -math.log(2 * math.pi) - log_det - 0.5 * quad
 
     def rsample(self, sample_shape=_SCALAR) -> torch.Tensor:
-        shape = self._extended_shape(sample_shape)
+        shape = torch.Size(sample_shape) + self.batch_shape + self.event_shape
         eps = torch.randn(shape, dtype=self.loc.dtype, device=self.loc.device)
         rho = self.corr
         e1, e2 = eps[..., 0], eps[..., 1]
@@ -248,14 +278,13 @@ class BivariateNormal(Distribution):
         return self.loc + self.scale * torch.stack([e1, y2], dim=-1)
 
     def expand(self, batch_shape, _instance=None):
-        new = self._get_checked_instance(BivariateNormal, _instance)
         batch_shape = torch.Size(batch_shape)
-        new.loc = self.loc.expand(batch_shape + (2,))
-        new.scale = self.scale.expand(batch_shape + (2,))
-        new.corr_logit = self.corr_logit.expand(batch_shape)
-        super(BivariateNormal, new).__init__(batch_shape, self.event_shape, validate_args=False)
-        new._validate_args = self._validate_args
-        return new
+        return BivariateNormal(
+            self.loc.expand(batch_shape + (2,)),
+            self.scale.expand(batch_shape + (2,)),
+            self.corr_logit.expand(batch_shape),
+            validate_args=self.checks_values,
+        )
 
 
 class PenDistribution(Distribution):
