@@ -37,6 +37,7 @@ from vrnn_lightning.config import DataConfig
 from vrnn_lightning.data.corpora import get_corpus
 from vrnn_lightning.data.corpora.splits import listing_problems, printable
 from vrnn_lightning.data.download import resolve_root
+from vrnn_lightning.data.layout import warn_incomplete
 from vrnn_lightning.data.source import BadInput, CorpusError, Source
 from vrnn_lightning.data.store import (
     SPLITS,
@@ -351,6 +352,7 @@ def prepare(
             write_report(folder, {s: read_header(paths[s]) for s in splits})
         return folder
 
+    warn_incomplete(cfg, console)  # a partial copy of a licensed corpus: said up front
     folder.mkdir(parents=True, exist_ok=True)
     cleanup_temporaries(folder)
     n_files = sum(len(v) for v in sources.values())
