@@ -111,7 +111,10 @@ def fsdd_like(
 
 
 def leftovers(where: Path) -> list[str]:
-    return sorted(p.name for p in where.iterdir()) if where.exists() else []
+    """What a download left in ``where``, its lock file aside."""
+    if not where.exists():
+        return []
+    return sorted(p.name for p in where.iterdir() if not p.name.endswith(".lock"))
 
 
 def quiet() -> Console:
@@ -236,6 +239,23 @@ def test_a_server_that_ignores_ranges_restarts_from_the_start(tmp_path, serve):
     root = dl.download(pin, where, console=console)
     assert "ignores ranges" in console.file.getvalue()
     assert len(list(root.glob("*.wav"))) == 60
+
+
+def test_two_downloads_at_once_fetch_once(tmp_path, serve):
+    body, pin = fsdd_like(tmp_path)
+    server = serve(body)
+    pin = replace(pin, url=server.url)
+    roots = []
+    threads = [
+        threading.Thread(target=lambda: roots.append(dl.download(pin, tmp_path, console=quiet())))
+        for _ in range(2)
+    ]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert roots == [tmp_path / "fsdd-test" / "recordings"] * 2
+    assert server.requests == [None]  # the second waited for the first, then found it
 
 
 def closed_port() -> int:

@@ -196,6 +196,15 @@ def download(pin: Pinned, where: str | Path, *, console: Console | None = None) 
     if (folder / STAMP).is_file():
         return folder / pin.subdir
     where.mkdir(parents=True, exist_ok=True)
+    # one download at a time (e.g. the first runs of a sweep, started together): the others
+    # wait, then find it finished
+    with _locked(where / f".{pin.stem}.lock"):
+        if (folder / STAMP).is_file():
+            return folder / pin.subdir
+        return _download(pin, where, folder, console)
+
+
+def _download(pin: Pinned, where: Path, folder: Path, console: Console) -> Path:
     _remove_stale_temporaries(where, pin)
     archive = where / f"{pin.stem}.tar.gz"
     if archive.is_file():
@@ -223,6 +232,22 @@ def download(pin: Pinned, where: str | Path, *, console: Console | None = None) 
     archive.unlink(missing_ok=True)  # unpacked and verified: the archive is not needed
     console.print(f"[green]downloaded[/] {pin.title} {pin.version} -> {folder}")
     return folder / pin.subdir
+
+
+@contextlib.contextmanager
+def _locked(path: Path):
+    """An exclusive lock on ``path`` while in the block (POSIX; elsewhere no lock)."""
+    try:
+        import fcntl
+    except ImportError:  # Windows
+        yield
+        return
+    with open(path, "a") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
 
 
 def _by_hand(pin: Pinned, where: Path) -> str:
