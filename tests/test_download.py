@@ -286,6 +286,14 @@ def test_an_archive_placed_by_hand_is_verified_and_unpacked_without_network(tmp_
     assert len(list(root.glob("*.wav"))) == 6
 
 
+def test_a_folder_not_made_by_a_download_is_left_alone(tmp_path):
+    pin = replace(dl.PINNED["fsdd"], url=f"http://127.0.0.1:{closed_port()}/x.tar.gz")
+    (tmp_path / "fsdd-1.0.10" / "recordings").mkdir(parents=True)
+    with pytest.raises(dl.DownloadError, match=r"not a finished download.*data\.root="):
+        dl.download(pin, tmp_path, console=quiet())
+    assert (tmp_path / "fsdd-1.0.10" / "recordings").is_dir()
+
+
 def test_fresh_clone_conf_fsdd_downloads_and_prepares(tmp_path, serve, monkeypatch, capsys):
     body, pin = fsdd_like(tmp_path)
     monkeypatch.setitem(dl.PINNED, "fsdd", replace(pin, url=serve(body).url))

@@ -206,11 +206,17 @@ def download(pin: Pinned, where: str | Path, *, console: Console | None = None) 
 
 def _download(pin: Pinned, where: Path, folder: Path, console: Console) -> Path:
     _remove_stale_temporaries(where, pin)
+    if folder.exists():  # not ours (no stamp): files put there by hand, or a half copy
+        raise DownloadError(
+            f"{folder} exists but is not a finished download (it has no {STAMP}); remove it "
+            f"to download the {pin.title} again, or use it as it is with data.root="
+            f"{folder / pin.subdir}"
+        )
     archive = where / f"{pin.stem}.tar.gz"
+    _print_terms(console, pin)  # on the first download (or unpack of a placed archive) only
     if archive.is_file():
         console.print(f"using the archive already at {archive}")
     else:
-        _print_terms(console, pin)
         _fetch(pin, archive, console)
     tmp = where / f".{pin.stem}.tmp-{os.getpid()}"
     try:
