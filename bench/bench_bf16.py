@@ -32,12 +32,12 @@ def last_validation(run: Path) -> dict:
     return rows[-1]
 
 
-def train(out: Path, precision: str, steps: int, variant: str, cache: Path) -> float:
+def train(out: Path, precision: str, steps: int, variant: str, cache: Path, root: str) -> float:
     args = [
         sys.executable, "-m", "vrnn_lightning.fit", "--config", "conf/fsdd.yaml",
         f"out_dir={out}", f"model.variant={variant}", f"trainer.precision={precision}",
         f"trainer.max_steps={steps}", "trainer.max_epochs=-1", "trainer.enable_progress_bar=false",
-        "trainer.early_stopping_patience=null", f"data.cache_dir={cache}",
+        "trainer.early_stopping_patience=null", f"data.cache_dir={cache}", f"data.root={root}",
         "logger.wandb.mode=disabled", "sample.every_n_validations=0", "seed=7",
     ]  # fmt: skip
     start = time.perf_counter()
@@ -50,12 +50,17 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=300)
     parser.add_argument("--variant", default="vrnn_gmm")
     parser.add_argument("--cache", default=str(REPO / "data_cache"))
+    parser.add_argument(
+        "--data-root",
+        default=str(REPO.parent / "shared/data/fsdd/recordings"),
+        help="FSDD's recordings (default: the copy beside the repository)",
+    )
     args = parser.parse_args()
     results = {}
     with tempfile.TemporaryDirectory() as tmp:
         for precision in ("32-true", "bf16-mixed"):
             out = Path(tmp) / precision
-            wall = train(out, precision, args.steps, args.variant, Path(args.cache))
+            wall = train(out, precision, args.steps, args.variant, Path(args.cache), args.data_root)
             results[precision] = (wall, last_validation(out))
     print(f"conf/fsdd.yaml, {args.variant}, {args.steps} training steps, seed 7, same data order")
     print(f"{'precision':12} {'wall s':>8} {'val/elbo':>12} {'per frame':>10}")

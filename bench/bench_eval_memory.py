@@ -197,10 +197,12 @@ def longest(name: str, cfg) -> tuple[int, str]:
 
 
 def data_root(cfg) -> Path | None:
-    """The config's data.root where it is on this machine (conf/ names ../shared/data, the
-    repository's neighbour in the main checkout)."""
-    if cfg.data.root is None:
-        return None
+    """The config's data.root where it is on this machine (for conf/fsdd.yaml and
+    conf/gw_online.yaml, which download theirs: ../shared/data, the repository's neighbour
+    in the main checkout)."""
+    if cfg.data.root is None:  # data.download: the copy beside the repository, if here
+        shared = {"fsdd": "fsdd/recordings", "gw_online": "gw-online"}.get(cfg.data.download)
+        return SHARED_DATA / shared if shared and (SHARED_DATA / shared).is_dir() else None
     for base in (ROOT, *ROOT.parents[:2]):
         path = (base / cfg.data.root).resolve()
         if path.is_dir():

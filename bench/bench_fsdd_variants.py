@@ -83,6 +83,7 @@ def overrides(args: argparse.Namespace, variant: str, run_dir: Path) -> list[str
         f"name=fsdd_{variant}",
         f"out_dir={run_dir}",
         f"seed={args.seed}",
+        f"data.root={args.data_root}",  # the copy BENCHMARKS.md's figures came from
         *step_budget(args.steps, args.val_every),
     ]
 
@@ -183,6 +184,11 @@ def main() -> None:
     parser.add_argument("--iw-samples", type=int, default=40, help="K of IWAE and the paper's")
     parser.add_argument("--variants", nargs="+", choices=ROWS, default=list(ROWS))
     parser.add_argument("--out", default=str(ROOT / "bench/out/fsdd_variants"))
+    parser.add_argument(
+        "--data-root",
+        default=str(ROOT.parent / "shared/data/fsdd/recordings"),
+        help="FSDD's recordings (default: the 5-speaker copy beside the repository)",
+    )
     args = parser.parse_args()
     if args.steps % args.val_every:
         parser.error(f"--steps {args.steps} is not a multiple of --val-every {args.val_every}")

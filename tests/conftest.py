@@ -14,8 +14,10 @@ loop; CI's plain ``pytest`` runs everything.
 from __future__ import annotations
 
 import os
+import urllib.parse
 from pathlib import Path
 
+import pytest
 import yaml
 from omegaconf import DictConfig
 
@@ -28,6 +30,23 @@ DEBUG_CONFIG = REPO / "conf" / "debug.yaml"
 SHARED_DATA = Path(os.environ.get("VRNN_SHARED", REPO.parent / "shared")) / "data"
 FSDD_DIR = SHARED_DATA / "fsdd" / "recordings"
 GW_DIR = SHARED_DATA / "gw-online"
+
+
+@pytest.fixture(autouse=True)
+def _downloads_stay_local(monkeypatch):
+    """No test downloads from the internet (CI is offline): data.download may reach only a
+    server that the test itself runs on 127.0.0.1."""
+    from vrnn_lightning.data import download
+
+    real = download._open
+
+    def local_only(url, headers):
+        host = urllib.parse.urlsplit(url).hostname
+        if host not in ("127.0.0.1", "localhost"):
+            raise AssertionError(f"a test tried to download {url}; pass data.root= instead")
+        return real(url, headers)
+
+    monkeypatch.setattr(download, "_open", local_only)
 
 
 def tiny(tmp_path: Path, *extra: str) -> list[str]:

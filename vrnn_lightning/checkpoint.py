@@ -341,7 +341,7 @@ def prepared_datamodule(trained: Trained, cfg: DictConfig) -> FramesDataModule |
     from .data.pipeline import locate
 
     try:
-        _, sources, fp, folder = locate(FramesDataModule(cfg.data).cfg)
+        _, sources, fp, folder = locate(FramesDataModule(cfg.data).cfg, fetch=False)
     except (ConfigError, CorpusError, OSError):
         return None
     if not all(is_finished(folder / f"{s}.h5", fp) for s in SPLITS if s in sources):

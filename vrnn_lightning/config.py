@@ -54,6 +54,9 @@ class ModelConfig:
 class DataConfig:
     dataset: str = "synthetic_speech"  # a corpus name in vrnn_lightning.data.corpora
     root: str | None = None  # the raw corpus on disk (not needed by the synthetic corpora)
+    # with data.root unset: download this public corpus on first use (fsdd, gw_online) into
+    # <cache_dir>/downloads/ and read it from there (vrnn_lightning/data/download.py)
+    download: str | None = None
     cache_dir: str = "data_cache"  # where the prepared HDF5 stores go
     sample_rate: int = 16000
     frame_size: int = 200  # samples per frame (audio)
@@ -271,6 +274,7 @@ UNSUPPORTED_PRECISIONS = ("16-true", "bf16-true")
 UNSUPPORTED_PRECISIONS += ("transformer-engine", "transformer-engine-float16")
 ACCELERATORS = ("auto", "cpu", "gpu", "cuda", "mps", "tpu")
 COMPRESSIONS = (None, "lzf", "gzip")
+DOWNLOADS = (None, "fsdd", "gw_online")  # data.download: the corpora data/download.py pins
 WANDB_MODES = (None, "offline", "online", "disabled")
 SPLITS = ("train", "valid", "test")
 
@@ -312,6 +316,7 @@ VALUE_CHECKS = {
     "data.test_fraction": (lambda v: 0 <= v < 1, "a fraction in [0, 1)"),
     "data.max_samples": (lambda v: v is None or v >= 1, "null or an integer >= 1"),
     "data.compression": _one_of(COMPRESSIONS),
+    "data.download": _one_of(DOWNLOADS),
     "data.synthetic_sequences": _at_least(1),
     "data.synthetic_seconds": _POSITIVE,
     "optim.lr": _NON_NEGATIVE,  # 0: frozen weights (a test uses it)

@@ -34,15 +34,22 @@ class AudioFolder(FramesDataModule):
 
 
 class GWOnline(FramesDataModule):
+    """GW online handwriting (page folders of word files): ``GWOnline()`` downloads it on
+    first use into ``<cache_dir>/downloads/``; ``GWOnline(root=...)`` reads your copy."""
+
     DATASET = "gw_online"
+    DEFAULTS = {"download": "gw_online"}  # used while root is unset
 
 
 class FSDD(FramesDataModule):
     """The Free Spoken Digit Dataset (a folder of ``<digit>_<speaker>_<n>.wav`` at 8 kHz),
-    split by speaker as conf/fsdd.yaml: ``FSDD(root="free-spoken-digit-dataset/recordings")``."""
+    split by speaker as conf/fsdd.yaml: ``FSDD()`` downloads v1.0.10 on first use into
+    ``<cache_dir>/downloads/``, ``FSDD(root="free-spoken-digit-dataset/recordings")`` reads
+    your copy."""
 
     DATASET = "audio_folder"
     DEFAULTS = {
+        "download": "fsdd",  # used while root is unset
         "speaker_pattern": r"^\d+_([a-z]+)_",
         "sample_rate": 8000,
         "frame_size": 200,

@@ -36,6 +36,8 @@ from rich.table import Table
 from vrnn_lightning.config import DataConfig
 from vrnn_lightning.data.corpora import get_corpus
 from vrnn_lightning.data.corpora.splits import listing_problems, printable
+from vrnn_lightning.data.download import resolve_root
+from vrnn_lightning.data.layout import warn_incomplete
 from vrnn_lightning.data.source import BadInput, CorpusError, Source
 from vrnn_lightning.data.store import (
     SPLITS,
@@ -291,8 +293,14 @@ def _write_split(
 # ---------------------------------------------------------------- the whole corpus
 
 
-def locate(cfg: DataConfig) -> tuple[ModuleType, dict[str, list[Source]], str, Path]:
-    """The corpus module, its sources per split, their fingerprint and the store folder."""
+def locate(
+    cfg: DataConfig, *, fetch: bool = True
+) -> tuple[ModuleType, dict[str, list[Source]], str, Path]:
+    """The corpus module, its sources per split, their fingerprint and the store folder.
+
+    With data.download and no data.root, the corpus is downloaded first if ``fetch`` (else
+    only a finished download is used: data.root stays unset without one)."""
+    cfg = resolve_root(cfg, fetch=fetch)
     corpus = get_corpus(cfg.dataset)
     with _gc_paused():  # Blizzard's listing is millions of Sources: no collections while built
         sources = corpus.find_sources(cfg)
@@ -332,6 +340,7 @@ def prepare(
     """
     cfg = as_data_config(cfg)
     console = console or Console()
+    cfg = resolve_root(cfg, fetch=True, console=console)  # data.download: fetched on first use
     with listing_problems() as left_out:  # broken links, loops, unreadable folders, ...
         corpus, sources, fp, folder = locate(cfg)
     observation = corpus.OBSERVATION
@@ -343,6 +352,7 @@ def prepare(
             write_report(folder, {s: read_header(paths[s]) for s in splits})
         return folder
 
+    warn_incomplete(cfg, console)  # a partial copy of a licensed corpus: said up front
     folder.mkdir(parents=True, exist_ok=True)
     cleanup_temporaries(folder)
     n_files = sum(len(v) for v in sources.values())

@@ -44,6 +44,7 @@ INT16_SCALE = 32768.0  # int16 sample value of amplitude 1.0
 LOADER_KEYS = frozenset(
     {
         "root",
+        "download",  # where data.root comes from, not what it holds
         "cache_dir",
         "seq_len",
         "eval_full_sequences",
