@@ -19,7 +19,6 @@ from __future__ import annotations
 import json
 import math
 import sys
-import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
@@ -39,6 +38,7 @@ from .estimators import (
     rows_within,
     step_bytes,
 )
+from .paths import check_creatable
 from .smc import RESAMPLING
 
 
@@ -341,6 +341,7 @@ def evaluate_checkpoint(
     if show is not None:
         show(result)
     try:
+        out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text(json.dumps(_finite_or_null(result), indent=2, allow_nan=False) + "\n")
     except OSError as err:
         raise ConfigError(f"--out: cannot write {out} ({err.strerror})") from None
@@ -359,12 +360,5 @@ def _finite_or_null(value):
 
 
 def check_writable(out: Path) -> None:
-    """ConfigError unless a file can be written at ``out`` (its folder is made if need be)."""
-    if out.is_dir():
-        raise ConfigError(f"--out: {out} is a folder; give a file name, e.g. {out}/eval.json")
-    try:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        with tempfile.NamedTemporaryFile(dir=out.parent, prefix=f".{out.name}.", delete=True):
-            pass
-    except OSError as err:
-        raise ConfigError(f"--out: cannot write {out} ({err.strerror or err})") from None
+    """ConfigError unless a file can be written at ``out``; nothing is made yet."""
+    check_creatable(out, "--out")

@@ -22,6 +22,7 @@ from .config import ConfigError
 from .data.audio import write_wav
 from .figure_worker import draw_here
 from .model import VRNN
+from .paths import check_creatable
 
 # the Figure 2 plot scores at most this many steps of the validation sequence (a long
 # utterance would make an unreadable plot and a slow forward pass)
@@ -102,8 +103,7 @@ def generate_and_save(
             "(data.root / data.cache_dir) is not available"
         )
     kl_plot = kl_plot and datamodule is not None
-    folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
+    folder = check_creatable(folder, "--out", folder=True)  # made once there is something
     device = next(model.parameters()).device
     was_training = model.training
     model.eval()
@@ -123,6 +123,7 @@ def generate_and_save(
     finally:
         model.train(was_training)
 
+    folder.mkdir(parents=True, exist_ok=True)
     out = Generated(folder=folder)
     samples = data.denormalise(samples.float().cpu().numpy())
     means = data.denormalise(means.float().cpu().numpy())

@@ -159,16 +159,18 @@ def train(cfg: DictConfig, extra_callbacks: list | None = None, command: str | N
     if ckpt_path is not None:
         preemption.check_resume(cfg, ckpt_path)  # before anything is written
     rank_zero = rank_zero_only.rank == 0
-    if rank_zero:  # under DDP every rank runs this; one writes the run folder
-        out_dir.mkdir(parents=True, exist_ok=True)
-        (out_dir / "config.yaml").write_text(to_yaml(cfg))
-        unmark_finished(out_dir)  # a finished run trained further is unfinished again
     L.seed_everything(cfg.seed, workers=True, verbose=False)
     precision = matmul_precision(cfg, torch.cuda.is_available())
     if precision is not None:
         torch.set_float32_matmul_precision(precision)
 
+    # Everything that can refuse the run comes before anything is written: the data (prepared
+    # here on rank 0; Lightning's prepare_data in fit then finds the stores finished), the
+    # module and the Trainer. Only then the run folder, config.yaml and the W&B run.
     datamodule = FramesDataModule(cfg.data, seed=cfg.seed)
+    if rank_zero:
+        datamodule.prepare_data()
+        datamodule.check_validation(cfg.trainer.limit_val_batches)
     module = VRNNModule.for_data(
         datamodule,
         cfg.model,
@@ -176,7 +178,6 @@ def train(cfg: DictConfig, extra_callbacks: list | None = None, command: str | N
         seed=cfg.seed,
         run_config=OmegaConf.to_container(cfg, resolve=True),
     )
-    loggers = make_loggers(cfg, out_dir, resuming=ckpt_path is not None)
     callbacks = make_callbacks(cfg, out_dir, command)
     resume_point = next(c for c in callbacks if isinstance(c, preemption.ResumePoint))
     try:
@@ -184,7 +185,7 @@ def train(cfg: DictConfig, extra_callbacks: list | None = None, command: str | N
             # enable_model_summary: make_callbacks adds its own ParameterSummary, or none
             **{**trainer_kwargs(cfg), "enable_model_summary": False},
             default_root_dir=str(out_dir),
-            logger=loggers,
+            logger=False,  # the loggers come once the Trainer is known to start (below)
             callbacks=callbacks + list(extra_callbacks or []),
             log_every_n_steps=cfg.logger.log_every_n_steps,
             # a checkpoint is complete or absent, never truncated; under SLURM, no requeue
@@ -195,8 +196,13 @@ def train(cfg: DictConfig, extra_callbacks: list | None = None, command: str | N
             use_distributed_sampler=False,
         )
     except (ValueError, TypeError) as err:  # Lightning's MisconfigurationException included
-        close_wandb(loggers, exit_code=2)
         raise ConfigError(f"trainer: {err}") from None
+    if rank_zero:  # under DDP every rank runs this; one writes the run folder
+        out_dir.mkdir(parents=True, exist_ok=True)
+        (out_dir / "config.yaml").write_text(to_yaml(cfg))
+        unmark_finished(out_dir)  # a finished run trained further is unfinished again
+    loggers = make_loggers(cfg, out_dir, resuming=ckpt_path is not None)
+    trainer.loggers = loggers
     exit_code = 1  # what W&B records if fit raises
     last = out_dir / "checkpoints" / LAST_CHECKPOINT
     resume_point.signals.install()  # a signal during data preparation stops at the first batch

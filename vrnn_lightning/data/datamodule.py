@@ -179,24 +179,30 @@ class FramesDataModule(L.LightningDataModule):
         self.seed = seed
         self.stores: dict[str, FrameStore] = {}
         self.folder = None
+        self.prepared = False  # prepare_data ran in this process
         self.train_batches: EpochBatches | None = None  # the training loader's, once made
 
     # ---------------------------------------------------------------- preparation
 
     def prepare_data(self) -> None:
-        prepare(self.cfg)
+        if not self.prepared:  # vrnn-fit prepares before Lightning asks (training.py)
+            prepare(self.cfg)
+            self.prepared = True
 
     def setup(self, stage: str | None = None) -> None:
         if not self.stores:
             self._open_stores()
         if stage == "fit":
-            self._check_validation()
+            self.check_validation(self.trainer.limit_val_batches if self.trainer else None)
 
-    def _check_validation(self) -> None:
-        """CorpusError when training would run without validation it was not told to skip:
-        no val/elbo, no best checkpoint, no early stopping, and not a word about it."""
-        if self.trainer is not None and self.trainer.limit_val_batches == 0:
+    def check_validation(self, limit_val_batches=None) -> None:
+        """CorpusError when training would run without validation it was not told to skip
+        (``limit_val_batches`` 0): no val/elbo, no best checkpoint, no early stopping, and
+        not a word about it. vrnn-fit asks before it writes anything."""
+        if limit_val_batches == 0:
             return  # asked for: trainer.limit_val_batches=0
+        if not self.stores:
+            self._open_stores()
         valid = self.stores.get("valid")
         if valid is not None and len(valid) > 0:
             return
