@@ -448,7 +448,8 @@ def model_card(trained: Trained, folder: Path, evaluations: list[dict]) -> str:
         "",
         f"- variant `{cfg.model.variant}`, {n_params:,} parameters; h_dim {cfg.model.h_dim}, "
         f"z_dim {cfg.model.z_dim}, hidden layers per MLP {cfg.model.mlp_layers}"
-        + (f", {cfg.model.n_components} mixture components" if "gmm" in cfg.model.variant else ""),
+        + (f", {cfg.model.n_components} mixture components" if "gmm" in cfg.model.variant else "")
+        + f"; output head {cfg.model.output}",
         f"- trained for {trained.step} steps",
         "",
         "## Figures (nats; log-likelihood per sequence, higher is better)",

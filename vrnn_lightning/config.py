@@ -48,6 +48,11 @@ class ModelConfig:
     # 10% faster training steps at the paper's sizes, after a one-off compile of 10-20 s;
     # on a CPU it needs a C++ compiler
     compile: bool = False
+    # the output head: "independent" (the paper's: a frame factorised given its context) or
+    # "autoregressive" (a chain of conditionals within the frame, Dai et al. 2019:
+    # vrnn_lightning/autoregressive.py); any variant takes either
+    output: str = "independent"
+    ar_hidden: int | None = None  # the autoregressive head's masked hidden units; null: dec_dim
 
 
 @dataclass
@@ -277,6 +282,8 @@ VALUE_CHECKS = {
     "model.n_components": _at_least(1),
     "model.min_std": _POSITIVE,
     "model.init": _one_of(("paper", "torch")),
+    "model.output": _one_of(("independent", "autoregressive")),  # autoregressive.OUTPUT_KINDS
+    "model.ar_hidden": (lambda v: v is None or v >= 1, "null or an integer >= 1"),
     "data.sample_rate": _at_least(1),
     "data.frame_size": _at_least(1),
     "data.seq_len": _at_least(1),
