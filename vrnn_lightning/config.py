@@ -107,6 +107,18 @@ class OptimConfig:
     tbptt_reset_every: int = 0
     max_norm: float | None = 1.9365  # per-column max-norm of non-recurrent weights; None: off
     kl_anneal_steps: int = 0  # linear KL weight warm-up from 0 to 1; 0: off (the paper)
+    kl_anneal_start: float = 0.0  # the KL weight annealing starts from (Dai et al.: 0.2)
+    # the learning rate over the run (schedule.py): none (the paper), cosine (to lr_floor over
+    # schedule_length intervals; null: the run's length) or exponential (x decay_rate per
+    # interval after decay_after); either after a linear warm-up over `warmup` intervals; an
+    # interval is a step or an epoch (schedule_interval)
+    schedule: str = "none"
+    schedule_interval: str = "step"
+    warmup: int = 0
+    lr_floor: float = 0.0
+    schedule_length: int | None = None
+    decay_after: int = 0
+    decay_rate: float = 0.5
     free_bits: float = 0.0  # nats per z dim per step below which KL is not penalised
     max_nonfinite_steps: int = 20  # consecutive non-finite losses before training stops
     # the bound training maximises: elbo (the paper), iwae (IWAE(K)) or fivo (SMC(K)'s bound,
@@ -225,6 +237,15 @@ def _check_choices(cfg: DictConfig) -> None:
             f"optim.objective: {optim.objective} has no KL term to anneal or floor; "
             "optim.kl_anneal_steps and optim.free_bits apply to elbo only"
         )
+    if optim.kl_anneal_start > 0 and optim.kl_anneal_steps == 0:
+        raise ConfigError(
+            "optim.kl_anneal_start: annealing needs optim.kl_anneal_steps > 0 (the steps "
+            "over which the KL weight rises to 1)"
+        )
+    if optim.schedule == "cosine" and optim.lr_floor > optim.lr:
+        raise ConfigError(
+            f"optim.lr_floor: {optim.lr_floor} is above optim.lr {optim.lr}; cosine decays to it"
+        )
     if optim.tbptt_reset_every and not cfg.data.streams:
         raise ConfigError(
             "optim.tbptt_reset_every: carrying state needs data.streams=true (consecutive "
@@ -305,6 +326,14 @@ VALUE_CHECKS = {
     "optim.tbptt_reset_every": _at_least(0),
     "optim.max_norm": (lambda v: v is None or v > 0, "null or a number > 0"),
     "optim.kl_anneal_steps": _at_least(0),
+    "optim.kl_anneal_start": (lambda v: 0 <= v <= 1, "a weight in [0, 1]"),
+    "optim.schedule": _one_of(("none", "cosine", "exponential")),  # schedule.SCHEDULES
+    "optim.schedule_interval": _one_of(("step", "epoch")),
+    "optim.warmup": _at_least(0),
+    "optim.lr_floor": _NON_NEGATIVE,
+    "optim.schedule_length": (lambda v: v is None or v >= 1, "null or an integer >= 1"),
+    "optim.decay_after": _at_least(0),
+    "optim.decay_rate": (lambda v: 0 < v <= 1, "a factor in (0, 1]"),
     "optim.free_bits": _NON_NEGATIVE,
     "optim.max_nonfinite_steps": _at_least(1),
     "optim.objective": _one_of(OBJECTIVES),
