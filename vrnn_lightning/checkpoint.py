@@ -28,6 +28,7 @@ from .config import Config, ConfigError, apply_overrides, merge_checked
 from .data.datamodule import FramesDataModule
 from .data.source import CorpusError
 from .data.store import SPLITS, Normalisation, is_finished, what_x_is
+from .family import build_model
 from .model import VRNN
 
 DESCRIPTION_KEY = "vrnn_lightning"  # the checkpoint entry that describes the model
@@ -238,7 +239,7 @@ def _build(description: dict, weights: dict[str, torch.Tensor], source: Path) ->
         OmegaConf.structured(Config), description["config"], f"the config saved in {source}"
     )
     data = DataDescription.from_dict(description["data"])
-    model = VRNN(
+    model = build_model(
         observation=data.observation, x_dim=data.x_dim, **OmegaConf.to_container(cfg.model)
     )
     try:

@@ -19,7 +19,7 @@ import yaml
 from omegaconf import DictConfig, OmegaConf, open_dict
 from omegaconf.errors import OmegaConfBaseException
 
-from .variant import VARIANTS
+from .variant import ALL_VARIANTS
 
 GRAD_CLIP_SCALES = ("batch", "batch_frames", "none")
 OBJECTIVES = ("elbo", "iwae", "fivo")  # optim.objective: the bound training maximises
@@ -53,6 +53,9 @@ class ModelConfig:
     # vrnn_lightning/autoregressive.py); any variant takes either
     output: str = "independent"
     ar_hidden: int | None = None  # the autoregressive head's masked hidden units; null: dec_dim
+    # srnn_*: the posterior mean as the prior's plus a learned residual ("Res_q", Fraccaro et
+    # al. 2016); ignored by the other variants
+    res_q: bool = True
 
 
 @dataclass
@@ -226,9 +229,10 @@ def wandb_mode(cfg: DictConfig) -> str:
 
 
 def _check_choices(cfg: DictConfig) -> None:
-    if cfg.model.variant not in VARIANTS:
+    if cfg.model.variant not in ALL_VARIANTS:
         raise ConfigError(
-            f"model.variant: '{cfg.model.variant}' is not a variant; valid: {', '.join(VARIANTS)}"
+            f"model.variant: '{cfg.model.variant}' is not a variant; valid: "
+            + ", ".join(ALL_VARIANTS)
         )
     check_values(cfg)
     optim = cfg.optim
@@ -250,6 +254,11 @@ def _check_choices(cfg: DictConfig) -> None:
         raise ConfigError(
             "optim.tbptt_reset_every: carrying state needs data.streams=true (consecutive "
             "windows of the same streams in consecutive batches)"
+        )
+    if optim.tbptt_reset_every and cfg.model.variant.startswith("srnn"):
+        raise ConfigError(
+            f"optim.tbptt_reset_every: {cfg.model.variant}'s smoothing posterior reads whole "
+            "windows; it carries no state across updates"
         )
     if optim.tbptt_reset_every and optim.objective != "elbo":
         raise ConfigError(

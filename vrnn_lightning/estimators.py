@@ -129,7 +129,8 @@ def smc(
     flow as FIVO trains (vrnn_lightning/smc.py)."""
     mask, n_frames = _frames(x, mask)
     x = torch.where(mask.unsqueeze(-1), x, torch.zeros((), dtype=x.dtype, device=x.device))
-    phi_x = model.phi_x(x).repeat(k, 1, 1)  # x-only work for all steps at once, before the loop
+    # x-only work for all steps at once, before the loop (SRNN: d_t and its smoothing a_t)
+    phi_x = model.step_inputs(x, mask).repeat(k, 1, 1)
     x = x.repeat(k, 1, 1)  # rows k * B + b
 
     def step(t, state):

@@ -276,6 +276,10 @@ class VRNN(nn.Module):
         h = torch.zeros(batch, self.h_dim, device=device)
         return h, torch.zeros_like(h)
 
+    def step_inputs(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+        """What ``step`` may take as ``phi_x_t`` for every step at once: phi_x(x) (B, T, ...)."""
+        return self.phi_x(x)
+
     def p_z(self, h_prev: torch.Tensor) -> Normal:
         """The prior p(z_t | x_<t, z_<t) = N(mu_0, sigma_0) from phi_prior(h_{t-1}), per
         dimension; N(0, I) for the vrnn_i_* variants."""

@@ -23,6 +23,7 @@ from .config import (
     check_values,
     merge_checked,
 )
+from .family import build_model
 from .model import VRNN, StepTerms
 from .tbptt import CarriedState
 
@@ -103,7 +104,7 @@ class VRNNModule(L.LightningModule):
                 "run_config": None if run_config is None else _plain(run_config),
             }
         )
-        self.model: VRNN = VRNN(
+        self.model: VRNN = build_model(
             observation=observation, x_dim=self.x_dim, **OmegaConf.to_container(self.model_cfg)
         )
         self.carried = CarriedState(self.optim_cfg.tbptt_reset_every)

@@ -1,0 +1,17 @@
+"""The model a variant name makes: the VRNN family (model.py) or SRNN (srnn.py), from the
+same ``model.*`` keys."""
+
+from __future__ import annotations
+
+from .model import VRNN
+from .srnn import SRNN
+from .variant import Variant
+
+SRNN_ONLY = ("res_q",)  # model.* keys only SRNN reads
+
+
+def build_model(variant: str = "vrnn_gmm", **kwargs) -> VRNN | SRNN:
+    """The nn.Module of ``variant`` with the ``model.*`` settings (and observation, x_dim)."""
+    if Variant.parse(variant).smoothing:
+        return SRNN(variant, **kwargs)
+    return VRNN(variant, **{k: v for k, v in kwargs.items() if k not in SRNN_ONLY})
