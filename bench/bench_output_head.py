@@ -29,11 +29,11 @@ TIMIT = dict(h_dim=2000, z_dim=200, phi_x_dim=400, phi_z_dim=300, enc_dim=300, p
 X_DIM = 200
 
 
-def make_step(variant: str, output: str, batch: int, steps: int):
-    torch.manual_seed(0)
-    model = VRNN(variant, x_dim=X_DIM, output=output, **TIMIT)
+def timed_step(model, batch: int, steps: int):
+    """A function that runs one training step of ``model`` on a fixed batch and returns its
+    seconds."""
     optimiser = torch.optim.Adam(model.parameters(), lr=1e-4, fused=True)
-    x = torch.randn(batch, steps, X_DIM)
+    x = torch.randn(batch, steps, model.x_dim)
 
     def step() -> float:
         start = time.perf_counter()
@@ -44,8 +44,14 @@ def make_step(variant: str, output: str, batch: int, steps: int):
         optimiser.step()
         return time.perf_counter() - start
 
+    return step
+
+
+def make_step(variant: str, output: str, batch: int, steps: int):
+    torch.manual_seed(0)
+    model = VRNN(variant, x_dim=X_DIM, output=output, **TIMIT)
     params = sum(p.numel() for p in model.parameters())
-    return step, params
+    return timed_step(model, batch, steps), params
 
 
 def main(argv: list[str] | None = None) -> None:
