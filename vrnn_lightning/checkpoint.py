@@ -450,6 +450,7 @@ def model_card(trained: Trained, folder: Path, evaluations: list[dict]) -> str:
         f"- variant `{cfg.model.variant}`, {n_params:,} parameters; h_dim {cfg.model.h_dim}, "
         f"z_dim {cfg.model.z_dim}, hidden layers per MLP {cfg.model.mlp_layers}"
         + (f", {cfg.model.n_components} mixture components" if "gmm" in cfg.model.variant else "")
+        + (f", res_q {cfg.model.res_q}" if cfg.model.variant.startswith("srnn") else "")
         + f"; output head {cfg.model.output}",
         f"- trained for {trained.step} steps",
         "",

@@ -174,6 +174,8 @@ def step_bytes(model: VRNN) -> StepBytes:
     x_dim, phi_x = model.x_dim, model.phi_x[0].out_features
     if not model.latent:  # nn.LSTM's gates, its output, h_{t-1}, phi_x(x) and x
         return StepBytes(0, int(4 * (6 * h + phi_x + x_dim) * _MARGIN))
+    if hasattr(model, "a_rnn"):  # SRNN: d_t and a_t made once per sequence, copied per row
+        return _srnn_step_bytes(model, h, z, x_dim, phi_x)
     phi_z, enc = model.phi_z[0].out_features, model.encoder[0].out_features
     prior = model.prior_net[0].out_features if model.learned_prior else 0
     per_row = (
@@ -184,6 +186,18 @@ def step_bytes(model: VRNN) -> StepBytes:
         + 5 * x_dim  # x, its copies and the output density's terms
     )
     per_sequence = 4 * h + enc + phi_x + x_dim
+    return StepBytes(int(4 * per_sequence * _MARGIN), int(4 * per_row * _MARGIN))
+
+
+def _srnn_step_bytes(model, h: int, z: int, x_dim: int, phi_x: int) -> StepBytes:
+    """Per sequence: phi_x(x) and its shift, d, the backward LSTM's input and output (each
+    also reordered), an LSTM's gates, [d, a]. Per row: the copy of [d, a], the a- and d-parts
+    of the encoder's and prior's first layers, the loop's lists and their stacks, z_t, phi_z,
+    the decoder's input, the densities' terms."""
+    phi_z, enc = model.phi_z[0].out_features, model.encoder[0].out_features
+    prior = model.prior_net[0].out_features
+    per_sequence = x_dim + 4 * phi_x + 11 * h
+    per_row = 2 * h + enc + prior + 11 * z + 2 * phi_z + h + 8 * z + 5 * x_dim
     return StepBytes(int(4 * per_sequence * _MARGIN), int(4 * per_row * _MARGIN))
 
 
