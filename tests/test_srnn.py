@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 from conftest import TINY_MODEL, tiny
 
-from vrnn_lightning import estimators, evaluate, fit, load_pretrained, sample
+from vrnn_lightning import estimators, evaluate, export, fit, load_pretrained, sample
 from vrnn_lightning.config import ConfigError
 from vrnn_lightning.family import build_model
 from vrnn_lightning.model import lstm_cell
@@ -169,6 +169,10 @@ def test_srnn_trains_evaluates_and_samples(tmp_path):
     assert result["variant"] == "srnn_gmm"
     assert all(math.isfinite(result[e]["per_sequence"]) for e in ("elbo", "iwae", "smc"))
     assert isinstance(load_pretrained(ckpt).model, SRNN)
+    folder = tmp_path / "export"
+    assert export.main(["--ckpt", str(ckpt), "--out", str(folder)]) == 0
+    assert isinstance(load_pretrained(folder).model, SRNN)
+    assert "srnn_gmm" in (folder / "README.md").read_text()
     gen = tmp_path / "gen"
     assert sample.main(["--ckpt", str(ckpt), "--out", str(gen), "sample.n=1",
                         "sample.steps=3"]) == 0  # fmt: skip
