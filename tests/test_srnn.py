@@ -14,7 +14,7 @@ from conftest import TINY_MODEL, tiny
 from vrnn_lightning import estimators, evaluate, export, fit, load_pretrained, sample
 from vrnn_lightning.config import ConfigError
 from vrnn_lightning.family import build_model
-from vrnn_lightning.model import lstm_cell
+from vrnn_lightning.model import VRNN, lstm_cell
 from vrnn_lightning.srnn import SRNN
 from vrnn_lightning.variant import Variant
 
@@ -42,6 +42,9 @@ def test_the_names_parse_and_build_an_srnn():
     assert not Variant.parse("vrnn_gmm").smoothing
     assert isinstance(srnn("srnn_gauss"), SRNN)
     assert not isinstance(build_model("vrnn_gmm", x_dim=5, res_q=True, **SIZES), SRNN)
+    assert not isinstance(VRNN("vrnn_gmm", x_dim=5, res_q=False, **SIZES), SRNN)  # **cfg.model
+    with pytest.raises(ValueError, match="srnn_gmm is an SRNN"):
+        VRNN("srnn_gmm", x_dim=5, **SIZES)
 
 
 @pytest.mark.parametrize("res_q", [True, False])

@@ -7,11 +7,9 @@ from .model import VRNN
 from .srnn import SRNN
 from .variant import Variant
 
-SRNN_ONLY = ("res_q",)  # model.* keys only SRNN reads
-
 
 def build_model(variant: str = "vrnn_gmm", **kwargs) -> VRNN | SRNN:
     """The nn.Module of ``variant`` with the ``model.*`` settings (and observation, x_dim)."""
     if Variant.parse(variant).smoothing:
         return SRNN(variant, **kwargs)
-    return VRNN(variant, **{k: v for k, v in kwargs.items() if k not in SRNN_ONLY})
+    return VRNN(variant, **kwargs)

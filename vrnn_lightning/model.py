@@ -85,9 +85,15 @@ class VRNN(nn.Module):
         compile: bool = False,
         output: str = "independent",
         ar_hidden: int | None = None,
+        res_q: bool = True,  # model.res_q: SRNN's alone (srnn.py); accepted, so VRNN(**cfg.model)
     ):
         super().__init__()
         parsed = Variant.parse(variant)
+        if parsed.smoothing:
+            raise ValueError(
+                f"model.variant: {variant} is an SRNN: vrnn_lightning.srnn.SRNN, or "
+                "vrnn_lightning.family.build_model for any variant"
+            )
         if observation not in OBSERVATIONS:
             raise ValueError(f"observation: '{observation}' is not one of {OBSERVATIONS}")
         if output not in OUTPUT_KINDS:
