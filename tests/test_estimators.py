@@ -214,12 +214,15 @@ def test_rows_within_a_budget():
     assert estimators.rows_within(size, 10**9, 0.01, k=8) == 1  # never fewer than one row
 
 
-def test_a_memory_budget_bounds_the_resident_peak():
+@pytest.mark.parametrize("variant", ["vrnn_gauss", "srnn_gauss"])
+def test_a_memory_budget_bounds_the_resident_peak(variant):
     """Scoring 8 sequences x 16 samples of 100 steps holds ~70 MB at once; under a 15 MB
     budget (a sequence at a time) the process's peak stays within it."""
+    from vrnn_lightning.family import build_model
+
     torch.manual_seed(0)
     widths = dict(phi_x_dim=64, phi_z_dim=64, enc_dim=64, prior_dim=64, dec_dim=64)
-    model = VRNN("vrnn_gauss", x_dim=20, h_dim=256, z_dim=16, mlp_layers=1, **widths).eval()
+    model = build_model(variant, x_dim=20, h_dim=256, z_dim=16, mlp_layers=1, **widths).eval()
     x, mask = torch.randn(8, 100, 20), torch.ones(8, 100, dtype=torch.bool)
     budget_gb, k = 0.015, 16
 

@@ -28,6 +28,7 @@ from .config import Config, ConfigError, apply_overrides, merge_checked
 from .data.datamodule import FramesDataModule
 from .data.source import CorpusError
 from .data.store import SPLITS, Normalisation, is_finished, what_x_is
+from .family import build_model
 from .model import VRNN
 
 DESCRIPTION_KEY = "vrnn_lightning"  # the checkpoint entry that describes the model
@@ -238,7 +239,7 @@ def _build(description: dict, weights: dict[str, torch.Tensor], source: Path) ->
         OmegaConf.structured(Config), description["config"], f"the config saved in {source}"
     )
     data = DataDescription.from_dict(description["data"])
-    model = VRNN(
+    model = build_model(
         observation=data.observation, x_dim=data.x_dim, **OmegaConf.to_container(cfg.model)
     )
     try:
@@ -448,7 +449,9 @@ def model_card(trained: Trained, folder: Path, evaluations: list[dict]) -> str:
         "",
         f"- variant `{cfg.model.variant}`, {n_params:,} parameters; h_dim {cfg.model.h_dim}, "
         f"z_dim {cfg.model.z_dim}, hidden layers per MLP {cfg.model.mlp_layers}"
-        + (f", {cfg.model.n_components} mixture components" if "gmm" in cfg.model.variant else ""),
+        + (f", {cfg.model.n_components} mixture components" if "gmm" in cfg.model.variant else "")
+        + (f", res_q {cfg.model.res_q}" if cfg.model.variant.startswith("srnn") else "")
+        + f"; output head {cfg.model.output}",
         f"- trained for {trained.step} steps",
         "",
         "## Figures (nats; log-likelihood per sequence, higher is better)",

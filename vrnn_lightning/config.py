@@ -19,7 +19,7 @@ import yaml
 from omegaconf import DictConfig, OmegaConf, open_dict
 from omegaconf.errors import OmegaConfBaseException
 
-from .variant import VARIANTS
+from .variant import ALL_VARIANTS
 
 GRAD_CLIP_SCALES = ("batch", "batch_frames", "none")
 OBJECTIVES = ("elbo", "iwae", "fivo")  # optim.objective: the bound training maximises
@@ -48,6 +48,14 @@ class ModelConfig:
     # 10% faster training steps at the paper's sizes, after a one-off compile of 10-20 s;
     # on a CPU it needs a C++ compiler
     compile: bool = False
+    # the output head: "independent" (the paper's: a frame factorised given its context) or
+    # "autoregressive" (a chain of conditionals within the frame, Dai et al. 2019:
+    # vrnn_lightning/autoregressive.py); any variant takes either
+    output: str = "independent"
+    ar_hidden: int | None = None  # the autoregressive head's masked hidden units; null: dec_dim
+    # srnn_*: the posterior mean as the prior's plus a learned residual ("Res_q", Fraccaro et
+    # al. 2016); ignored by the other variants
+    res_q: bool = True
 
 
 @dataclass
@@ -105,6 +113,18 @@ class OptimConfig:
     tbptt_reset_every: int = 0
     max_norm: float | None = 1.9365  # per-column max-norm of non-recurrent weights; None: off
     kl_anneal_steps: int = 0  # linear KL weight warm-up from 0 to 1; 0: off (the paper)
+    kl_anneal_start: float = 0.0  # the KL weight annealing starts from (Dai et al.: 0.2)
+    # the learning rate over the run (schedule.py): none (the paper), cosine (to lr_floor over
+    # schedule_length intervals; null: the run's length) or exponential (x decay_rate per
+    # interval after decay_after); either after a linear warm-up over `warmup` intervals; an
+    # interval is a step or an epoch (schedule_interval)
+    schedule: str = "none"
+    schedule_interval: str = "step"
+    warmup: int = 0
+    lr_floor: float = 0.0
+    schedule_length: int | None = None
+    decay_after: int = 0
+    decay_rate: float = 0.5
     free_bits: float = 0.0  # nats per z dim per step below which KL is not penalised
     max_nonfinite_steps: int = 20  # consecutive non-finite losses before training stops
     # the bound training maximises: elbo (the paper), iwae (IWAE(K)) or fivo (SMC(K)'s bound,
@@ -233,9 +253,10 @@ def _check_choices(cfg: DictConfig) -> None:
             "its latent samples, log-densities and KL in float32; use bf16-mixed or 16-mixed "
             "(GPU) for 16-bit speed, or 32-true"
         )
-    if cfg.model.variant not in VARIANTS:
+    if cfg.model.variant not in ALL_VARIANTS:
         raise ConfigError(
-            f"model.variant: '{cfg.model.variant}' is not a variant; valid: {', '.join(VARIANTS)}"
+            f"model.variant: '{cfg.model.variant}' is not a variant; valid: "
+            + ", ".join(ALL_VARIANTS)
         )
     check_values(cfg)
     optim = cfg.optim
@@ -244,10 +265,24 @@ def _check_choices(cfg: DictConfig) -> None:
             f"optim.objective: {optim.objective} has no KL term to anneal or floor; "
             "optim.kl_anneal_steps and optim.free_bits apply to elbo only"
         )
+    if optim.kl_anneal_start > 0 and optim.kl_anneal_steps == 0:
+        raise ConfigError(
+            "optim.kl_anneal_start: annealing needs optim.kl_anneal_steps > 0 (the steps "
+            "over which the KL weight rises to 1)"
+        )
+    if optim.schedule == "cosine" and optim.lr_floor > optim.lr:
+        raise ConfigError(
+            f"optim.lr_floor: {optim.lr_floor} is above optim.lr {optim.lr}; cosine decays to it"
+        )
     if optim.tbptt_reset_every and not cfg.data.streams:
         raise ConfigError(
             "optim.tbptt_reset_every: carrying state needs data.streams=true (consecutive "
             "windows of the same streams in consecutive batches)"
+        )
+    if optim.tbptt_reset_every and cfg.model.variant.startswith("srnn"):
+        raise ConfigError(
+            f"optim.tbptt_reset_every: {cfg.model.variant}'s smoothing posterior reads whole "
+            "windows; it carries no state across updates"
         )
     if optim.tbptt_reset_every and optim.objective != "elbo":
         raise ConfigError(
@@ -305,6 +340,8 @@ VALUE_CHECKS = {
     "model.n_components": _at_least(1),
     "model.min_std": _POSITIVE,
     "model.init": _one_of(("paper", "torch")),
+    "model.output": _one_of(("independent", "autoregressive")),  # autoregressive.OUTPUT_KINDS
+    "model.ar_hidden": (lambda v: v is None or v >= 1, "null or an integer >= 1"),
     "data.sample_rate": _at_least(1),
     "data.frame_size": _at_least(1),
     "data.seq_len": _at_least(1),
@@ -327,6 +364,14 @@ VALUE_CHECKS = {
     "optim.tbptt_reset_every": _at_least(0),
     "optim.max_norm": (lambda v: v is None or v > 0, "null or a number > 0"),
     "optim.kl_anneal_steps": _at_least(0),
+    "optim.kl_anneal_start": (lambda v: 0 <= v <= 1, "a weight in [0, 1]"),
+    "optim.schedule": _one_of(("none", "cosine", "exponential")),  # schedule.SCHEDULES
+    "optim.schedule_interval": _one_of(("step", "epoch")),
+    "optim.warmup": _at_least(0),
+    "optim.lr_floor": _NON_NEGATIVE,
+    "optim.schedule_length": (lambda v: v is None or v >= 1, "null or an integer >= 1"),
+    "optim.decay_after": _at_least(0),
+    "optim.decay_rate": (lambda v: 0 < v <= 1, "a factor in (0, 1]"),
     "optim.free_bits": _NON_NEGATIVE,
     "optim.max_nonfinite_steps": _at_least(1),
     "optim.objective": _one_of(OBJECTIVES),

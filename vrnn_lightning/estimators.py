@@ -129,7 +129,8 @@ def smc(
     flow as FIVO trains (vrnn_lightning/smc.py)."""
     mask, n_frames = _frames(x, mask)
     x = torch.where(mask.unsqueeze(-1), x, torch.zeros((), dtype=x.dtype, device=x.device))
-    phi_x = model.phi_x(x).repeat(k, 1, 1)  # x-only work for all steps at once, before the loop
+    # x-only work for all steps at once, before the loop (SRNN: d_t and its smoothing a_t)
+    phi_x = model.step_inputs(x, mask).repeat(k, 1, 1)
     x = x.repeat(k, 1, 1)  # rows k * B + b
 
     def step(t, state):
@@ -173,6 +174,8 @@ def step_bytes(model: VRNN) -> StepBytes:
     x_dim, phi_x = model.x_dim, model.phi_x[0].out_features
     if not model.latent:  # nn.LSTM's gates, its output, h_{t-1}, phi_x(x) and x
         return StepBytes(0, int(4 * (6 * h + phi_x + x_dim) * _MARGIN))
+    if hasattr(model, "a_rnn"):  # SRNN: d_t and a_t made once per sequence, copied per row
+        return _srnn_step_bytes(model, h, z, x_dim, phi_x)
     phi_z, enc = model.phi_z[0].out_features, model.encoder[0].out_features
     prior = model.prior_net[0].out_features if model.learned_prior else 0
     per_row = (
@@ -201,6 +204,18 @@ def memory_budget_gb(setting, device) -> float | None:
         return CPU_MEMORY_GB
     free, _total = torch.cuda.mem_get_info(device)
     return max(0.5, GPU_FREE_FRACTION * free / 2**30)
+
+
+def _srnn_step_bytes(model, h: int, z: int, x_dim: int, phi_x: int) -> StepBytes:
+    """Per sequence: phi_x(x) and its shift, d, the backward LSTM's input and output (each
+    also reordered), an LSTM's gates, [d, a]. Per row: the copy of [d, a], the a- and d-parts
+    of the encoder's and prior's first layers, the loop's lists and their stacks, z_t, phi_z,
+    the decoder's input, the densities' terms."""
+    phi_z, enc = model.phi_z[0].out_features, model.encoder[0].out_features
+    prior = model.prior_net[0].out_features
+    per_sequence = x_dim + 4 * phi_x + 11 * h
+    per_row = 2 * h + enc + prior + 11 * z + 2 * phi_z + h + 8 * z + 5 * x_dim
+    return StepBytes(int(4 * per_sequence * _MARGIN), int(4 * per_row * _MARGIN))
 
 
 def rows_within(size: StepBytes, steps: int, memory_gb: float | None, k: int) -> int | None:

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 import torch
 from torch.distributions import MultivariateNormal
 
+from .family import build_model
 from .model import VRNN
 
 # the widths bench/bench_lgssm.py trains with
@@ -156,7 +157,7 @@ def train(
     """Adam on the negative ELBO per sequence, a fresh batch of LGSSM sequences per step;
     the same data stream (seed) for every variant."""
     torch.manual_seed(seed)
-    model = VRNN(variant, x_dim=lgssm.x_dim, **model_kwargs)
+    model = build_model(variant, x_dim=lgssm.x_dim, **model_kwargs)
     opt = torch.optim.Adam(model.parameters(), lr=lr)
     data = torch.Generator().manual_seed(seed + 1)
     for _ in range(steps):

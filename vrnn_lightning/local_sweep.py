@@ -54,6 +54,7 @@ from .report import (
     evaluate_run,
     folder_result,
     metric_history,
+    model_row,
     rich_table,
     write_report,
 )
@@ -419,7 +420,7 @@ class Runner:
         cfg = fit_config(command, run_id)  # refuses a bad run before anything starts
         run = LocalRun(
             run_id, args, command, cfg["out_dir"], cfg["data"]["dataset"],
-            cfg["model"]["variant"], cfg["seed"],
+            model_row(cfg["model"]["variant"], cfg["model"].get("output")), cfg["seed"],
         )  # fmt: skip
         self.sweep.runs.append(run)
         return run

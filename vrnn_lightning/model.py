@@ -7,6 +7,10 @@ Variants (``variant``):
 - ``vrnn_i_gauss`` / ``vrnn_i_gmm``: the VRNN with a fixed N(0, I) prior, independent across
   time (no prior network); everything else unchanged.
 
+Any variant takes either output head (``output``): ``independent``, the paper's (a frame
+factorised given its context), or ``autoregressive``, a chain of conditionals within the frame
+(autoregressive.py; Dai et al. 2019).
+
 Speed comes from structure: phi_x and the x-parts of the encoder's first layer and of the
 LSTM input run over the whole sequence before the loop; the prior, decoder and likelihoods
 run over the stacked states after it. The loop holds only what depends on the recurrent
@@ -29,6 +33,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.distributions import Distribution, Normal, kl_divergence
 
+from .autoregressive import OUTPUT_KINDS, autoregressive_head, zero_masked_
 from .distributions import FAST, OBSERVATIONS, GaussianHead, output_head
 from .networks import PAPER_MAX_NORM, RecurrentWeightGrad, apply_max_norm, mlp, paper_init_
 from .variant import VARIANTS, Variant  # noqa: F401  (VARIANTS: the model's names)
@@ -78,11 +83,21 @@ class VRNN(nn.Module):
         init: str = "paper",
         std_bias_init: float = 0.6,
         compile: bool = False,
+        output: str = "independent",
+        ar_hidden: int | None = None,
+        res_q: bool = True,  # model.res_q: SRNN's alone (srnn.py); accepted, so VRNN(**cfg.model)
     ):
         super().__init__()
         parsed = Variant.parse(variant)
+        if parsed.smoothing:
+            raise ValueError(
+                f"model.variant: {variant} is an SRNN: vrnn_lightning.srnn.SRNN, or "
+                "vrnn_lightning.family.build_model for any variant"
+            )
         if observation not in OBSERVATIONS:
             raise ValueError(f"observation: '{observation}' is not one of {OBSERVATIONS}")
+        if output not in OUTPUT_KINDS:
+            raise ValueError(f"model.output: '{output}' is not one of {', '.join(OUTPUT_KINDS)}")
         if init not in ("paper", "torch"):
             raise ValueError(f"model.init: '{init}' is not 'paper' or 'torch'")
         self.variant, self.observation = variant, observation
@@ -104,11 +119,18 @@ class VRNN(nn.Module):
         else:
             self.decoder = mlp(h_dim, dec_dim, mlp_layers)
             rnn_inputs = (phi_x_dim,)
-        self.output = output_head(observation, dec_dim, x_dim, k, min_std)
+        # the output head keeps the name "output" (its weights' keys in every checkpoint)
+        self.output_kind = output
+        if output == "autoregressive":
+            hidden = ar_hidden or dec_dim
+            self.output = autoregressive_head(observation, dec_dim, x_dim, k, min_std, hidden)
+        else:
+            self.output = output_head(observation, dec_dim, x_dim, k, min_std)
         self.rnn = nn.LSTM(sum(rnn_inputs), h_dim, batch_first=True)
         self.rnn.in_blocks = rnn_inputs  # per-input max-norm, as the original's one W per parent
         if init == "paper":
             paper_init_(self, std_bias_init)
+        zero_masked_(self)  # the autoregressive head's masked-out weights: 0, whatever the init
         self.compile = compile
         self._compiled_log_px = None  # made on first use: a compiled function does not pickle
 
@@ -259,6 +281,10 @@ class VRNN(nn.Module):
         """h_0 = c_0 = 0, as the original code starts every sequence."""
         h = torch.zeros(batch, self.h_dim, device=device)
         return h, torch.zeros_like(h)
+
+    def step_inputs(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+        """What ``step`` may take as ``phi_x_t`` for every step at once: phi_x(x) (B, T, ...)."""
+        return self.phi_x(x)
 
     def p_z(self, h_prev: torch.Tensor) -> Normal:
         """The prior p(z_t | x_<t, z_<t) = N(mu_0, sigma_0) from phi_prior(h_{t-1}), per

@@ -14,7 +14,7 @@ from lightning.pytorch.utilities import rank_zero_info
 from omegaconf import DictConfig, OmegaConf
 from torchmetrics import MeanMetric, SumMetric
 
-from . import estimators
+from . import estimators, schedule
 from .config import (
     ConfigError,
     EvalConfig,
@@ -23,6 +23,7 @@ from .config import (
     check_values,
     merge_checked,
 )
+from .family import build_model
 from .model import VRNN, StepTerms
 from .tbptt import CarriedState
 
@@ -103,7 +104,7 @@ class VRNNModule(L.LightningModule):
                 "run_config": None if run_config is None else _plain(run_config),
             }
         )
-        self.model: VRNN = VRNN(
+        self.model: VRNN = build_model(
             observation=observation, x_dim=self.x_dim, **OmegaConf.to_container(self.model_cfg)
         )
         self.carried = CarriedState(self.optim_cfg.tbptt_reset_every)
@@ -150,8 +151,8 @@ class VRNNModule(L.LightningModule):
 
     # ---- the objective ------------------------------------------------------------------
     def kl_weight(self) -> float:
-        steps = self.optim_cfg.kl_anneal_steps
-        return 1.0 if steps <= 0 else min(1.0, (self.global_step + 1) / steps)
+        opt = self.optim_cfg
+        return schedule.kl_weight(self.global_step, opt.kl_anneal_start, opt.kl_anneal_steps)
 
     def loss(self, terms: StepTerms, mask: torch.Tensor) -> torch.Tensor:
         """Minus the ELBO (KL annealed and floored by free bits when those options are on),
@@ -335,9 +336,11 @@ class VRNNModule(L.LightningModule):
         # fused: one kernel over all parameters (on a CPU ten times the per-tensor loop's
         # speed); not under 16-bit AMP, whose GradScaler must unscale before clipping
         fused = not str(self.trainer.precision).startswith("16")
-        return torch.optim.Adam(
+        adam = torch.optim.Adam(
             self.parameters(), lr=opt.lr, betas=tuple(opt.betas), eps=opt.eps, fused=fused
         )
+        lr_scheduler = schedule.lr_scheduler_config(adam, opt, self.trainer)  # optim.schedule
+        return adam if lr_scheduler is None else {"optimizer": adam, "lr_scheduler": lr_scheduler}
 
     def configure_gradient_clipping(
         self, optimizer, gradient_clip_val=None, gradient_clip_algorithm=None

@@ -23,6 +23,14 @@ PAPER_PAIRS = (
     ("vrnn_i_gmm", "rnn_gmm"),
     ("vrnn_gauss", "vrnn_i_gauss"),
 )
+# the questions of the work since (issue 25): Dai et al.'s claim that a within-frame head on a
+# plain RNN beats the VRNN; what that head adds to the VRNN; SRNN against the VRNN
+LATER_PAIRS = (
+    ("rnn_gmm (autoregressive)", "vrnn_gmm"),
+    ("vrnn_gmm (autoregressive)", "vrnn_gmm"),
+    ("srnn_gmm", "vrnn_gmm"),
+    ("srnn_gauss", "vrnn_gauss"),
+)
 # two-sided 95% quantiles of Student's t by degrees of freedom (beyond 30: 30's, conservative)
 T_975 = (12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228,
          2.201, 2.179, 2.160, 2.145, 2.131, 2.120, 2.110, 2.101, 2.093, 2.086,
@@ -79,10 +87,10 @@ def compare(higher: Mapping[int, float], lower: Mapping[int, float], names=("a",
 
 
 def paper_pairs(scores: Mapping[str, Mapping[int, float]]) -> list[Paired]:
-    """Every pair of PAPER_PAIRS whose two variants have scores ({variant: {seed: score}})."""
-    return [
-        compare(scores[a], scores[b], (a, b)) for a, b in PAPER_PAIRS if a in scores and b in scores
-    ]
+    """Every pair of PAPER_PAIRS and LATER_PAIRS whose two models have scores ({model row:
+    {seed: score}})."""
+    pairs = PAPER_PAIRS + LATER_PAIRS
+    return [compare(scores[a], scores[b], (a, b)) for a, b in pairs if a in scores and b in scores]
 
 
 def interval(p: Paired) -> str:

@@ -28,7 +28,7 @@ from rich.table import Table
 from .estimators import ESTIMATORS
 from .paired import Paired, compare, interval, paper_pairs
 from .paired import row as paired_row
-from .variant import VARIANTS, Variant
+from .variant import ALL_VARIANTS, VARIANTS, Variant
 
 ESTIMATES = tuple(ESTIMATORS)
 IN_TABLE = [e for e in ESTIMATORS.values() if e.in_table]
@@ -50,6 +50,31 @@ class RunResult:
     group: str  # the run's setting apart from its seed: runs of one group are seeds of it
     best_val: float  # the best val/elbo, which selects among groups
     eval: dict  # vrnn-eval's JSON
+
+
+AR_ROW = " (autoregressive)"  # a row of a model with model.output=autoregressive
+
+
+def model_row(variant: str, output: str | None = "independent") -> str:
+    """The table's row of a run: its variant, and its output head when not the paper's."""
+    return variant + (AR_ROW if output == "autoregressive" else "")
+
+
+def row_variant(row: str) -> str:
+    """The variant of a table row (``model_row``'s inverse, the head aside)."""
+    return row.removesuffix(AR_ROW)
+
+
+def model_rows(results: list[RunResult]) -> list[str]:
+    """The table's rows: the paper's six always, then every other model and head with runs."""
+    found = {r.variant for r in results}
+    later = [
+        model_row(v, head)
+        for v in ALL_VARIANTS
+        for head in ("independent", "autoregressive")
+        if model_row(v, head) in found and model_row(v, head) not in VARIANTS
+    ]
+    return list(VARIANTS) + later
 
 
 @dataclass
@@ -109,7 +134,7 @@ def folder_result(run_dir: str | Path, iw_samples: int | None = None) -> RunResu
     setting = {k: v for k, v in cfg.items() if k not in ("seed", "name", "out_dir", "ckpt_path")}
     return RunResult(
         run_dir.name,
-        cfg["model"]["variant"],
+        model_row(cfg["model"]["variant"], cfg["model"].get("output")),
         cfg["data"]["dataset"],
         cfg["seed"],
         json.dumps(setting, sort_keys=True),
@@ -167,7 +192,7 @@ def _number(mean: float, std: float) -> str:
 def cell_text(variant: str, cell: Cell | None) -> str:
     if cell is None:
         return "–"
-    if not Variant.parse(variant).has_latent:  # the ELBO is the exact log-likelihood
+    if not Variant.parse(row_variant(variant)).has_latent:  # the ELBO: the exact likelihood
         return _number(cell.mean("elbo"), cell.std("elbo"))
     # every number with its estimator's name: an IWAE or SMC bound in the place of Table 1's
     # second number must not read as the paper's "≈" (its per-step estimator, in the CSV)
@@ -214,7 +239,7 @@ def markdown(title: str, results: list[RunResult]) -> str:
         "| model | " + " | ".join(columns) + " |",
         "| --- |" + " ---: |" * len(columns),
     ]
-    for variant in VARIANTS:
+    for variant in model_rows(results):
         row = [cell_text(variant, table.get((variant, d))) for d in columns]
         lines.append(f"| {variant} | " + " | ".join(row) + " |")
     lines += ["", CAPTION, ""] + [f"- {line}" for line in notes(table, columns)]
@@ -306,7 +331,7 @@ def _flat(group: str) -> dict:
 def compared_on(variant: str, k: int) -> tuple[str, str]:
     """(estimate, its label): the tightest bound the table shows for ``variant``: the exact
     log-likelihood for rnn_*, else the last (tightest) of the table's estimators, SMC(K)."""
-    if not Variant.parse(variant).has_latent:
+    if not Variant.parse(row_variant(variant)).has_latent:
         return "elbo", "exact log-likelihood"
     return IN_TABLE[-1].name, IN_TABLE[-1].title.format(k=k)
 
@@ -327,7 +352,7 @@ def settings(results: list[RunResult]) -> list[Setting]:
                 keys.add(key)
     rows = []
     for dataset in datasets(results):
-        for variant in VARIANTS:
+        for variant in model_rows(results):
             if (variant, dataset) not in groups:
                 continue
             by_group = groups[(variant, dataset)]
@@ -469,7 +494,7 @@ def rich_table(title: str, results: list[RunResult]) -> RenderableType:
     t.add_column("model")
     for d in columns:
         t.add_column(d, justify="right")
-    for variant in VARIANTS:
+    for variant in model_rows(results):
         t.add_row(variant, *[cell_text(variant, table.get((variant, d))) for d in columns])
     more = rich_settings(settings(results))
     return Group(t, *more) if more else t
@@ -488,7 +513,7 @@ def write_csv(path: Path, results: list[RunResult]) -> None:
         writer = csv.writer(f)
         writer.writerow(header)
         for dataset in datasets(results):
-            for variant in VARIANTS:
+            for variant in model_rows(results):
                 cell = table.get((variant, dataset))
                 if cell is None:
                     continue
