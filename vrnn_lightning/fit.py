@@ -1,11 +1,15 @@
 """vrnn-fit: train a VRNN variant on a corpus, as the config says.
 
     vrnn-fit --config conf/timit.yaml [key=value ...]
-    vrnn-fit --config conf/timit.yaml ckpt_path=last      # resume a killed run
+    vrnn-fit --config conf/timit.yaml [key=value ...]   # again: resumes where it stopped
 
-A run stopped by SIGTERM (a scheduler's preemption) saves its last.ckpt where it stopped and
-exits 143, one stopped by Ctrl-C exits 130 (last.ckpt is its last validation's); either says
-so on stderr and resumes with ckpt_path=last. Only a run that reached its end exits 0.
+The same command resumes a stopped or killed run from its last.ckpt (``ckpt_path=auto``, the
+default; a finished run is refused, ``ckpt_path=last`` trains it further). SIGTERM (a
+scheduler's preemption) and SIGUSR1 (SLURM's time-limit warning; the job is also requeued)
+save last.ckpt at the next batch boundary and exit 143 and 138; Ctrl-C exits 130 (last.ckpt
+is its last validation's). Each says so on stderr. A usage error (a bad key, value, corpus or
+checkpoint) exits 2 before anything is written. Only a run that reached its end exits 0, and
+leaves finished.json in its folder (vrnn_lightning/preemption/).
 
 The run folder (``out_dir``, default runs/<name>) holds the resolved config, a CSV of every
 logged metric, the checkpoints (best on val/elbo, and last), generated samples and, unless
