@@ -33,8 +33,9 @@ import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # run as a script from anywhere
+from vrnn_lightning.metrics_csv import metric_history  # noqa: E402
 from vrnn_lightning.model import VRNN  # noqa: E402
-from vrnn_lightning.report import Cell, RunResult, cell_text, metric_history  # noqa: E402
+from vrnn_lightning.report import Cell, RunResult, cell_text  # noqa: E402
 
 BIN = Path(sys.executable).parent  # vrnn-fit and vrnn-eval of this environment
 # Table 1's row order (the paper has no VRNN-I-GMM row; it comes last)

@@ -1,5 +1,5 @@
-"""The package's boundaries (DESIGN.md, "The shape of the code"), checked on its imports:
-nothing imports a command file, and the data package imports nothing above it."""
+"""The package's boundaries (docs/architecture.md), checked on its imports: nothing imports a
+command file, the data package imports nothing above it, and no import circle."""
 
 from __future__ import annotations
 
@@ -103,3 +103,34 @@ def test_nothing_cites_a_document_outside_the_repository():
         if pattern.search(line)
     ]
     assert not offenders, offenders
+
+
+def import_graph() -> dict[str, set[str]]:
+    """module -> the package's modules it imports (lazy imports inside functions included;
+    ``from . import x`` in a package's own module is an import of x, not of the package)."""
+    modules = {}
+    for path in package_files():
+        name = ".".join(path.relative_to(PACKAGE.parent).with_suffix("").parts)
+        modules[name.removesuffix(".__init__")] = imported_modules(path)
+    return {
+        name: {d for d in deps if d in modules and d != name and not name.startswith(d + ".")}
+        for name, deps in modules.items()
+    }
+
+
+def test_no_import_circle():
+    graph, state, circles = import_graph(), {}, []
+
+    def visit(module, path):
+        state[module] = "open"
+        for dep in sorted(graph[module]):
+            if state.get(dep) == "open":
+                circles.append(" -> ".join(path[path.index(dep) :] + [dep]))
+            elif dep not in state:
+                visit(dep, path + [dep])
+        state[module] = "done"
+
+    for module in sorted(graph):
+        if module not in state:
+            visit(module, [module])
+    assert not circles, circles

@@ -17,7 +17,7 @@ from test_resume_mid_epoch import Batches
 
 from vrnn_lightning.fit import main as fit_main
 from vrnn_lightning.local_sweep import run_state
-from vrnn_lightning.report import metric_history
+from vrnn_lightning.metrics_csv import metric_history
 from vrnn_lightning.training import LEARNING_CURVES, RunInterrupted, train
 
 RUN = [

@@ -9,7 +9,9 @@
 
 from __future__ import annotations
 
-__version__ = "0.1.0"
+from .version import __version__
+
+__all__ = ["__version__", "load_pretrained"]
 
 
 def load_pretrained(path):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 
-from . import __version__
+from .version import __version__
 
 COMMANDS = {
     "vrnn-prepare": "corpus -> HDF5 frame stores (train/valid/test), with a report of bad files",

@@ -30,6 +30,7 @@ from .data.source import CorpusError
 from .data.store import SPLITS, Normalisation, is_finished, what_x_is
 from .family import build_model
 from .model import VRNN
+from .version import __version__
 
 DESCRIPTION_KEY = "vrnn_lightning"  # the checkpoint entry that describes the model
 FORMAT_VERSION = 1
@@ -95,7 +96,6 @@ def describe(
 ) -> dict:
     """The ``checkpoint["vrnn_lightning"]`` entry: plain values only (it must load with
     ``weights_only=True``)."""
-    from . import __version__
 
     train = datamodule.store("train")
     fingerprint = train.attrs.get("fingerprint")
@@ -393,8 +393,6 @@ def export(trained: Trained, folder: str | Path, evaluations: list[dict] | None 
     description as config.json and a model card (README.md). Returns the folder."""
     from safetensors.torch import save_file
 
-    from . import __version__
-
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     weights = {k: v.detach().cpu().contiguous() for k, v in trained.model.state_dict().items()}
@@ -415,7 +413,6 @@ def export(trained: Trained, folder: str | Path, evaluations: list[dict] | None 
 
 
 def model_card(trained: Trained, folder: Path, evaluations: list[dict]) -> str:
-    from . import __version__
 
     cfg, data = trained.config, trained.data
     n_params = sum(p.numel() for p in trained.model.parameters())

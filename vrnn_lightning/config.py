@@ -8,7 +8,6 @@ errors that name the key.
 
 from __future__ import annotations
 
-import argparse
 import io
 import os
 from dataclasses import dataclass, field
@@ -614,25 +613,3 @@ def apply_overrides(cfg: DictConfig, overrides: list[str]) -> DictConfig:
 
 def to_yaml(cfg: DictConfig) -> str:
     return OmegaConf.to_yaml(cfg, resolve=True)
-
-
-def run_parser() -> argparse.ArgumentParser:
-    """vrnn-fit's command line: ``--config FILE``, ``--print-config`` and ``key=value``."""
-    from .cli import SECTIONS, add_print_config
-
-    parser = argparse.ArgumentParser(
-        prog="vrnn-fit",
-        description="Train a VRNN variant. Overrides are key=value, e.g. model.variant=vrnn_gmm.",
-        epilog=SECTIONS,
-    )
-    parser.add_argument("--config", help="YAML config (see conf/)")
-    add_print_config(parser)
-    parser.add_argument("overrides", nargs="*", help="key=value overrides of the config")
-    return parser
-
-
-def parse_run_args(argv: list[str] | None = None) -> tuple[str | None, list[str]]:
-    """vrnn-fit's command line (``--config FILE`` and ``key=value`` overrides) -> (path,
-    overrides); shared with the sweep, which must read a run's command as vrnn-fit does."""
-    args = run_parser().parse_args(argv)
-    return args.config, args.overrides

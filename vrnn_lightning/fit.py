@@ -24,8 +24,8 @@ import shlex
 import sys
 
 from .allocator import reuse_freed_memory
-from .cli import print_config_and_exit
-from .config import ConfigError, load_config, run_parser
+from .cli import print_config_and_exit, run_parser
+from .config import ConfigError, load_config
 from .data.source import CorpusError
 
 # training (torch, Lightning) is imported when there is something to train: --help and

@@ -47,13 +47,14 @@ with warnings.catch_warnings():  # the package's pydantic v1-style Config warns 
     import sweeps
     from sweeps.config.schema import validator as schema_validator
 
-from .config import ConfigError, load_config, parse_run_args
+from .cli import parse_run_args
+from .config import ConfigError, load_config
+from .metrics_csv import metric_history
 from .report import (
     ReportError,
     RunResult,
     evaluate_run,
     folder_result,
-    metric_history,
     model_row,
     rich_table,
     write_report,

@@ -199,7 +199,7 @@ def _smooth(values: np.ndarray, weight: float = 0.9) -> np.ndarray:
 def plot_learning_curves(run_dir: str | Path, path: str | Path) -> Figure | None:
     """The run's ELBO (train smoothed, validation) and KL against the step, from the CSV
     logs in ``run_dir``; None (and no file) when nothing was logged yet."""
-    from .report import metric_history
+    from .metrics_csv import metric_history
 
     curves = {
         name: metric_history(run_dir, name)

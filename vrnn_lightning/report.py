@@ -26,6 +26,7 @@ from rich.console import Group, RenderableType
 from rich.table import Table
 
 from .estimators import ESTIMATORS
+from .metrics_csv import metric_history
 from .paired import Paired, compare, interval, paper_pairs
 from .paired import row as paired_row
 from .variant import ALL_VARIANTS, VARIANTS, Variant
@@ -141,21 +142,6 @@ def folder_result(run_dir: str | Path, iw_samples: int | None = None) -> RunResu
         max(values),
         evaluate_run(run_dir, iw_samples),
     )
-
-
-def metric_history(out_dir: str | Path, metric: str) -> list[dict]:
-    """The logged values of ``metric`` in a run folder's csv/version_N/metrics.csv, in step
-    order; a resumed run's later version replaces the steps it logged again."""
-    by_step: dict[int, float] = {}
-    versions = Path(out_dir).glob("csv/version_*/metrics.csv")
-    for path in sorted(versions, key=lambda p: int(p.parent.name.split("_")[1])):
-        with open(path, newline="") as f:
-            for i, row in enumerate(csv.DictReader(f)):
-                try:  # a row being written by the run may be cut short
-                    by_step[int(row.get("step") or i)] = float(row[metric])
-                except (KeyError, TypeError, ValueError):
-                    continue
-    return [{metric: value, "_step": step} for step, value in sorted(by_step.items())]
 
 
 def _groups(results: list[RunResult]) -> dict[tuple[str, str], dict[str, list[RunResult]]]:
