@@ -141,3 +141,17 @@ def test_the_private_use_check_finds_what_it_looks_for(tmp_path):
         'getattr(logger, "_wandb_init", {})\n'
     )
     assert len(_private_uses(sample)) == 3
+
+
+def test_only_rank_zero_writes_the_run_folders_files(tmp_path, monkeypatch):
+    # under DDP every rank runs train(); each wrote config.yaml (and could race on it)
+    from lightning.pytorch.utilities import rank_zero_only
+
+    from vrnn_lightning.training import train
+
+    out = tmp_path / "run"
+    cfg = tiny_config(f"data.cache_dir={tmp_path / 'cache'}", f"out_dir={out}")
+    cfg.trainer.max_steps = 2
+    monkeypatch.setattr(rank_zero_only, "rank", 1)  # as rank 1 of a DDP run sees itself
+    train(cfg)
+    assert not (out / "config.yaml").exists() and not (out / "finished.json").exists()
