@@ -318,7 +318,9 @@ class VRNNModule(L.LightningModule):
         if self.objective != "elbo":
             self.log(f"val/{self.objective}", self.val_objective.compute())
         dropped = int(self.val_nonfinite.compute())
-        self.log("val/nonfinite_sequences", float(dropped))
+        # already every rank's sum (a SumMetric); sync_dist's mean of equal values keeps it and
+        # tells Lightning it is the same on every rank (else it warns under DDP)
+        self.log("val/nonfinite_sequences", float(dropped), sync_dist=True)
         trainer = self._attached_trainer()
         if dropped and not (trainer is not None and trainer.sanity_checking):
             rank_zero_info(
