@@ -103,6 +103,37 @@ def job_environment(base: dict, jobs: int, cores: int | None = None) -> dict:
     return env
 
 
+def visible_gpus() -> list[str]:
+    """The GPUs this process may hand to its runs, as CUDA_VISIBLE_DEVICES entries: the
+    parent's own CUDA_VISIBLE_DEVICES when set (indices, GPU-/MIG- UUIDs), else 0..n-1 for
+    the n GPUs torch sees; [] when there are none."""
+    listed = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if listed is not None:
+        gpus = []
+        for entry in (e.strip() for e in listed.split(",")):
+            if not entry or entry.startswith("-"):  # CUDA stops at the first invalid entry
+                break
+            gpus.append(entry)
+        return gpus
+    import torch  # here: the runner itself never needs it otherwise
+
+    return [str(i) for i in range(torch.cuda.device_count())]
+
+
+def gpu_slots(jobs: int, gpus: list[str]) -> list[str]:
+    """The CUDA_VISIBLE_DEVICES value of each of ``jobs`` slots (a run holds one slot while it
+    runs); [] without GPUs. jobs <= G: G // jobs GPUs a slot, none shared (the rest idle);
+    jobs > G: one GPU a slot, round-robin, so each GPU runs at most ceil(jobs / G) runs at
+    once. Shared rather than refused: a VRNN run rarely fills a GPU, and a CPU-only sweep on
+    a one-GPU machine must still run with --jobs 2 (CUDA_VISIBLE_DEVICES= hides the GPUs)."""
+    if not gpus:
+        return []
+    if jobs <= len(gpus):
+        k = len(gpus) // jobs
+        return [",".join(gpus[i * k : (i + 1) * k]) for i in range(jobs)]
+    return [gpus[i % len(gpus)] for i in range(jobs)]
+
+
 class SweepError(ValueError):
     """A sweep that cannot run; the message names the file or key and what is expected."""
 
@@ -394,6 +425,13 @@ class Runner:
         self.stop_sent: dict[str, float] = {}
         self.kill_delay = 30.0  # as the agent: SIGTERM, then SIGKILL if still running
         self.launched = 0
+        # each running run holds a slot: its own GPU(s) in CUDA_VISIBLE_DEVICES; a slot is
+        # free again when its run ends (watch), so a new run never lands on a busy GPU
+        self.slots = gpu_slots(jobs, visible_gpus())
+        self.slot_of: dict[str, int] = {}  # run id -> its slot while it runs
+        if len(self.slots) > len(set(self.slots)):
+            shared = f"{jobs} jobs on {len(set(self.slots))} GPU(s): runs share a GPU"
+            _say(console, f"vrnn-sweep: {shared}, round-robin")
         # runs an interrupted invocation left behind start again, as W&B resumes preempted runs
         self.resume = [r for r in sweep.runs if r.state in ACTIVE]
         for run in self.resume:  # unless its process still runs (a runner killed with -9)
@@ -430,6 +468,10 @@ class Runner:
         env = job_environment(dict(os.environ, WANDB_RUN_ID=run.id), self.jobs)
         # the venv's console scripts (vrnn-fit) and python, as if it were activated
         env["PATH"] = os.path.dirname(sys.executable) + os.pathsep + env.get("PATH", "")
+        slot = None
+        if self.slots:  # no GPU: CUDA_VISIBLE_DEVICES stays as the parent has it
+            slot = min(set(range(len(self.slots))) - set(self.slot_of.values()))
+            env["CUDA_VISIBLE_DEVICES"] = self.slots[slot]
         log = self.sweep.folder / "logs" / f"{run.id}.log"
         log.parent.mkdir(parents=True, exist_ok=True)
         with open(log, "ab") as out:
@@ -441,11 +483,14 @@ class Runner:
                 raise SweepError(f"command: {run.command[0]} is not on PATH") from None
         run.state, run.exitcode, run.stopped = "running", None, False
         run.pid, run.host = self.procs[run.id].pid, socket.gethostname()
+        if slot is not None:
+            self.slot_of[run.id] = slot
         self.launched += 1
         self.sweep.save()
         varied = [k for k, spec in self.sweep.config["parameters"].items() if "value" not in spec]
         params = " ".join(f"{k}={run.config[k]['value']}" for k in varied if k in run.config)
-        _say(self.console, f"vrnn-sweep: {run.id} started: {params} (log {log})")
+        gpu = f", CUDA_VISIBLE_DEVICES={self.slots[slot]}" if slot is not None else ""
+        _say(self.console, f"vrnn-sweep: {run.id} started: {params} (log {log}{gpu})")
 
     def watch(self) -> None:
         """Read the running runs' metrics, collect the ended ones, stop what hyperband says."""
@@ -458,6 +503,7 @@ class Runner:
             if code is None:
                 continue
             del self.procs[run_id]
+            self.slot_of.pop(run_id, None)  # its GPU(s) free for the next run
             run.exitcode, run.pid = code, None
             run.state = "killed" if run.stopped else run_state(code)
             best = _best([h[metric] for h in run.history], self.sweep.config)

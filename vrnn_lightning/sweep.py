@@ -68,7 +68,8 @@ def main(argv: list[str] | None = None) -> int:
             type=_positive,
             default=1,
             help="runs at once (default 1), each on cores // jobs threads unless "
-            "OMP_NUM_THREADS is set",
+            "OMP_NUM_THREADS is set, and on GPUs // jobs GPUs of its own "
+            "(CUDA_VISIBLE_DEVICES; shared round-robin when jobs > GPUs)",
         )
         parser.add_argument("--out", help="state and report folder (default sweeps_local/NAME)")
         parser.add_argument("--poll", type=float, default=5.0, help="seconds between checks")

@@ -81,6 +81,57 @@ def _out_of_space(err: BaseException) -> bool:
     return getattr(err, "errno", None) == errno.ENOSPC or "No space left on device" in str(err)
 
 
+class StoreLocked(CorpusError):
+    """HDF5 could not lock a store file: the file system (Lustre, NFS, some FUSE mounts) has
+    no working file locks. Not a missing or unfinished store."""
+
+
+# what h5py raises when HDF5's flock() fails, e.g. on Lustre: "OSError: [Errno 38] Unable to
+# synchronously open file (unable to lock file, errno = 38, error message = 'Function not
+# implemented')"; NFS without a lock daemon gives errno 37 (ENOLCK, 'No locks available')
+_LOCK_ERRNOS = {errno.ENOSYS, errno.ENOLCK}
+_LOCK_MESSAGES = ("unable to lock file", "file locking disabled")
+
+
+def _lock_failed(err: BaseException) -> bool:
+    text = str(err).lower()
+    return getattr(err, "errno", None) in _LOCK_ERRNOS or any(m in text for m in _LOCK_MESSAGES)
+
+
+def _locking_error(path: Path, err: BaseException) -> StoreLocked:
+    return StoreLocked(
+        f"{path}: HDF5 cannot lock this file ({err}); its file system has no working file "
+        "locks (Lustre and NFS often have none). Set HDF5_USE_FILE_LOCKING=FALSE in the "
+        "environment, or put data.cache_dir on a local disk"
+    )
+
+
+def open_finished(path: str | Path, **kwargs) -> h5py.File:
+    """A finished store file, opened read-only; without HDF5's file lock where locking fails
+    (Lustre, NFS); StoreLocked if it cannot be opened either way.
+
+    Reading a finished store needs no lock: it is never written again (a new store replaces
+    it with os.replace) and the lock only guards against a writer. The lock is still tried
+    first because HDF5 refuses a second open, in one process, of a file already open with
+    the other locking setting ("file locking flag values don't match"): where locks work,
+    every open stays as plain h5py makes it; where they fail, every open is unlocked.
+    """
+    try:
+        return h5py.File(path, "r", **kwargs)
+    except OSError as err:
+        if not (_lock_failed(err) or "flag values don't match" in str(err)):
+            raise
+        failed = err
+    try:
+        return h5py.File(path, "r", locking=False, **kwargs)
+    except ValueError:  # an h5py built on an HDF5 without the option (< 1.10.7)
+        raise _locking_error(Path(path), failed) from None
+    except OSError as err:
+        if _lock_failed(err):
+            raise _locking_error(Path(path), err) from None
+        raise
+
+
 def what_x_is(header: Mapping) -> tuple[str, int]:
     """(observation, x_dim) of a store from its header (or the header a preparation will
     write): "audio", x_t a frame of ``frame_size`` samples; or "strokes", x_t a pen step
@@ -170,13 +221,14 @@ def store_dir(cfg: DataConfig, fp: str) -> Path:
 
 
 def read_header(path: Path) -> dict | None:
-    """The attributes of a finished store file, or None if it is missing or unfinished."""
+    """The attributes of a finished store file, or None if it is missing or unfinished;
+    StoreLocked if HDF5 cannot lock it (never reported as a store to prepare again)."""
     try:
-        with h5py.File(path, "r") as f:
+        with open_finished(path) as f:
             if not f.attrs.get("complete", False):
                 return None
             return {**_attrs(f), "dtype": str(f["frames"].dtype)}
-    except (OSError, KeyError):
+    except (OSError, KeyError):  # StoreLocked is neither: it is raised, never swallowed
         return None
 
 
@@ -281,7 +333,13 @@ class StoreWriter:
         self.dim = dim
         self.attrs = dict(attrs)
         self.chunk = int(np.clip(_CHUNK_BYTES // (dim * self.dtype.itemsize), 256, 16384))
-        self._file = h5py.File(self.tmp, "w")
+        try:
+            self._file = h5py.File(self.tmp, "w")
+        except OSError as err:
+            if _lock_failed(err):  # HDF5 locks a file it writes: a clear error, exit 2
+                self.tmp.unlink(missing_ok=True)
+                raise _locking_error(self.path, err) from None
+            raise
         self._frames = self._file.create_dataset(
             "frames",
             shape=(0, dim),
@@ -444,7 +502,7 @@ class FrameStore:
     def __init__(self, path: str | Path, rdcc_mbytes: int = 32):
         self.path = Path(path)
         self.rdcc_nbytes = rdcc_mbytes << 20
-        with h5py.File(self.path, "r") as f:
+        with open_finished(self.path) as f:
             if not f.attrs.get("complete", False):
                 raise OSError(f"{self.path} is not a finished frame store (no 'complete' mark)")
             self.attrs = _attrs(f)
@@ -468,7 +526,7 @@ class FrameStore:
     def _frames(self) -> h5py.Dataset:
         # the Dataset object is kept: HDF5's chunk cache lives and dies with it
         if self._file is None or self._pid != os.getpid():
-            self._file = h5py.File(self.path, "r", rdcc_nbytes=self.rdcc_nbytes)
+            self._file = open_finished(self.path, rdcc_nbytes=self.rdcc_nbytes)
             self._dataset = self._file["frames"]
             self._pid = os.getpid()
         return self._dataset
@@ -484,7 +542,7 @@ class FrameStore:
     @property
     def names(self) -> list[str]:
         if self._names is None:
-            with h5py.File(self.path, "r") as f:
+            with open_finished(self.path) as f:
                 self._names = [n.decode() if isinstance(n, bytes) else n for n in f["names"][:]]
         return self._names
 
