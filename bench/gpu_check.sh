@@ -89,10 +89,10 @@ if [ "${gpus:-0}" -gt 0 ]; then
       set -e
       "$0" -u -m vrnn_lightning.fit --config conf/debug.yaml trainer.accelerator=gpu \
         trainer.strategy=ddp trainer.devices=2 trainer.precision=bf16-mixed \
-        trainer.max_steps=20 trainer.max_epochs=1 trainer.limit_val_batches=2 \
+        trainer.max_steps=20 trainer.max_epochs=2 trainer.limit_val_batches=2 \
         "out_dir=$1/ddp" "data.cache_dir=$1/cache"
       test -s "$1/ddp/checkpoints/last.ckpt"
-      echo "ddp: 2 ranks, 20 steps, $1/ddp/checkpoints/last.ckpt written"' \
+      echo "ddp: 2 ranks, 20 steps over 2 epochs, $1/ddp/checkpoints/last.ckpt written"' \
       "$python" "$work"
   else
     echo
