@@ -37,12 +37,13 @@ for tool in timeout "$python"; do
   fi
 done
 
-# time limits (s) per part: full 60 + 250 + 90 + 70 = 470, --quick 60 + 70 + 30 + 50 = 210
+# time limits (s) per part: full 60 + 240 + 90 + 70 = 460, --quick 60 + 70 + 30 + 50 = 210
+# (+ 5 s each for a part that ignores SIGTERM: `timeout --kill-after=5`), so at most 8 min
 # (the preflight's imports alone took 25 s on a loaded 2-core machine)
 if [ "$quick" = 1 ]; then
   t_tables=70 t_run=30 t_ddp=50 run_steps=50 tables_args=(--quick --repeats 3)
 else
-  t_tables=250 t_run=90 t_ddp=70 run_steps=200 tables_args=(--repeats 5)
+  t_tables=240 t_run=90 t_ddp=70 run_steps=200 tables_args=(--repeats 5)
 fi
 t_pre="${GPU_CHECK_PREFLIGHT_LIMIT:-60}"  # (a test shortens it)
 
@@ -57,7 +58,7 @@ part() {  # part NAME LIMIT COMMAND...: run it under timeout, note its exit code
   shift 2
   echo
   echo "=== $name (limit ${limit} s)"
-  timeout --kill-after=10 "$limit" "$@" || rc=$?
+  timeout --kill-after=5 "$limit" "$@" || rc=$?
   [ "$rc" = 124 ] && echo "gpu_check: $name timed out after $limit s"
   parts+=("$(printf '%-10s exit %3s  %4s s' "$name" "$rc" "$((SECONDS - t0))")")
   codes+=("$rc")
