@@ -202,3 +202,52 @@ def test_dockerignore_matcher_follows_docker_rules():
     rules = [(False, _pattern_regex("**/__pycache__"))]
     assert ignored("__pycache__/a.pyc", rules) and ignored("a/b/__pycache__/c.pyc", rules)
     assert not ignored("a/pycache.py", rules)
+
+
+# what torch.compile and the caches need in the image (.ci/image_check runs model.compile=true
+# in it, read-only, as a uid that is not the image's, with an unwritable $HOME)
+
+CACHE_VARIABLES = (
+    "XDG_CACHE_HOME",
+    "TRITON_CACHE_DIR",
+    "TORCHINDUCTOR_CACHE_DIR",
+    "MPLCONFIGDIR",
+    "WANDB_DIR",
+    "WANDB_CACHE_DIR",
+    "WANDB_CONFIG_DIR",
+)
+
+
+def test_the_image_installs_the_c_and_cpp_compilers_torch_compile_needs(parser):
+    runs = [i["value"] for i in instructions(parser, "RUN")]
+    installs = [r for r in runs if re.search(r"apt-get install\b", r)]
+    assert installs, "no apt-get install: the runtime base has no C compiler for torch.compile"
+    words = set(re.split(r"[\s\\]+", " ".join(installs)))
+    assert {"gcc", "g++"} <= words, f"gcc and g++ are not installed: {installs}"
+    assert any("--no-install-recommends" in r for r in installs)
+    assert any("rm -rf /var/lib/apt/lists" in r for r in installs), "apt lists left in a layer"
+    # the compilers are installed as root, before the image switches to its user
+    (user,) = instructions(parser, "USER")
+    assert all(
+        i["startline"] < user["startline"]
+        for i in instructions(parser, "RUN")
+        if "apt-get" in i["value"]
+    )
+    # and the base's Python has the headers that Inductor and Triton compile against
+    assert any("Python.h" in r for r in runs), "no check that the base Python has Python.h"
+
+
+@pytest.mark.parametrize("name", CACHE_VARIABLES)
+def test_every_cache_is_under_tmp(parser, name):
+    # /tmp is writable under any uid: a tmpfs with --read-only, the host's under Apptainer
+    value = parser.envs.get(name)
+    assert value, f"ENV {name} is not set: the tool's default is under $HOME"
+    assert value == "/tmp" or value.startswith("/tmp/"), f"{name}={value} is not under /tmp"
+
+
+def test_cache_folders_are_world_writable_and_run_folders_group_0(parser):
+    runs = " ".join(i["value"] for i in instructions(parser, "RUN"))
+    assert re.search(r"chmod -R 1777 \S*XDG_CACHE_HOME", runs), "cache folders not world-writable"
+    # OpenShift's arbitrary uid runs in group 0: runs/ and data_cache/ are group 0 and writable
+    assert re.search(r"chown \S+:0 /workspace runs data_cache", runs)
+    assert re.search(r"chmod g\+rwx /workspace runs data_cache", runs)
