@@ -44,14 +44,17 @@ def main(argv: list[str] | None = None) -> int:
 
         try:
             out_dir = train(cfg, command=shlex.join(["vrnn-fit", *argv]))
-        except RunInterrupted as stop:  # SIGTERM (preemption) or Ctrl-C: never exit 0
+        except RunInterrupted as stop:  # SIGTERM, SIGUSR1 or Ctrl-C: never exit 0
             if stop.rank == 0:
                 print(f"vrnn-fit: {stop}", file=sys.stderr)
             return stop.exit_code
     except (ConfigError, CorpusError) as err:
         print(f"vrnn-fit: {err}", file=sys.stderr)
         return 2
-    print(f"vrnn-fit: run folder {out_dir}")
+    from lightning.pytorch.utilities import rank_zero_only
+
+    if rank_zero_only.rank == 0:  # under DDP every rank returns here; one says so
+        print(f"vrnn-fit: run folder {out_dir}")
     return 0
 
 
