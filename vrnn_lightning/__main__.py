@@ -23,6 +23,7 @@ def main() -> int:
         print(f"  {name:<{width}}  {what}")
     print("\nEach command: --help for its arguments; vrnn-fit/eval/sample --print-config for")
     print("every config key. As modules: python -m vrnn_lightning.fit (prepare, evaluate, ...).")
+    print("python -m vrnn_lightning.versions: do this environment's packages fit (exit 1 if not)?")
     return 0
 
 
