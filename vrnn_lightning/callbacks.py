@@ -1,6 +1,7 @@
-"""Training callbacks: samples written (and logged to W&B) as the model trains, the
-description every checkpoint carries, the parameter summary and the progress bar. How a run
-survives being stopped (last.ckpt, signals, resuming) is vrnn_lightning/preemption/."""
+"""Training callbacks: samples written (and logged to W&B) as the model trains, the parameter
+summary and the progress bar. The description every checkpoint carries is the module's
+(VRNNModule.describe_into); how a run survives being stopped (last.ckpt, signals, resuming)
+is vrnn_lightning/preemption/."""
 
 from __future__ import annotations
 
@@ -15,7 +16,6 @@ from lightning.pytorch.utilities.model_summary.model_summary import (
     get_human_readable_count,
 )
 
-from .checkpoint import DESCRIPTION_KEY, describe_training
 from .figure_worker import FigureWorker
 from .generation import Generated, generate_and_save
 
@@ -121,22 +121,6 @@ def log_to_wandb(logger: WandbLogger, generated: Generated, step: int) -> None:
             )
     except Exception as err:  # logging must never end a training run
         rank_zero_warn(f"SampleCallback: could not log samples to W&B: {err}")
-
-
-class DescribeCheckpoint(L.Callback):
-    """Adds ``checkpoint["vrnn_lightning"]`` to every checkpoint: the run config, what x_t is,
-    the training normalisation and store fingerprint, and the metrics at save time, so that
-    the checkpoint alone scores and generates (vrnn_lightning.checkpoint)."""
-
-    def __init__(self, config: dict, command: str | None = None):
-        super().__init__()
-        self.config = config
-        self.command = command  # the vrnn-fit command line, for the model card
-
-    def on_save_checkpoint(self, trainer: L.Trainer, pl_module: L.LightningModule, checkpoint):
-        checkpoint[DESCRIPTION_KEY] = describe_training(
-            trainer, pl_module.model, self.config, self.command
-        )
 
 
 class ParameterSummary(ModelSummary):

@@ -2,7 +2,7 @@
 the data it was trained on, the device to run it on, the run folder it belongs to; export.
 
 A vrnn-fit checkpoint holds, beside Lightning's own entries, ``checkpoint["vrnn_lightning"]``
-(written by callbacks.DescribeCheckpoint at every save): the run config, what x_t is (audio or
+(written by VRNNModule.describe_into at every save): the run config, what x_t is (audio or
 strokes, x_dim, frame size, sample rate), the normalisation the model was trained with, the
 corpus name and the fingerprint of its store, and the metrics at save time: enough to score
 and to generate without the training data.

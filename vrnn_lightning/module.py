@@ -91,6 +91,7 @@ class VRNNModule(L.LightningModule):
         if self.seq_len is None and self.optim_cfg.grad_clip_scale == "batch_frames":
             raise ConfigError("optim.grad_clip_scale: batch_frames needs the module's seq_len")
         self.run_config = None if run_config is None else OmegaConf.create(dict(run_config))
+        self.command: str | None = None  # the vrnn-fit command line, for the model card
         # plain containers, so that a checkpoint holds no class of this package
         self.save_hyperparameters(
             {
@@ -360,22 +361,22 @@ class VRNNModule(L.LightningModule):
 
     # ---- truncated BPTT: every rank's carried state in the checkpoint ---------------------
     def on_save_checkpoint(self, checkpoint: dict) -> None:
-        self._describe(checkpoint)
+        self.describe_into(checkpoint)
         if self.carried.enabled:
             zeros = torch.zeros(self.batch_size, self.model_cfg.h_dim, device=self.device)
             checkpoint["carried_state"] = self.carried.state_dict(
                 self.all_gather, self.trainer.world_size, zeros
             )
 
-    def _describe(self, checkpoint: dict) -> None:
-        """Under any Trainer (a notebook's too), a checkpoint says what x_t is and how the data
-        was normalised when the data is a FramesDataModule (vrnn_lightning.checkpoint); under
-        vrnn-fit its DescribeCheckpoint callback already did, with the command line."""
+    def describe_into(self, checkpoint: dict) -> None:
+        """Under any Trainer (vrnn-fit's, a notebook's), a checkpoint says what x_t is, how the
+        data was normalised, the run config and metrics (vrnn_lightning.checkpoint), when the
+        data is a FramesDataModule; ``self.command`` (vrnn-fit sets it) goes to the model card."""
         from .checkpoint import DESCRIPTION_KEY, describe_training
 
         trainer = self._attached_trainer()
         datamodule = trainer.datamodule if trainer is not None else None
-        if DESCRIPTION_KEY in checkpoint or not hasattr(datamodule, "store"):
+        if not hasattr(datamodule, "store"):
             return
         config = (
             OmegaConf.to_container(self.run_config, resolve=True)
@@ -387,7 +388,9 @@ class VRNNModule(L.LightningModule):
                 "seed": self.seed,
             }
         )
-        checkpoint[DESCRIPTION_KEY] = describe_training(self.trainer, self.model, config)
+        checkpoint[DESCRIPTION_KEY] = describe_training(
+            self.trainer, self.model, config, self.command
+        )
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
         if self.carried.enabled and "carried_state" in checkpoint:

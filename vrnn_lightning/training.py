@@ -111,8 +111,8 @@ def tensorboard_logger(out_dir: Path):
     return TensorBoardLogger(save_dir=str(out_dir), name="tensorboard", default_hp_metric=False)
 
 
-def make_callbacks(cfg: DictConfig, out_dir: Path, command: str | None = None) -> list:
-    from .callbacks import DescribeCheckpoint, ParameterSummary, ProgressBar, SampleCallback
+def make_callbacks(cfg: DictConfig, out_dir: Path) -> list:
+    from .callbacks import ParameterSummary, ProgressBar, SampleCallback
 
     callbacks = [
         # the best on val/elbo, for evaluation
@@ -132,7 +132,6 @@ def make_callbacks(cfg: DictConfig, out_dir: Path, command: str | None = None) -
         ResumeLegacyCheckpoint(),
         LearningRateMonitor(logging_interval="step"),
         SampleCallback.from_config(cfg, out_dir),  # samples (and W&B media) at validation
-        DescribeCheckpoint(OmegaConf.to_container(cfg, resolve=True), command),
     ]
     if cfg.trainer.early_stopping_patience:
         callbacks.append(
@@ -178,7 +177,8 @@ def train(cfg: DictConfig, extra_callbacks: list | None = None, command: str | N
         seed=cfg.seed,
         run_config=OmegaConf.to_container(cfg, resolve=True),
     )
-    callbacks = make_callbacks(cfg, out_dir, command)
+    module.command = command  # the checkpoints' description names the command line
+    callbacks = make_callbacks(cfg, out_dir)
     resume_point = next(c for c in callbacks if isinstance(c, preemption.ResumePoint))
     try:
         trainer = L.Trainer(
