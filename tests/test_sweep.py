@@ -114,6 +114,18 @@ def test_the_command_is_the_one_the_wandb_agent_builds(tmp_path, monkeypatch):
         agent_command({"command": ["${program}"]}, args, tmp_path / "a.json")
 
 
+def test_each_argument_macro_expands_as_the_wandb_agents_own_helper():
+    # the agent's helper is internal to wandb (wandb.sdk): compared here, never used
+    helpers = pytest.importorskip("wandb.sdk.launch.sweeps.utils")
+    from vrnn_lightning.sweep_command import argument_forms
+
+    args = {"a": {"value": 1}, "flag": {"value": True}, "off": {"value": False}}
+    args["x.y"] = {"value": "s t"}
+    theirs = helpers.create_sweep_command_args({"args": args})
+    for macro, expansion in argument_forms(args).items():
+        assert expansion == theirs[macro], macro
+
+
 @pytest.mark.parametrize(
     "change,expected",
     [

@@ -36,11 +36,6 @@ import yaml
 from omegaconf import OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 from rich.console import Console
-from wandb.sdk.launch.sweeps.utils import (
-    DEFAULT_SWEEP_COMMAND,
-    create_sweep_command,
-    create_sweep_command_args,
-)
 
 with warnings.catch_warnings():  # the package's pydantic v1-style Config warns on import
     warnings.simplefilter("ignore")
@@ -59,6 +54,7 @@ from .report import (
     rich_table,
     write_report,
 )
+from .sweep_command import SweepError, agent_command
 
 STATE_FILE = "state.json"
 STATE_VERSION = 1
@@ -132,10 +128,6 @@ def gpu_slots(jobs: int, gpus: list[str]) -> list[str]:
         k = len(gpus) // jobs
         return [",".join(gpus[i * k : (i + 1) * k]) for i in range(jobs)]
     return [gpus[i % len(gpus)] for i in range(jobs)]
-
-
-class SweepError(ValueError):
-    """A sweep that cannot run; the message names the file or key and what is expected."""
 
 
 class Stopped(KeyboardInterrupt):
@@ -213,31 +205,6 @@ def load_sweep(path: str | Path) -> dict:
         raise SweepError(f"{path}: metric: missing (e.g. name: val/elbo, goal: maximize)")
     config.setdefault("name", path.stem)
     return config
-
-
-def agent_command(sweep_config: dict, args: dict, args_json_file: Path) -> list[str]:
-    """The command W&B's agent runs for a run whose parameters are ``args`` ({key: {value}}),
-    built as wandb_agent.Agent._command_run builds it, with the agent's own helpers."""
-    # create_sweep_command fills ${envvar:NAME} in place: give it a copy
-    template = create_sweep_command(list(sweep_config.get("command") or DEFAULT_SWEEP_COMMAND))
-    sweep_vars = create_sweep_command_args({"args": args})
-    sweep_vars["interpreter"] = ["python"]
-    sweep_vars["args_json_file"] = [str(args_json_file)]
-    sweep_vars["env"] = ["/usr/bin/env"]
-    if "program" in sweep_config:
-        sweep_vars["program"] = [sweep_config["program"]]
-    elif "${program}" in template:
-        raise SweepError("program: the command uses ${program} but the sweep sets no program")
-    if "${args_json_file}" in template:
-        args_json_file.parent.mkdir(parents=True, exist_ok=True)
-        args_json_file.write_text(sweep_vars["args_json"][0])
-    command = []
-    for chunk in map(str, template):
-        if chunk.startswith("${") and chunk.endswith("}"):
-            command += [str(c) for c in sweep_vars.get(chunk[2:-1]) or []]
-        else:
-            command.append(chunk)
-    return command
 
 
 @contextlib.contextmanager
