@@ -151,7 +151,24 @@ class DirectParams(nn.Module):
         return torch.cat([p.float().unflatten(-1, (self.x_dim, self.k)) for p in parts], -1)
 
 
-class AutoregressiveFrame(Distribution):
+class ChainSampling:
+    """sample() and mean of a distribution drawn one conditional at a time by its
+    ``_chain(sample_shape, pick)``, ``pick`` choosing each conditional's value."""
+
+    def sample(self, sample_shape=_SCALAR) -> torch.Tensor:
+        with torch.no_grad():
+            return self._chain(sample_shape, lambda dist: dist.sample())
+
+    @property
+    def mean(self) -> torch.Tensor:
+        """The chain of conditional means: x_d = E[x_d | x_<d] with x_<d the means before it
+        (the pen: its probability; what generation saves as the decoder mean; E[x] itself
+        has no closed form here)."""
+        with torch.no_grad():
+            return self._chain(_SCALAR, lambda dist: dist.mean)
+
+
+class AutoregressiveFrame(ChainSampling, Distribution):
     """p(x | c) = prod_d p(x_d | x_<d, c) over a frame x (..., D)."""
 
     arg_constraints: dict = {}
@@ -183,17 +200,6 @@ class AutoregressiveFrame(Distribution):
             stepper.update(d, x_d)
         return torch.stack(out, dim=-1)
 
-    def sample(self, sample_shape=_SCALAR) -> torch.Tensor:
-        with torch.no_grad():
-            return self._chain(sample_shape, lambda dist: dist.sample())
-
-    @property
-    def mean(self) -> torch.Tensor:
-        """The chain of conditional means: x_d = E[x_d | x_<d] with x_<d the means before it
-        (what generation saves as the decoder mean; E[x] itself has no closed form here)."""
-        with torch.no_grad():
-            return self._chain(_SCALAR, lambda dist: dist.mean)
-
 
 class AutoregressiveHead(nn.Module):
     """Audio frames: a chain over the D samples, a Gaussian (k = 1) or K-mixture each."""
@@ -209,7 +215,7 @@ class AutoregressiveHead(nn.Module):
         return AutoregressiveFrame(self, hidden, **FAST)
 
 
-class AutoregressivePen(Distribution):
+class AutoregressivePen(ChainSampling, Distribution):
     """p(pen, dx, dy | c) = p(pen | c) p(dx | pen, c) p(dy | pen, dx, c) (Dai et al.'s
     handwriting head), a value (..., 3) laid out (pen, dx, dy) as the paper's."""
 
@@ -241,16 +247,6 @@ class AutoregressivePen(Distribution):
             out.append(x_d)
             stepper.update(d, x_d)
         return torch.stack(out, dim=-1)
-
-    def sample(self, sample_shape=_SCALAR) -> torch.Tensor:
-        with torch.no_grad():
-            return self._chain(sample_shape, lambda dist: dist.sample())
-
-    @property
-    def mean(self) -> torch.Tensor:
-        """The chain of conditional means (pen: its probability), as AutoregressiveFrame's."""
-        with torch.no_grad():
-            return self._chain(_SCALAR, lambda dist: dist.mean)
 
 
 class AutoregressivePenHead(nn.Module):
