@@ -139,6 +139,15 @@ def mean_interval(values: list[float]) -> str:
     return f"{m:.2f} ± {hw:.2f}"
 
 
+def paired_text(p) -> str:
+    """ "mean [95% interval]  verdict" of a paired comparison (first minus second)."""
+    if p.n < 2:
+        return f"{p.mean:+.2f}  n={p.n}" if p.n else "-  n=0"
+    lo, hi = p.mean - p.half_width, p.mean + p.half_width
+    verdict = {0: "not resolved", 1: "first higher", -1: "second higher"}[p.direction]
+    return f"{p.mean:+.2f} [{lo:+.2f}, {hi:+.2f}]  {verdict}"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--steps", type=int, default=1500)
@@ -152,6 +161,11 @@ def main() -> None:
     parser.add_argument("--out", default=str(ROOT / "runs/plain_vs_ours"))
     parser.add_argument("--data-root", default=str(ROOT.parent / "shared/data/fsdd/recordings"))
     parser.add_argument("--report", action="store_true", help="train nothing: the table so far")
+    parser.add_argument(
+        "--against",
+        help="another --out folder: also print ours here - ours there, paired over seeds (a "
+        "one-difference move such as --ours-lr 0.001 against the conf's lr)",
+    )
     args = parser.parse_args()
     args.data_root = str(Path(args.data_root).resolve())
 
@@ -176,13 +190,7 @@ def main() -> None:
     for v in args.variants:
         by = {i: {s: results[i, v, s]["per_frame"] for s in seeds if (i, v, s) in results}
               for i in IMPLS}  # fmt: skip
-        p = compare(by["ours"], by["plain"])
-        if p.n >= 2:
-            lo, hi = p.mean - p.half_width, p.mean + p.half_width
-            diff = f"{p.mean:+.2f} [{lo:+.2f}, {hi:+.2f}]"
-            verdict = {0: "not resolved", 1: "ours higher", -1: "plain higher"}[p.direction]
-        else:
-            diff, verdict = (f"{p.mean:+.2f}" if p.n else "-"), f"n={p.n}"
+        diff, verdict = paired_text(compare(by["ours"], by["plain"])).split("  ")
         took = {i: [results[i, v, s]["seconds"] for s in seeds if (i, v, s) in results]
                 for i in IMPLS}  # fmt: skip
         secs = "/".join(f"{statistics.fmean(t):.0f}" if t else "-" for t in took.values())
@@ -194,6 +202,18 @@ def main() -> None:
             f"{i} " + " / ".join(f"{by[i][s]:.2f}" for s in sorted(by[i])) for i in IMPLS
         )
         print(f"{'':<11} per seed: {per_seed}")
+    if args.against:
+        print(f"\nours here - ours in {args.against}, paired over seeds:")
+        for v in args.variants:
+            here = {
+                s: results["ours", v, s]["per_frame"] for s in seeds if ("ours", v, s) in results
+            }
+            there = {}
+            for s in seeds:
+                f = Path(args.against) / "ours" / v / f"seed{s}" / "result.json"
+                if f.is_file():
+                    there[s] = json.loads(f.read_text())["per_frame"]
+            print(f"{v:<11} {paired_text(compare(here, there))}")
     print(f"\nwall time {(time.perf_counter() - start) / 60:.1f} min (finished runs count 0)")
 
 
