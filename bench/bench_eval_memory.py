@@ -14,7 +14,7 @@ heap (malloc_trim) and resets its peak resident memory (/proc/self/clear_refs), 
 figure is the pass's own peak above what the process held before it (vrnn_lightning/memory.py,
 ``peak_resident_mb``; glibc's mmap threshold is fixed, see ``run_child``). Bytes per (row,
 step) is the slope between the two lengths (per-row and fixed costs cancel); rows x T must
-exceed 2048 at both, where the decoder's slices stop growing (model.py, _SCORING_ROWS).
+exceed 2048 at both, where the decoder's slices stop growing (model_parts.py, SCORING_ROWS).
 "budget" is what ``eval.memory_gb`` assumes at the measured K (vrnn_lightning/estimators.py,
 ``step_bytes``), which must not be below the measurement (ratio >= 1).
 

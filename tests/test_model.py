@@ -246,14 +246,14 @@ def test_compiled_decoder_gives_the_same_terms_and_gradients():
 @pytest.mark.parametrize("variant", ["rnn_gmm", "vrnn_gmm"])
 def test_scoring_in_slices_equals_one_pass(variant, monkeypatch):
     # without gradients, many rows (IWAE's K x B) are decoded in cache-sized slices
-    import vrnn_lightning.model as model_module
+    import vrnn_lightning.model_parts as model_parts
 
     model = make(variant, "audio")
     x = data("audio", batch=5, steps=6)
     noise = torch.randn(3 * 5, 6, SMALL["z_dim"])
     with torch.no_grad():
         whole = model(x, n_samples=3, noise=noise)
-        monkeypatch.setattr(model_module, "_SCORING_ROWS", 13)  # slices of 2 sequences
+        monkeypatch.setattr(model_parts, "SCORING_ROWS", 13)  # slices of 2 sequences
         sliced = model(x, n_samples=3, noise=noise)
     torch.testing.assert_close(sliced.log_px, whole.log_px)
     torch.testing.assert_close(sliced.log_weight, whole.log_weight)

@@ -26,45 +26,29 @@ check it equal to the fused ``forward`` in values and gradients.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import torch
 import torch.nn.functional as F
 from torch import nn
 from torch.distributions import Distribution, Normal, kl_divergence
 
-from .autoregressive import OUTPUT_KINDS, autoregressive_head, zero_masked_
-from .distributions import FAST, OBSERVATIONS, GaussianHead, output_head
+from .autoregressive import zero_masked_
+from .distributions import FAST, GaussianHead
+from .model_parts import (  # noqa: F401  (State, StepTerms, lstm_cell: the model's own names)
+    DecodedDensity,
+    State,
+    StepTerms,
+    check_settings,
+    compute_dtype,
+    frame_output,
+    lstm_cell,
+    masked_terms,
+    repeat_rows,
+)
 from .networks import PAPER_MAX_NORM, RecurrentWeightGrad, apply_max_norm, mlp, paper_init_
 from .variant import VARIANTS, Variant  # noqa: F401  (VARIANTS: the model's names)
 
-State = tuple[torch.Tensor, torch.Tensor]  # the LSTM's (h, c), each (B, h_dim)
 
-
-@dataclass
-class StepTerms:
-    """Per-step log-density terms, each (B, T) in nats (or (B,) for one ``VRNN.step``),
-    exactly 0 at padded steps.
-
-    ``kl`` is the analytic KL(q || p) at each step; ``log_pz`` and ``log_qz`` are the prior and
-    posterior log-densities of the sampled z (what importance weights need). For the rnn_*
-    variants the three latent terms are 0 and ``log_px`` is the exact log-likelihood.
-    """
-
-    log_px: torch.Tensor
-    kl: torch.Tensor
-    log_pz: torch.Tensor
-    log_qz: torch.Tensor
-    kl_per_dim: torch.Tensor | None  # (B, T, z_dim), for free bits; None for rnn_*
-    final_state: State
-
-    @property
-    def log_weight(self) -> torch.Tensor:
-        """log p(x_t | z_<=t, x_<t) + log p(z_t | ...) - log q(z_t | ...) per step."""
-        return self.log_px + self.log_pz - self.log_qz
-
-
-class VRNN(nn.Module):
+class VRNN(DecodedDensity, nn.Module):
     def __init__(
         self,
         variant: str = "vrnn_gmm",
@@ -94,12 +78,7 @@ class VRNN(nn.Module):
                 f"model.variant: {variant} is an SRNN: vrnn_lightning.srnn.SRNN, or "
                 "vrnn_lightning.family.build_model for any variant"
             )
-        if observation not in OBSERVATIONS:
-            raise ValueError(f"observation: '{observation}' is not one of {OBSERVATIONS}")
-        if output not in OUTPUT_KINDS:
-            raise ValueError(f"model.output: '{output}' is not one of {', '.join(OUTPUT_KINDS)}")
-        if init not in ("paper", "torch"):
-            raise ValueError(f"model.init: '{init}' is not 'paper' or 'torch'")
+        check_settings(observation, output, init)
         self.variant, self.observation = variant, observation
         self.x_dim, self.h_dim, self.z_dim = x_dim, h_dim, z_dim
         self.latent = parsed.has_latent
@@ -121,11 +100,7 @@ class VRNN(nn.Module):
             rnn_inputs = (phi_x_dim,)
         # the output head keeps the name "output" (its weights' keys in every checkpoint)
         self.output_kind = output
-        if output == "autoregressive":
-            hidden = ar_hidden or dec_dim
-            self.output = autoregressive_head(observation, dec_dim, x_dim, k, min_std, hidden)
-        else:
-            self.output = output_head(observation, dec_dim, x_dim, k, min_std)
+        self.output = frame_output(output, observation, dec_dim, x_dim, k, min_std, ar_hidden)
         self.rnn = nn.LSTM(sum(rnn_inputs), h_dim, batch_first=True)
         self.rnn.in_blocks = rnn_inputs  # per-input max-norm, as the original's one W per parent
         if init == "paper":
@@ -169,8 +144,8 @@ class VRNN(nn.Module):
                 noise = torch.randn(shape, device=x.device, generator=generator)
             terms = self._vrnn_terms(x, noise, state, n_samples)
         else:  # no latent variable: the K samples are the same; score them all the same
-            terms = self._rnn_terms(_repeat(x, n_samples), state)
-        return _masked(terms, mask)
+            terms = self._rnn_terms(repeat_rows(x, n_samples), state)
+        return masked_terms(terms, mask)
 
     def _rnn_terms(self, x: torch.Tensor, state: State | None) -> StepTerms:
         fx = self.phi_x(x)
@@ -194,7 +169,7 @@ class VRNN(nn.Module):
         w_x = torch.cat([w_ih[:, :phi_x_dim], enc_in.weight[:, :phi_x_dim]], dim=0)
         b_x = torch.cat([self.rnn.bias_ih_l0 + self.rnn.bias_hh_l0, enc_in.bias])
         w_ih_z = w_ih[:, phi_x_dim:]
-        x = _repeat(x, n_samples)  # K samples of each sequence: rows k * B + b
+        x = repeat_rows(x, n_samples)  # K samples of each sequence: rows k * B + b
         batch, steps, _ = x.shape
         h, c = state if state is not None else (x.new_zeros(batch, self.h_dim),) * 2
         c = c.float()
@@ -202,7 +177,7 @@ class VRNN(nn.Module):
         # The loop's two recurrent products use detached weights (cast once to the autocast
         # dtype); their weight gradients come after the loop, over all steps at once, through
         # the zeros ``probes`` that receive d loss / d(h_{t-1} W^T).
-        dtype = _compute_dtype(x)
+        dtype = compute_dtype(x)
         w_h_t, w_ih_z_t = w_h.detach().t().to(dtype), w_ih_z.detach().t().to(dtype)
         h_prevs, q_mus, q_stds, zs, fzs = [], [], [], [], []
         # the weight-gradient function gets detached aliases of h_{t-1} and fz_t (see its
@@ -214,10 +189,10 @@ class VRNN(nn.Module):
         # Everything that depends on x only, for all steps at once, time-major.
         x_part = F.linear(fx, w_x, b_x).transpose(0, 1)  # (T, B, 4 h_dim + enc_dim)
         if torch.is_grad_enabled():
-            x_steps = (_repeat(x_part, n_samples, dim=1) + probes).unbind(0)
+            x_steps = (repeat_rows(x_part, n_samples, dim=1) + probes).unbind(0)
         else:  # scoring: each step's K copies when it comes, not all steps' (the largest
             # tensor of a pass: K x (4 h_dim + enc_dim) floats per step and sequence)
-            x_steps = (_repeat(x_t, n_samples) for x_t in x_part.unbind(0))
+            x_steps = (repeat_rows(x_t, n_samples) for x_t in x_part.unbind(0))
         for x_t, noise_t in zip(x_steps, noise.unbind(1), strict=True):
             h_proj = torch.addmm(x_t, h, w_h_t)
             hidden = F.relu(h_proj[:, n_gates:])
@@ -249,29 +224,6 @@ class VRNN(nn.Module):
             log_qz=q.log_prob(z).sum(-1),
             kl_per_dim=kl_per_dim,
             final_state=(h, c),
-        )
-
-    def _log_px(self, decoder_in: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-        """log p(x_t | ...) of every step: the decoder and the output density, the largest
-        per-frame work after the loop; torch.compile fuses its elementwise passes when
-        ``compile`` is on."""
-        if self.compile:
-            if self._compiled_log_px is None:
-                self._compiled_log_px = torch.compile(_decode_log_prob)
-            decode = self._compiled_log_px
-        else:
-            decode = _decode_log_prob
-        rows = x.shape[0] * x.shape[1]
-        if torch.is_grad_enabled() or rows <= _SCORING_ROWS:
-            return decode(self.decoder, self.output, decoder_in, x)
-        # scoring many rows (IWAE's K x B): in slices whose per-component tensors stay in
-        # cache, as one ELBO batch's do, instead of one pass over K times the memory
-        chunk = max(1, _SCORING_ROWS // x.shape[1])
-        return torch.cat(
-            [
-                decode(self.decoder, self.output, d, xc)
-                for d, xc in zip(decoder_in.split(chunk), x.split(chunk), strict=True)
-            ]
         )
 
     # ----------------------------------------------------------------------------------
@@ -388,7 +340,7 @@ class VRNN(nn.Module):
             kl_per_dim=stacked("kl_per_dim") if self.latent else None,
             final_state=state,
         )
-        return terms if mask is None else _masked(terms, mask)
+        return terms if mask is None else masked_terms(terms, mask)
 
     # ----------------------------------------------------------------------------------
     # Generation
@@ -427,54 +379,3 @@ class VRNN(nn.Module):
     def apply_max_norm(self, max_norm: float = PAPER_MAX_NORM) -> None:
         """The paper's per-column max-norm on all non-recurrent weights (after each step)."""
         apply_max_norm(self, max_norm)
-
-
-def lstm_cell(gates: torch.Tensor, c: torch.Tensor) -> State:
-    """The LSTM cell's update from its pre-activation ``gates`` (torch's i, f, g, o order) and
-    c_{t-1}: the new (h, c). The fused loop and ``recurrence`` both use it."""
-    i, f, g, o = gates.chunk(4, dim=-1)
-    c = torch.addcmul(torch.sigmoid(i) * torch.tanh(g), torch.sigmoid(f), c)
-    return torch.sigmoid(o) * torch.tanh(c), c
-
-
-# rows (batch x steps) per slice of the decoder and output density when scoring without
-# gradients: a slice's (rows, x_dim, K) tensors stay in cache
-_SCORING_ROWS = 2048
-
-
-def _decode_log_prob(decoder: nn.Module, output: nn.Module, decoder_in, x) -> torch.Tensor:
-    return output(decoder(decoder_in)).log_prob(x.float())
-
-
-def _repeat(t: torch.Tensor, n: int, dim: int = 0) -> torch.Tensor:
-    """n copies of a batch along ``dim`` (rows k * B + b); the batch itself when n is 1."""
-    if n == 1:
-        return t
-    return t.repeat(*(n if d == dim else 1 for d in range(t.dim())))
-
-
-def _compute_dtype(x: torch.Tensor) -> torch.dtype:
-    """The dtype matmuls run in here: the autocast dtype when autocast is on, else x's."""
-    device = x.device.type
-    if torch.is_autocast_enabled(device):
-        return torch.get_autocast_dtype(device)
-    return x.dtype
-
-
-def _masked(terms: StepTerms, mask: torch.Tensor) -> StepTerms:
-    """Zero every term at padded steps (where, not multiply: padding may hold inf/nan)."""
-    zero = torch.zeros((), device=mask.device)
-
-    def keep(t):
-        return torch.where(mask, t, zero)
-
-    return StepTerms(
-        log_px=keep(terms.log_px),
-        kl=keep(terms.kl),
-        log_pz=keep(terms.log_pz),
-        log_qz=keep(terms.log_qz),
-        kl_per_dim=None
-        if terms.kl_per_dim is None
-        else torch.where(mask.unsqueeze(-1), terms.kl_per_dim, zero),
-        final_state=terms.final_state,
-    )

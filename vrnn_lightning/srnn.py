@@ -29,14 +29,22 @@ import torch.nn.functional as F
 from torch import nn
 from torch.distributions import Distribution, Normal, kl_divergence
 
-from .autoregressive import OUTPUT_KINDS, autoregressive_head, zero_masked_
-from .distributions import FAST, OBSERVATIONS, GaussianHead, output_head
-from .model import VRNN, StepTerms, _masked, _repeat, lstm_cell
+from .autoregressive import zero_masked_
+from .distributions import FAST, GaussianHead
+from .model_parts import (
+    DecodedDensity,
+    StepTerms,
+    check_settings,
+    frame_output,
+    lstm_cell,
+    masked_terms,
+    repeat_rows,
+)
 from .networks import PAPER_MAX_NORM, apply_max_norm, mlp, paper_init_
 from .variant import Variant
 
 
-class SRNN(nn.Module):
+class SRNN(DecodedDensity, nn.Module):
     def __init__(
         self,
         variant: str = "srnn_gmm",
@@ -63,12 +71,7 @@ class SRNN(nn.Module):
         parsed = Variant.parse(variant)
         if not parsed.smoothing:
             raise ValueError(f"model.variant: '{variant}' is not an SRNN variant")
-        if observation not in OBSERVATIONS:
-            raise ValueError(f"observation: '{observation}' is not one of {OBSERVATIONS}")
-        if output not in OUTPUT_KINDS:
-            raise ValueError(f"model.output: '{output}' is not one of {', '.join(OUTPUT_KINDS)}")
-        if init not in ("paper", "torch"):
-            raise ValueError(f"model.init: '{init}' is not 'paper' or 'torch'")
+        check_settings(observation, output, init)
         self.variant, self.observation, self.output_kind = variant, observation, output
         self.x_dim, self.h_dim, self.z_dim = x_dim, h_dim, z_dim
         self.latent = self.learned_prior = True
@@ -85,19 +88,12 @@ class SRNN(nn.Module):
         self.prior = GaussianHead(prior_dim, z_dim, min_std)
         self.phi_z = mlp(z_dim, phi_z_dim, mlp_layers)
         self.decoder = mlp((phi_z_dim, h_dim), dec_dim, mlp_layers)  # [phi_z(z_t), d_t]
-        if output == "autoregressive":
-            hidden = ar_hidden or dec_dim
-            self.output = autoregressive_head(observation, dec_dim, x_dim, k, min_std, hidden)
-        else:
-            self.output = output_head(observation, dec_dim, x_dim, k, min_std)
+        self.output = frame_output(output, observation, dec_dim, x_dim, k, min_std, ar_hidden)
         if init == "paper":
             paper_init_(self, std_bias_init)
         zero_masked_(self)
         self.compile = compile
         self._compiled_log_px = None
-
-    # the decoder and output density over all steps: the VRNN's (compiled, sliced for scoring)
-    _log_px = VRNN._log_px
 
     # ----------------------------------------------------------------------------------
     # What depends on x only: d_t and a_t for every step
@@ -136,11 +132,11 @@ class SRNN(nn.Module):
             mask = torch.ones(batch, steps, dtype=torch.bool, device=x.device)
         else:
             x = torch.where(mask.unsqueeze(-1), x, torch.zeros((), dtype=x.dtype, device=x.device))
-        feats = _repeat(self.step_inputs(x, mask), n_samples)
+        feats = repeat_rows(self.step_inputs(x, mask), n_samples)
         d, a = feats.split(self.h_dim, dim=-1)
         if n_samples > 1:
             mask = mask.repeat(n_samples, 1)
-        x = _repeat(x, n_samples)
+        x = repeat_rows(x, n_samples)
         rows = x.shape[0]
         if noise is None:
             noise = torch.randn(rows, steps, self.z_dim, device=x.device, generator=generator)
@@ -186,7 +182,7 @@ class SRNN(nn.Module):
             kl_per_dim=kl_per_dim,
             final_state=(z,),
         )
-        return _masked(terms, mask)
+        return masked_terms(terms, mask)
 
     # ----------------------------------------------------------------------------------
     # One step at a time (the per-step form)
@@ -277,7 +273,7 @@ class SRNN(nn.Module):
             kl_per_dim=stacked("kl_per_dim"),
             final_state=state,
         )
-        return terms if mask is None else _masked(terms, mask)
+        return terms if mask is None else masked_terms(terms, mask)
 
     # ----------------------------------------------------------------------------------
     # Generation: z_t from the prior, x_t from the output, d_{t+1} from x_t

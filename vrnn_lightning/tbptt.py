@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import torch
 
-from .model import State
+from .model_parts import State
 
 
 class CarriedState:
