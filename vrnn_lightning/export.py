@@ -31,8 +31,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", required=True, help="the folder to write")
     args = parser.parse_args(argv)
 
-    from .checkpoint import export, load_trained, run_dir
+    from .checkpoint import load_trained, run_dir
     from .config import ConfigError
+    from .model_export import export
 
     try:
         trained = load_trained(args.ckpt)

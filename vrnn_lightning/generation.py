@@ -86,7 +86,7 @@ def generate_and_save(
     validation sequence ``primer_index`` when > 0) and save them under ``folder``.
 
     ``data`` says what x_t is and denormalises (a FramesDataModule or a trained model's
-    checkpoint.DataDescription; default: ``datamodule``). ``datamodule`` may be None when the
+    checkpoint_format.DataDescription; default: ``datamodule``). ``datamodule`` may be None when the
     training data is not at hand: no primer then, and no KL figure.
     The model runs in eval mode without gradients and is put back as it was. With ``seed``
     the draws come from a forked RNG: reproducible, and the caller's random stream (e.g. the

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import torch
 from torch.distributions import MultivariateNormal
 
-from .family import build_model
+from .family import model_from_config
 from .model import VRNN
 
 # the widths bench/bench_lgssm.py trains with
@@ -157,7 +157,8 @@ def train(
     """Adam on the negative ELBO per sequence, a fresh batch of LGSSM sequences per step;
     the same data stream (seed) for every variant."""
     torch.manual_seed(seed)
-    model = build_model(variant, x_dim=lgssm.x_dim, **model_kwargs)
+    # a Gaussian output: the LGSSM's x_t is real-valued, as a frame of audio samples
+    model = model_from_config({"variant": variant, **model_kwargs}, "audio", lgssm.x_dim)
     opt = torch.optim.Adam(model.parameters(), lr=lr)
     data = torch.Generator().manual_seed(seed + 1)
     for _ in range(steps):

@@ -23,7 +23,7 @@ from .config import (
     check_values,
     merge_checked,
 )
-from .family import build_model
+from .family import model_from_config
 from .model import VRNN, StepTerms
 from .tbptt import CarriedState
 
@@ -105,9 +105,7 @@ class VRNNModule(L.LightningModule):
                 "run_config": None if run_config is None else _plain(run_config),
             }
         )
-        self.model: VRNN = build_model(
-            observation=observation, x_dim=self.x_dim, **OmegaConf.to_container(self.model_cfg)
-        )
+        self.model: VRNN = model_from_config(self.model_cfg, observation, self.x_dim)
         self.carried = CarriedState(self.optim_cfg.tbptt_reset_every)
         self.nonfinite_in_a_row = 0
         self.nonfinite_total = 0
@@ -372,7 +370,7 @@ class VRNNModule(L.LightningModule):
         """Under any Trainer (vrnn-fit's, a notebook's), a checkpoint says what x_t is, how the
         data was normalised, the run config and metrics (vrnn_lightning.checkpoint), when the
         data is a FramesDataModule; ``self.command`` (vrnn-fit sets it) goes to the model card."""
-        from .checkpoint import DESCRIPTION_KEY, describe_training
+        from .checkpoint_format import DESCRIPTION_KEY, describe_training
 
         trainer = self._attached_trainer()
         datamodule = trainer.datamodule if trainer is not None else None

@@ -98,7 +98,7 @@ def check_resume(cfg: DictConfig, ckpt_path: str) -> None:
     """ConfigError naming the first model key that differs from the checkpoint being resumed,
     before anything is written: resuming with another model.h_dim wrote the new config.yaml
     beside the old checkpoints, then failed with a size-mismatch traceback."""
-    from ..checkpoint import module_arguments
+    from ..checkpoint_format import module_arguments
 
     try:
         saved = torch.load(ckpt_path, map_location="cpu", weights_only=True, mmap=True)
